@@ -1,0 +1,109 @@
+# dm-cow: top-level build.  See README.md.
+#
+#   make            module (for KVER), cowd, cowctl, plugins, test helpers
+#   make check      every test: host unit tests, then the VM tests
+#   make demo       the demo, in a VM
+#   make install    install programs, plugins, module and manual pages
+
+KVER ?= $(shell scripts/kver 2>/dev/null)
+PREFIX ?= /usr/local
+DESTDIR ?=
+PLUGINDIR ?= $(PREFIX)/lib/dm-cow/plugins
+B := build
+
+CC ?= cc
+WARN := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wstrict-prototypes
+CFLAGS ?= -O2 -g
+CFLAGS += $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Idaemon -fPIC
+CFLAGS += -DCOW_PLUGIN_DIR='"$(PLUGINDIR)"'
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+DAEMON_COMMON := daemon/log.c daemon/proto.c daemon/plugin-loader.c daemon/blkdev.c daemon/store.c
+COWD_SRC := daemon/cowd.c daemon/server.c $(DAEMON_COMMON)
+COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
+PLUGINS := uml
+HELPERS := cow-pattern cow-hostile
+
+.PHONY: all module programs plugins helpers check unit-test vm-test demo install clean deps
+
+all: programs plugins helpers $(if $(KVER),module)
+
+deps:
+	scripts/install-deps
+
+programs: $(B)/bin/cowd $(B)/bin/cowctl
+plugins: $(PLUGINS:%=$(B)/plugins/%.so)
+helpers: $(HELPERS:%=$(B)/test-bin/%)
+
+$(B)/bin/cowd: $(COWD_SRC) $(wildcard daemon/*.h include/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $(COWD_SRC) -lev -ldevmapper -ldl
+
+$(B)/bin/cowctl: $(COWCTL_SRC) $(wildcard daemon/*.h include/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $(COWCTL_SRC) -ldevmapper -ldl
+
+$(B)/plugins/%.so: plugins/%.c $(wildcard include/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -shared -o $@ $<
+
+$(B)/test-bin/%: tests/helpers/%.c $(wildcard include/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $<
+
+# kbuild cannot build out of tree into another directory on 6.1, so each
+# kernel version gets a directory of links to the sources.
+KDIR := $(B)/kernel/$(KVER)
+module: $(KDIR)/dm-cow.ko
+$(KDIR)/dm-cow.ko: kernel/dm-cow.c kernel/Kbuild include/dm-cow-proto.h
+	@test -e /lib/modules/$(KVER)/build/Makefile || { echo "no headers for $(KVER): make deps" >&2; exit 1; }
+	@mkdir -p $(KDIR)/include
+	@ln -sf $(CURDIR)/kernel/dm-cow.c $(CURDIR)/kernel/Kbuild $(KDIR)/
+	@ln -sf $(CURDIR)/include/dm-cow-proto.h $(KDIR)/include/
+	$(MAKE) -C /lib/modules/$(KVER)/build M=$(CURDIR)/$(KDIR) W=1 modules 2>&1 | tee $(KDIR)/build.log
+	@! grep -q 'warning:' $(KDIR)/build.log || { echo "module build has warnings" >&2; exit 1; }
+
+# ---- tests ----------------------------------------------------------------
+UNIT_TESTS := test-proto test-uml test-cowctl-args
+UNIT_BIN := $(UNIT_TESTS:%=$(B)/unit/%)
+
+$(B)/unit/test-proto: tests/unit/test-proto.c daemon/proto.c daemon/log.c tests/unit/check.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
+
+$(B)/unit/test-uml: tests/unit/test-uml.c plugins/uml.c daemon/store.c daemon/log.c daemon/blkdev.c tests/unit/check.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -Itests/unit -DCOW_PLUGIN_STATIC -o $@ $(filter %.c,$^)
+
+$(B)/unit/test-cowctl-args: tests/unit/test-cowctl-args.c daemon/cowctl-args.c daemon/log.c tests/unit/check.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
+
+unit-test: $(UNIT_BIN)
+	tests/run-unit $(UNIT_BIN)
+
+vm-test: all
+	tests/run-vm
+
+check: deps
+	$(MAKE) all
+	$(MAKE) unit-test
+	$(MAKE) vm-test
+
+demo: deps
+	$(MAKE) all
+	scripts/demo
+
+install: programs plugins
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 755 $(B)/bin/cowd $(B)/bin/cowctl $(DESTDIR)$(PREFIX)/sbin/
+	install -m 644 $(PLUGINS:%=$(B)/plugins/%.so) $(DESTDIR)$(PLUGINDIR)/
+	install -m 644 man/cowd.8 man/cowctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	if [ -n "$(KVER)" ]; then \
+		$(MAKE) module && \
+		install -D -m 644 $(KDIR)/dm-cow.ko $(DESTDIR)/lib/modules/$(KVER)/updates/dm-cow.ko && \
+		{ [ -n "$(DESTDIR)" ] || depmod $(KVER); }; \
+	fi
+
+clean:
+	rm -rf $(B)

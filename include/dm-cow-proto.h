@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */
+/*
+ * dm-cow control-device protocol, shared by the kernel target and cowd.
+ *
+ * One character device per group, /dev/dm-cow/IDENT.  read() returns a batch
+ * of whole struct cow_msg (kernel -> daemon), write() takes a batch (daemon ->
+ * kernel); both sizes must be multiples of sizeof(struct cow_msg).  All
+ * fields are little-endian-on-the-host (the two ends always run on the same
+ * machine), with explicit widths and no implicit padding.
+ *
+ * Conversation:
+ *   open        kernel queues HELLO (geometry) as the first message to read
+ *   ATTACH      first message the daemon writes; carries its version and the
+ *               phase of its data area; nothing else is accepted before it
+ *   FAULT       kernel: a write hit this unmapped chunk; answer with MAP or
+ *               FAIL
+ *   MAP         daemon: the chunk lives at this CoW sector; the kernel copies
+ *               the base chunk there (unless MAP_DATA_VALID) and then lets
+ *               the queued bios through
+ *   READY       kernel: the chunk's data is in place at its CoW location and
+ *               bios now go there; the daemon may now commit the mapping
+ *   COMMIT      kernel: a flush or FUA write waits; commit every READY seen
+ *               so far and answer COMMITTED
+ *   COMMITTED   daemon: every READY with seq <= this one is durable (may be
+ *               sent unasked, e.g. by a commit timer)
+ *   LOAD        daemon: a mapping that already exists in the store (at
+ *               start-up); no copy, no READY needed
+ *   FAIL        daemon: this fault cannot be served (e.g. -ENOSPC); the
+ *               queued bios fail with that error
+ *
+ * When a daemon (re)attaches, the kernel sends FAULT again for every fault
+ * not answered yet, READY (flag READY_REPLAY) for every chunk in its remap
+ * tree, and COMMIT if anything is not known to be committed: a new daemon
+ * picks up where the old one stopped.
+ */
+#ifndef DM_COW_PROTO_H
+#define DM_COW_PROTO_H
+
+#ifdef __KERNEL__
+#include <linux/types.h>
+#else
+#include <stdint.h>
+typedef uint16_t __u16;
+typedef uint32_t __u32;
+typedef uint64_t __u64;
+typedef int32_t __s32;
+#endif
+
+#define COW_PROTO_VERSION 1
+
+/* Control devices live at COW_CTL_DIR "/" IDENT. */
+#define COW_CTL_DIR "/dev/dm-cow"
+#define COW_IDENT_MAX 64
+
+enum cow_msg_type {
+	/* kernel -> daemon */
+	COW_MSG_HELLO = 1,
+	COW_MSG_FAULT = 2,
+	COW_MSG_READY = 3,
+	COW_MSG_COMMIT = 4,
+	/* daemon -> kernel */
+	COW_MSG_ATTACH = 16,
+	COW_MSG_MAP = 17,
+	COW_MSG_COMMITTED = 18,
+	COW_MSG_LOAD = 19,
+	COW_MSG_FAIL = 20,
+};
+
+/* flags */
+#define COW_MAP_DATA_VALID 0x1 /* MAP: data already at the location, no copy */
+#define COW_READY_REPLAY 0x2   /* READY: resent to a newly attached daemon */
+
+struct cow_msg {
+	__u16 version; /* COW_PROTO_VERSION; checked on every message */
+	__u16 type;    /* enum cow_msg_type */
+	__u32 flags;   /* COW_MAP_*, COW_READY_* */
+	__s32 error;   /* FAIL: negative errno for the queued bios */
+	__u32 reserved; /* zero */
+	__u64 seq;     /* READY: commit sequence; COMMIT/COMMITTED: covers READY <= seq */
+	__u64 chunk;   /* chunk number (base sector / chunk_sectors) */
+	__u64 sector;  /* MAP/LOAD/READY: CoW-device sector of the chunk */
+	__u64 arg[3];  /* HELLO: see COW_HELLO_*; ATTACH: arg[0] = data phase */
+};
+
+/*
+ * HELLO: geometry of the group.
+ *   chunk   number of chunks (the last may be partial)
+ *   sector  size of the base device, in sectors
+ *   arg[0]  chunk size in sectors
+ *   arg[1]  size of the CoW device, in sectors, when the group was created
+ *   arg[2]  (base dev_t << 32) | cow dev_t, both in the kernel's
+ *           new_encode_dev() form: major = (d >> 8) & 0xfff,
+ *           minor = (d & 0xff) | ((d >> 12) & 0xfff00)
+ *
+ * ATTACH arg[0]: every CoW location the daemon hands out is congruent to
+ * this value modulo the chunk size (the offset of its data area); the kernel
+ * uses it to index CoW locations and refuse overlapping ones.
+ */
+
+static inline unsigned int cow_dev_major(__u32 d)
+{
+	return (d >> 8) & 0xfff;
+}
+
+static inline unsigned int cow_dev_minor(__u32 d)
+{
+	return (d & 0xff) | ((d >> 12) & 0xfff00);
+}
+
+#endif /* DM_COW_PROTO_H */
