@@ -12,7 +12,7 @@ PLUGINDIR ?= $(PREFIX)/lib/dm-cow/plugins
 B := build
 
 CC ?= cc
-WARN := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow -Wstrict-prototypes
+WARN := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation -Wshadow -Wstrict-prototypes
 CFLAGS ?= -O2 -g
 CFLAGS += $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Idaemon -fPIC
 CFLAGS += -DCOW_PLUGIN_DIR='"$(PLUGINDIR)"'
@@ -43,13 +43,13 @@ $(B)/bin/cowctl: $(COWCTL_SRC) $(wildcard daemon/*.h include/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $(COWCTL_SRC) -ldevmapper -ldl
 
-$(B)/plugins/%.so: plugins/%.c $(wildcard include/*.h)
+$(B)/plugins/%.so: plugins/%.c daemon/store.c $(wildcard include/*.h daemon/store.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -shared -o $@ $<
+	$(CC) $(CFLAGS) -shared -o $@ $< daemon/store.c
 
 $(B)/test-bin/%: tests/helpers/%.c $(wildcard include/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $<
+	$(CC) $(CFLAGS) -o $@ $< -lpthread
 
 # kbuild cannot build out of tree into another directory on 6.1, so each
 # kernel version gets a directory of links to the sources.
@@ -73,7 +73,7 @@ $(B)/unit/test-proto: tests/unit/test-proto.c daemon/proto.c daemon/log.c tests/
 
 $(B)/unit/test-uml: tests/unit/test-uml.c plugins/uml.c daemon/store.c daemon/log.c daemon/blkdev.c tests/unit/check.h
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SAN) -Itests/unit -DCOW_PLUGIN_STATIC -o $@ $(filter %.c,$^)
+	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
 $(B)/unit/test-cowctl-args: tests/unit/test-cowctl-args.c daemon/cowctl-args.c daemon/log.c tests/unit/check.h
 	@mkdir -p $(@D)

@@ -36,15 +36,7 @@
 #ifndef DM_COW_PROTO_H
 #define DM_COW_PROTO_H
 
-#ifdef __KERNEL__
 #include <linux/types.h>
-#else
-#include <stdint.h>
-typedef uint16_t __u16;
-typedef uint32_t __u32;
-typedef uint64_t __u64;
-typedef int32_t __s32;
-#endif
 
 #define COW_PROTO_VERSION 1
 

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Finding and sizing block devices and files. */
+#ifndef COW_BLKDEV_H
+#define COW_BLKDEV_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Size in bytes of a block device or regular file open on @fd. */
+int fd_size(int fd, uint64_t *bytes, int *is_file);
+
+/* Open the block device MAJ:MIN; its path goes to @path. */
+int open_devt(unsigned int major, unsigned int minor, int flags, char *path, size_t len);
+
+/*
+ * The file behind loop device MAJ:MIN, if it is one (0), else -ENOENT.
+ */
+int loop_backing_file(unsigned int major, unsigned int minor, char *path, size_t len);
+
+#endif

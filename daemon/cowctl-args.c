@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cowctl-args.h"
+#include "dm-cow-proto.h"
+
+static int fail(struct cowctl_args *a, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(a->error, sizeof(a->error), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int parse_size(const char *s, uint64_t *bytes)
+{
+	unsigned long long v;
+	uint64_t mult = 1;
+	char *end;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	if (!strcasecmp(end, "") || !strcasecmp(end, "b"))
+		mult = 1;
+	else if (!strcasecmp(end, "k") || !strcasecmp(end, "kib") || !strcasecmp(end, "kb"))
+		mult = 1ULL << 10;
+	else if (!strcasecmp(end, "m") || !strcasecmp(end, "mib") || !strcasecmp(end, "mb"))
+		mult = 1ULL << 20;
+	else if (!strcasecmp(end, "g") || !strcasecmp(end, "gib") || !strcasecmp(end, "gb"))
+		mult = 1ULL << 30;
+	else
+		return -1;
+	if (v > UINT64_MAX / mult)
+		return -1;
+	*bytes = v * mult;
+	return 0;
+}
+
+int name_valid(const char *name)
+{
+	size_t i, len = strlen(name);
+
+	if (!len || len > COW_IDENT_MAX || name[0] == '.' || name[0] == '-')
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!isalnum((unsigned char)name[i]) && !strchr("._-", name[i]))
+			return 0;
+	return 1;
+}
+
+static const struct {
+	const char *name;
+	enum cowctl_cmd cmd;
+	int nargs; /* positional arguments after the command */
+} commands[] = {
+	{ "create", CMD_CREATE, 3 },
+	{ "remove", CMD_REMOVE, 1 },
+	{ "status", CMD_STATUS, 1 },
+	{ "list", CMD_LIST, 0 },
+	{ "help", CMD_HELP, 0 },
+};
+
+/* An option with a value: "--opt VALUE" or "--opt=VALUE". */
+static const char *option_value(int argc, char **argv, int *i, const char *opt)
+{
+	size_t len = strlen(opt);
+
+	if (!strncmp(argv[*i], opt, len) && argv[*i][len] == '=')
+		return argv[*i] + len + 1;
+	if (!strcmp(argv[*i], opt) && *i + 1 < argc)
+		return argv[++*i];
+	return NULL;
+}
+
+int cowctl_parse(int argc, char **argv, struct cowctl_args *a)
+{
+	const char *pos[3];
+	int npos = 0, nargs = -1, i;
+	size_t c;
+
+	memset(a, 0, sizeof(*a));
+	a->cmd = CMD_HELP;
+	a->chunk_bytes = COWCTL_DEFAULT_CHUNK;
+	if (argc < 2)
+		return fail(a, "no command given");
+	for (c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
+		if (!strcmp(argv[1], commands[c].name)) {
+			a->cmd = commands[c].cmd;
+			nargs = commands[c].nargs;
+		}
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))
+		return 0;
+	if (nargs < 0)
+		return fail(a, "unknown command '%s'", argv[1]);
+
+	for (i = 2; i < argc; i++) {
+		const char *arg = argv[i], *v;
+
+		if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+			a->cmd = CMD_HELP;
+			return 0;
+		} else if (!strcmp(arg, "--json") && a->cmd == CMD_STATUS) {
+			a->json = 1;
+		} else if (a->cmd == CMD_CREATE && !strncmp(arg, "--chunk", 7)) {
+			v = option_value(argc, argv, &i, "--chunk");
+			if (!v)
+				return fail(a, "--chunk needs a size, e.g. --chunk 64k");
+			if (parse_size(v, &a->chunk_bytes))
+				return fail(a, "bad chunk size '%s'", v);
+			if (a->chunk_bytes < 4096 || a->chunk_bytes > (1ULL << 30) ||
+			    (a->chunk_bytes & (a->chunk_bytes - 1)))
+				return fail(a, "chunk size must be a power of two from 4k to 1G, not '%s'", v);
+		} else if (a->cmd == CMD_CREATE && !strncmp(arg, "--format", 8)) {
+			v = option_value(argc, argv, &i, "--format");
+			if (!v || !*v)
+				return fail(a, "--format needs a name, e.g. --format uml");
+			a->format = v;
+		} else if (arg[0] == '-' && arg[1]) {
+			return fail(a, "unknown option '%s' for %s", arg, argv[1]);
+		} else {
+			if (npos == nargs)
+				return fail(a, "too many arguments for %s", argv[1]);
+			pos[npos++] = arg;
+		}
+	}
+	if (npos < nargs)
+		return fail(a, "%s needs %d argument%s", argv[1], nargs, nargs > 1 ? "s" : "");
+	if (nargs >= 1) {
+		a->name = pos[0];
+		if (!name_valid(a->name))
+			return fail(a, "bad name '%s': use 1-64 letters, digits, '.', '_' or '-'", a->name);
+	}
+	if (nargs == 3) {
+		a->base = pos[1];
+		a->cow = pos[2];
+	}
+	return 0;
+}

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* cowctl's command line, parsed without global state (unit-tested). */
+#ifndef COWCTL_ARGS_H
+#define COWCTL_ARGS_H
+
+#include <stdint.h>
+
+#define COWCTL_DEFAULT_CHUNK (64 * 1024)
+
+enum cowctl_cmd {
+	CMD_HELP,
+	CMD_CREATE,
+	CMD_REMOVE,
+	CMD_STATUS,
+	CMD_LIST,
+};
+
+struct cowctl_args {
+	enum cowctl_cmd cmd;
+	const char *name;
+	const char *base;
+	const char *cow;
+	uint64_t chunk_bytes;
+	const char *format;
+	int json;
+	char error[256];
+};
+
+/* 0 on success; else -1 and a->error says what is wrong. */
+int cowctl_parse(int argc, char **argv, struct cowctl_args *a);
+
+/* "4096", "64k", "64KiB", "1M", "1MiB", "2G": bytes.  0 or -1. */
+int parse_size(const char *s, uint64_t *bytes);
+
+/* A valid device/group name: 1-64 of [A-Za-z0-9._-], not starting with . or -. */
+int name_valid(const char *name);
+
+#endif

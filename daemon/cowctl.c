@@ -1,0 +1,438 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * cowctl: create, remove and inspect dm-cow devices.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "blkdev.h"
+#include "cowctl-args.h"
+#include "dmdev.h"
+#include "log.h"
+#include "loopdev.h"
+#include "plugin-loader.h"
+#include "store.h"
+
+#define RUN_DIR "/run/dm-cow"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: cowctl COMMAND [ARGS]\n"
+		"\n"
+		"  create NAME BASE COW [--chunk SIZE] [--format FMT]\n"
+		"        make /dev/mapper/NAME: BASE read-only under a private CoW store.\n"
+		"        Files are attached to loop devices; a missing COW file is created\n"
+		"        (format uml).  SIZE: power of two from 4k (default 64k).  Starts cowd.\n"
+		"  remove NAME        flush, remove the device, stop its daemon\n"
+		"  status NAME [--json]\n"
+		"                     counters of the device's group, in words\n"
+		"  list               the dm-cow devices\n"
+		"\n"
+		"Exit status: 0 success, 1 failure, 2 bad usage.\n");
+}
+
+/* The directory this program lives in, for finding cowd and the module. */
+static void self_dir(char *dir, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", dir, len - 1);
+	char *slash;
+
+	if (n <= 0) {
+		snprintf(dir, len, ".");
+		return;
+	}
+	dir[n] = 0;
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+}
+
+static int run(char *const argv[])
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	if (waitpid(pid, &status, 0) < 0)
+		return -errno;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static int module_loaded(void)
+{
+	struct stat st;
+
+	return stat("/sys/module/dm_cow", &st) == 0;
+}
+
+static int load_module(void)
+{
+	char dir[PATH_MAX], ko[PATH_MAX + 64];
+	char *modprobe[] = { "modprobe", "-q", "dm-cow", NULL };
+	char *dm_mod[] = { "modprobe", "-q", "dm-mod", NULL };
+	char *insmod[] = { "insmod", ko, NULL };
+	char release[128];
+	FILE *f;
+
+	if (module_loaded())
+		return 0;
+	if (run(modprobe) == 0 && module_loaded())
+		return 0;
+	/* Running from the build tree: the module built for this kernel. */
+	f = fopen("/proc/sys/kernel/osrelease", "re");
+	if (!f || !fgets(release, sizeof(release), f)) {
+		if (f)
+			fclose(f);
+		return -ENOENT;
+	}
+	fclose(f);
+	release[strcspn(release, "\n")] = 0;
+	self_dir(dir, sizeof(dir));
+	snprintf(ko, sizeof(ko), "%s/../kernel/%s/dm-cow.ko", dir, release);
+	run(dm_mod);
+	if (access(ko, R_OK) == 0 && run(insmod) == 0 && module_loaded())
+		return 0;
+	log_err("cannot load the dm-cow module (modprobe dm-cow failed; run make install?)");
+	return -ENOENT;
+}
+
+/*
+ * A block device or a file for @path; files get a loop device.  Returns an
+ * fd that keeps a loop device alive (or -1 for a block device) in *keep.
+ */
+static int attach(const char *path, int read_only, dev_t *dev, uint64_t *size, int *keep)
+{
+	char loop[64];
+	struct stat st;
+	int fd, r;
+
+	*keep = -1;
+	if (stat(path, &st) < 0) {
+		log_err("%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (S_ISREG(st.st_mode)) {
+		fd = loop_attach(path, read_only, loop, sizeof(loop));
+		if (fd < 0) {
+			log_err("%s: cannot attach a loop device: %s", path, strerror(-fd));
+			return fd;
+		}
+		*keep = fd;
+	} else if (S_ISBLK(st.st_mode)) {
+		fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+		if (fd < 0) {
+			log_err("%s: %s", path, strerror(errno));
+			return -errno;
+		}
+	} else {
+		log_err("%s: neither a file nor a block device", path);
+		return -EINVAL;
+	}
+	if (fstat(fd, &st) < 0 || (r = fd_size(fd, size, NULL)) < 0) {
+		r = -errno;
+		log_err("%s: cannot get its size", path);
+		close(fd);
+		*keep = -1;
+		return r ? r : -EIO;
+	}
+	*dev = st.st_rdev;
+	if (*keep < 0)
+		close(fd);
+	return 0;
+}
+
+/* The original UML behaviour: asking for a COW file that is missing makes it. */
+static int create_cow_file(const struct cowctl_args *a, uint64_t chunk_sectors)
+{
+	struct plugin_set set;
+	struct cow_store s = { .base_fd = -1, .cow_fd = -1, .cow_is_file = 1 };
+	const struct cow_plugin *p;
+	char base_abs[PATH_MAX];
+	int created, r;
+
+	if (!realpath(a->base, base_abs)) {
+		log_err("%s: %s", a->base, strerror(errno));
+		return -errno;
+	}
+	s.base_fd = open(base_abs, O_RDONLY | O_CLOEXEC);
+	if (s.base_fd < 0 || fd_size(s.base_fd, &s.base_size, NULL)) {
+		log_err("%s: %s", a->base, strerror(errno));
+		return -errno;
+	}
+	s.cow_fd = open(a->cow, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (s.cow_fd < 0) {
+		r = -errno;
+		log_err("%s: cannot create: %s", a->cow, strerror(errno));
+		close(s.base_fd);
+		return r;
+	}
+	s.base_name = base_abs;
+	s.chunk_sectors = (uint32_t)chunk_sectors;
+	r = plugins_load(&set, NULL);
+	if (r <= 0) {
+		log_err("no store plugins in %s", set.dir);
+		r = -ENOENT;
+	} else {
+		r = store_open(&set, &s, a->format, &p, &created);
+		if (r)
+			log_err("%s: %s", a->cow, s.error);
+		else
+			p->close(&s);
+		plugins_unload(&set);
+	}
+	close(s.base_fd);
+	close(s.cow_fd);
+	if (r)
+		unlink(a->cow);
+	return r;
+}
+
+static int start_daemon(const char *name)
+{
+	char dir[PATH_MAX], cowd[PATH_MAX + 16], pidfile[128], logfile[128];
+	char *argv[] = { cowd, "--pidfile", pidfile, "--log-file", logfile, (char *)name, NULL };
+
+	self_dir(dir, sizeof(dir));
+	snprintf(cowd, sizeof(cowd), "%s/cowd", dir);
+	if (access(cowd, X_OK))
+		snprintf(cowd, sizeof(cowd), "cowd");
+	mkdir(RUN_DIR, 0700);
+	snprintf(pidfile, sizeof(pidfile), RUN_DIR "/%s.pid", name);
+	snprintf(logfile, sizeof(logfile), RUN_DIR "/%s.log", name);
+	return run(argv);
+}
+
+static int cmd_create(const struct cowctl_args *a)
+{
+	uint64_t chunk_sectors = a->chunk_bytes / COW_SECTOR, base_size, cow_size;
+	int base_keep = -1, cow_keep = -1, r;
+	char params[256];
+	dev_t base_dev, cow_dev;
+	struct stat st;
+
+	if (dmdev_exists(a->name)) {
+		log_err("%s: a device-mapper device of that name exists", a->name);
+		return 1;
+	}
+	if (load_module())
+		return 1;
+	if (stat(a->cow, &st) < 0) {
+		if (errno != ENOENT) {
+			log_err("%s: %s", a->cow, strerror(errno));
+			return 1;
+		}
+		if (create_cow_file(a, chunk_sectors))
+			return 1;
+	}
+	if (attach(a->base, 1, &base_dev, &base_size, &base_keep))
+		return 1;
+	if (attach(a->cow, 0, &cow_dev, &cow_size, &cow_keep)) {
+		r = 1;
+		goto out;
+	}
+	if (base_dev == cow_dev) {
+		log_err("the base and the CoW store are the same device");
+		r = 1;
+		goto out;
+	}
+	if (base_size < COW_SECTOR) {
+		log_err("%s: smaller than one sector", a->base);
+		r = 1;
+		goto out;
+	}
+	snprintf(params, sizeof(params), "%s %u:%u %u:%u %llu", a->name, major(base_dev),
+		 minor(base_dev), major(cow_dev), minor(cow_dev),
+		 (unsigned long long)chunk_sectors);
+	if (dmdev_create(a->name, base_size / COW_SECTOR, "cow", params)) {
+		log_err("%s: the kernel refused the table 'cow %s' (see dmesg)", a->name, params);
+		r = 1;
+		goto out;
+	}
+	if (start_daemon(a->name)) {
+		log_err("%s: cowd could not serve the device; removing it", a->name);
+		dmdev_remove(a->name);
+		r = 1;
+		goto out;
+	}
+	printf("/dev/mapper/%s\n", a->name);
+	r = 0;
+out:
+	/* The dm table holds the loop devices now; autoclear does the rest. */
+	if (base_keep >= 0)
+		close(base_keep);
+	if (cow_keep >= 0)
+		close(cow_keep);
+	return r;
+}
+
+static pid_t daemon_pid(const char *name)
+{
+	char pidfile[128];
+	FILE *f;
+	int pid = 0;
+
+	snprintf(pidfile, sizeof(pidfile), RUN_DIR "/%s.pid", name);
+	f = fopen(pidfile, "re");
+	if (!f)
+		return 0;
+	if (fscanf(f, "%d", &pid) != 1 || pid <= 0 || kill(pid, 0) < 0)
+		pid = 0;
+	fclose(f);
+	return pid;
+}
+
+static int cmd_remove(const struct cowctl_args *a)
+{
+	char path[128];
+	pid_t pid;
+	int fd, i;
+
+	if (!dmdev_exists(a->name)) {
+		log_err("%s: no such device", a->name);
+		return 1;
+	}
+	/* Flush: the daemon commits every mapping before the table goes. */
+	snprintf(path, sizeof(path), "/dev/mapper/%s", a->name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (fsync(fd) < 0)
+			log_warn("%s: flush failed: %s", a->name, strerror(errno));
+		close(fd);
+	}
+	pid = daemon_pid(a->name);
+	if (dmdev_remove(a->name)) {
+		log_err("%s: cannot remove the device (still open or mounted?)", a->name);
+		return 1;
+	}
+	/* cowd sees its group go, commits and exits. */
+	for (i = 0; pid && i < 300 && kill(pid, 0) == 0; i++)
+		usleep(100000);
+	if (pid && kill(pid, 0) == 0) {
+		log_warn("%s: cowd (pid %d) did not exit; stopping it", a->name, (int)pid);
+		kill(pid, SIGTERM);
+	}
+	return 0;
+}
+
+struct status_fields {
+	unsigned long long mapped, pending, copying, commits, rejected, copy_errors, failed;
+	char daemon[32];
+};
+
+static void parse_status(const char *params, struct status_fields *f)
+{
+	char buf[512], *tok, *save = NULL;
+
+	memset(f, 0, sizeof(*f));
+	snprintf(buf, sizeof(buf), "%s", params);
+	for (tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+		char *eq = strchr(tok, '=');
+		unsigned long long v;
+
+		if (!eq)
+			continue;
+		*eq++ = 0;
+		v = strtoull(eq, NULL, 10);
+		if (!strcmp(tok, "mapped")) f->mapped = v;
+		else if (!strcmp(tok, "pending")) f->pending = v;
+		else if (!strcmp(tok, "copying")) f->copying = v;
+		else if (!strcmp(tok, "commits")) f->commits = v;
+		else if (!strcmp(tok, "rejected")) f->rejected = v;
+		else if (!strcmp(tok, "copy_errors")) f->copy_errors = v;
+		else if (!strcmp(tok, "failed")) f->failed = v;
+		else if (!strcmp(tok, "daemon")) snprintf(f->daemon, sizeof(f->daemon), "%s", eq);
+	}
+}
+
+static int cmd_status(const struct cowctl_args *a)
+{
+	char status[512], table[512], ident[80], base[32], cow[32];
+	unsigned long long chunk = 0;
+	struct status_fields f;
+	pid_t pid;
+
+	if (dmdev_target_params(a->name, 0, "cow", status, sizeof(status)) ||
+	    dmdev_target_params(a->name, 1, "cow", table, sizeof(table))) {
+		log_err("%s: no dm-cow device of that name", a->name);
+		return 1;
+	}
+	if (sscanf(table, "%79s %31s %31s %llu", ident, base, cow, &chunk) != 4) {
+		log_err("%s: cannot read its table", a->name);
+		return 1;
+	}
+	parse_status(status, &f);
+	pid = daemon_pid(ident);
+	if (a->json) {
+		printf("{\"name\": \"%s\", \"ident\": \"%s\", \"base\": \"%s\", \"cow\": \"%s\", "
+		       "\"chunk_bytes\": %llu, \"chunks_mapped\": %llu, \"pending_faults\": %llu, "
+		       "\"copies_in_flight\": %llu, \"commits\": %llu, \"daemon\": \"%s\", "
+		       "\"daemon_pid\": %d, \"rejected_messages\": %llu, \"copy_errors\": %llu, "
+		       "\"failed_faults\": %llu}\n",
+		       a->name, ident, base, cow, chunk * COW_SECTOR, f.mapped, f.pending,
+		       f.copying, f.commits, f.daemon, (int)pid, f.rejected, f.copy_errors,
+		       f.failed);
+		return 0;
+	}
+	printf("%s: dm-cow device /dev/mapper/%s (group %s)\n", a->name, a->name, ident);
+	printf("  base device:       %s (read only)\n", base);
+	printf("  CoW device:        %s\n", cow);
+	printf("  chunk size:        %llu KiB\n", chunk * COW_SECTOR / 1024);
+	printf("  chunks mapped:     %llu (%llu KiB)\n", f.mapped, f.mapped * chunk / 2);
+	printf("  pending faults:    %llu\n", f.pending);
+	printf("  copies in flight:  %llu\n", f.copying);
+	printf("  commits:           %llu\n", f.commits);
+	if (pid)
+		printf("  daemon:            %s (pid %d)\n", f.daemon, (int)pid);
+	else
+		printf("  daemon:            %s\n", f.daemon);
+	printf("  rejected messages: %llu\n", f.rejected);
+	if (f.copy_errors || f.failed)
+		printf("  errors:            %llu failed copies, %llu refused faults\n",
+		       f.copy_errors, f.failed);
+	return 0;
+}
+
+static void print_name(const char *name, void *ctx)
+{
+	printf("%s\n", name);
+}
+
+int main(int argc, char **argv)
+{
+	struct cowctl_args a;
+
+	log_init("cowctl", 0, 0);
+	if (cowctl_parse(argc, argv, &a)) {
+		fprintf(stderr, "cowctl: %s (see cowctl --help)\n", a.error);
+		return 2;
+	}
+	switch (a.cmd) {
+	case CMD_HELP:
+		usage(stdout);
+		return 0;
+	case CMD_CREATE:
+		return cmd_create(&a);
+	case CMD_REMOVE:
+		return cmd_remove(&a);
+	case CMD_STATUS:
+		return cmd_status(&a);
+	case CMD_LIST:
+		return dmdev_list("cow", print_name, NULL) ? 1 : 0;
+	}
+	return 2;
+}

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * cowd: the dm-cow allocation daemon.  Serves one group (IDENT): answers the
+ * kernel's faults through a store-format plugin and commits its metadata.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server.h"
+
+#define COWD_VERSION "0.1"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: cowd [options] IDENT\n"
+		"\n"
+		"Serve the dm-cow group IDENT (the <ident> of its cow table lines):\n"
+		"answer first writes through the store's plugin and commit its metadata.\n"
+		"The geometry and devices come from the kernel; the store format from\n"
+		"its magic.  A blank store is created in the default format.\n"
+		"\n"
+		"  -f, --foreground         stay in the foreground, log to stderr\n"
+		"      --syslog             log to syslog (default when in the background)\n"
+		"      --log-file FILE      append the log to FILE instead\n"
+		"      --pidfile FILE       write the daemon's pid to FILE\n"
+		"      --format NAME        format for a blank store (default %s)\n"
+		"      --plugin-dir DIR     load store plugins from DIR\n"
+		"      --commit-interval S  commit at least every S seconds (default 1)\n"
+		"  -v, --verbose            log every decision\n"
+		"  -V, --version            print the version\n"
+		"  -h, --help               this text\n",
+		COW_DEFAULT_FORMAT);
+}
+
+static int daemonize(const char *log_file)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid < 0)
+		return -errno;
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	if (chdir("/") < 0)
+		return -errno;
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		if (!log_file)
+			dup2(fd, 2);
+		close(fd);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "syslog", no_argument, NULL, 's' },
+		{ "log-file", required_argument, NULL, 'l' },
+		{ "pidfile", required_argument, NULL, 'p' },
+		{ "format", required_argument, NULL, 'F' },
+		{ "plugin-dir", required_argument, NULL, 'P' },
+		{ "commit-interval", required_argument, NULL, 'c' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct cowd d = { .commit_interval = 1.0, .ctl_fd = -1 };
+	const char *log_file = NULL, *pidfile = NULL;
+	int foreground = 0, use_syslog = 0, verbose = 0, c, r;
+	char *end;
+
+	while ((c = getopt_long(argc, argv, "fvVh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f': foreground = 1; break;
+		case 's': use_syslog = 1; break;
+		case 'l': log_file = optarg; break;
+		case 'p': pidfile = optarg; break;
+		case 'F': d.format = optarg; break;
+		case 'P': d.plugin_dir = optarg; break;
+		case 'c':
+			d.commit_interval = strtod(optarg, &end);
+			if (*end || d.commit_interval <= 0 || d.commit_interval > 3600) {
+				fprintf(stderr, "cowd: --commit-interval wants seconds in (0, 3600]\n");
+				return 2;
+			}
+			break;
+		case 'v': verbose = 1; break;
+		case 'V': printf("cowd %s (protocol %u, plugin API %u)\n", COWD_VERSION,
+				 COW_PROTO_VERSION, COW_PLUGIN_API_VERSION);
+			return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return 2;
+	}
+	d.ident = argv[optind];
+	/* Start-up errors go to the caller's stderr, whatever comes later. */
+	log_init("cowd", use_syslog, verbose);
+	r = cowd_start(&d);
+	if (r) {
+		cowd_cleanup(&d);
+		return 1;
+	}
+	if (!foreground && daemonize(log_file)) {
+		log_err("%s: cannot go to the background", d.ident);
+		cowd_cleanup(&d);
+		return 1;
+	}
+	if (log_file) {
+		int fd = open(log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+
+		if (fd >= 0) {
+			dup2(fd, 2);
+			close(fd);
+		}
+	}
+	log_init("cowd", use_syslog || (!foreground && !log_file), verbose);
+	if (pidfile) {
+		FILE *f = fopen(pidfile, "we");
+
+		if (f) {
+			fprintf(f, "%d\n", (int)getpid());
+			fclose(f);
+		}
+	}
+	r = cowd_run(&d);
+	log_info("%s: exiting after %llu commits", d.ident, (unsigned long long)d.nr_commits);
+	cowd_cleanup(&d);
+	if (pidfile)
+		unlink(pidfile);
+	return r;
+}

@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include <errno.h>
+#include <libdevmapper.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dmdev.h"
+
+static int run_task(struct dm_task *dmt, int udev_sync)
+{
+	uint32_t cookie = 0;
+	int ok;
+
+	if (udev_sync && !dm_task_set_cookie(dmt, &cookie, 0)) {
+		dm_task_destroy(dmt);
+		return -EIO;
+	}
+	ok = dm_task_run(dmt);
+	if (udev_sync)
+		dm_udev_wait(cookie);
+	dm_task_destroy(dmt);
+	return ok ? 0 : -EIO;
+}
+
+int dmdev_exists(const char *name)
+{
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_INFO);
+	struct dm_info info;
+	int exists = 0;
+
+	if (!dmt)
+		return 0;
+	if (dm_task_set_name(dmt, name) && dm_task_run(dmt) && dm_task_get_info(dmt, &info))
+		exists = info.exists;
+	dm_task_destroy(dmt);
+	return exists;
+}
+
+int dmdev_create(const char *name, uint64_t sectors, const char *target, const char *params)
+{
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_CREATE);
+
+	if (!dmt)
+		return -ENOMEM;
+	if (!dm_task_set_name(dmt, name) ||
+	    !dm_task_add_target(dmt, 0, sectors, target, params)) {
+		dm_task_destroy(dmt);
+		return -EINVAL;
+	}
+	return run_task(dmt, 1);
+}
+
+int dmdev_remove(const char *name)
+{
+	int tries, r = -EIO;
+
+	/* udev or blkid may hold the device for a moment after a close. */
+	for (tries = 0; tries < 20; tries++) {
+		struct dm_task *dmt = dm_task_create(DM_DEVICE_REMOVE);
+
+		if (!dmt)
+			return -ENOMEM;
+		if (!dm_task_set_name(dmt, name)) {
+			dm_task_destroy(dmt);
+			return -EINVAL;
+		}
+		if (tries == 0)
+			dm_task_retry_remove(dmt);
+		r = run_task(dmt, 1);
+		if (!r || !dmdev_exists(name))
+			return 0;
+		usleep(100000);
+	}
+	return r;
+}
+
+int dmdev_target_params(const char *name, int table, const char *target, char *params,
+			size_t len)
+{
+	struct dm_task *dmt = dm_task_create(table ? DM_DEVICE_TABLE : DM_DEVICE_STATUS);
+	uint64_t start, length;
+	char *type, *p;
+	void *next = NULL;
+	int r = -ENOENT;
+
+	if (!dmt)
+		return -ENOMEM;
+	if (!dm_task_set_name(dmt, name) || !dm_task_run(dmt)) {
+		dm_task_destroy(dmt);
+		return -ENODEV;
+	}
+	do {
+		next = dm_get_next_target(dmt, next, &start, &length, &type, &p);
+		if (type && !strcmp(type, target)) {
+			snprintf(params, len, "%s", p ? p : "");
+			r = 0;
+			break;
+		}
+	} while (next);
+	dm_task_destroy(dmt);
+	return r;
+}
+
+int dmdev_list(const char *target, void (*fn)(const char *name, void *ctx), void *ctx)
+{
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_LIST);
+	struct dm_names *names;
+	unsigned int next = 0;
+	char params[512];
+
+	if (!dmt)
+		return -ENOMEM;
+	if (!dm_task_run(dmt) || !(names = dm_task_get_names(dmt))) {
+		dm_task_destroy(dmt);
+		return -EIO;
+	}
+	if (names->dev) {
+		do {
+			names = (struct dm_names *)((char *)names + next);
+			if (!dmdev_target_params(names->name, 1, target, params, sizeof(params)))
+				fn(names->name, ctx);
+			next = names->next;
+		} while (next);
+	}
+	dm_task_destroy(dmt);
+	return 0;
+}

@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* The few libdevmapper operations cowctl needs. */
+#ifndef COW_DMDEV_H
+#define COW_DMDEV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+int dmdev_exists(const char *name);
+/* Create and resume NAME with one target. */
+int dmdev_create(const char *name, uint64_t sectors, const char *target, const char *params);
+int dmdev_remove(const char *name);
+/* Params of the first target of type @target in the STATUS or TABLE of NAME. */
+int dmdev_target_params(const char *name, int table, const char *target, char *params,
+			size_t len);
+/* Call @fn for every dm device that has a target of type @target. */
+int dmdev_list(const char *target, void (*fn)(const char *name, void *ctx), void *ctx);
+
+#endif

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Loading store-format plugins and choosing one for a store. */
+#ifndef COW_PLUGIN_LOADER_H
+#define COW_PLUGIN_LOADER_H
+
+#include "cow-plugin.h"
+
+#define COW_MAX_PLUGINS 32
+#define COW_DEFAULT_FORMAT "uml"
+
+struct plugin_set {
+	const struct cow_plugin *plugin[COW_MAX_PLUGINS];
+	void *handle[COW_MAX_PLUGINS];
+	int n;
+	char dir[4096];
+};
+
+/* Load every *.so in @dir (NULL: $COWD_PLUGIN_DIR, the build tree, or the
+ * installed directory).  Returns the number loaded or a negative errno. */
+int plugins_load(struct plugin_set *set, const char *dir);
+void plugins_unload(struct plugin_set *set);
+const struct cow_plugin *plugins_find(const struct plugin_set *set, const char *name);
+
+/*
+ * Open the store on s->cow_fd: probe its format, or create it with
+ * @format (or the default) when it is blank.  On success *plugin is the
+ * store's plugin and the store is open.  On failure s->error says why.
+ */
+int store_open(const struct plugin_set *set, struct cow_store *s, const char *format,
+	       const struct cow_plugin **plugin, int *created);
+
+#endif

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Building and checking control-device messages (include/dm-cow-proto.h). */
+#ifndef COW_PROTO_CODEC_H
+#define COW_PROTO_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dm-cow-proto.h"
+
+struct cow_geometry {
+	uint64_t nr_chunks;
+	uint64_t base_sectors;
+	uint32_t chunk_sectors;
+	uint64_t cow_sectors;
+	uint32_t base_dev; /* new_encode_dev() form */
+	uint32_t cow_dev;
+};
+
+struct cow_msg cow_msg_attach(uint64_t phase);
+struct cow_msg cow_msg_map(uint64_t chunk, uint64_t sector, int data_valid);
+struct cow_msg cow_msg_load(uint64_t chunk, uint64_t sector);
+struct cow_msg cow_msg_fail(uint64_t chunk, int error);
+struct cow_msg cow_msg_committed(uint64_t seq);
+
+/*
+ * Check a message read from the kernel: 0 if it is well formed, else a
+ * negative errno and a reason in @why.
+ */
+int cow_msg_check_incoming(const struct cow_msg *m, const char **why);
+
+/* Decode a HELLO; returns -EINVAL if @m is not a sound one. */
+int cow_msg_hello_decode(const struct cow_msg *m, struct cow_geometry *g);
+
+/* One-line description for logs. */
+const char *cow_msg_type_name(uint16_t type);
+int cow_msg_describe(const struct cow_msg *m, char *buf, size_t len);
+
+#endif

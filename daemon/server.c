@@ -1,0 +1,401 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * cowd's event loop: one control device, one plugin, one commit timer.
+ *
+ * Commit rule (the contract with the kernel): a COMMITTED(seq) is sent only
+ * after (1) the CoW device was flushed, so the data of every READY chunk is
+ * durable, and (2) the plugin wrote and flushed the metadata recording every
+ * READY with sequence <= seq.  Many READYs, one metadata write.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "blkdev.h"
+#include "log.h"
+#include "server.h"
+#include "store.h"
+
+#define READ_BATCH 256
+
+static int ctl_send(struct cowd *d, const struct cow_msg *msgs, size_t n, int quiet_busy)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		ssize_t w = write(d->ctl_fd, msgs + i, (n - i) * sizeof(*msgs));
+		char desc[160];
+
+		if (w > 0) {
+			i += (size_t)w / sizeof(*msgs);
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == ENODEV)
+			return -ENODEV;
+		/* The kernel refused msgs[i]: say so and go on with the rest. */
+		if (!(quiet_busy && errno == EBUSY)) {
+			cow_msg_describe(&msgs[i], desc, sizeof(desc));
+			log_warn("%s: kernel refused %s: %s", d->ident, desc, strerror(errno));
+		}
+		i++;
+	}
+	return 0;
+}
+
+static int queue_answer(struct cowd *d, struct cow_msg m)
+{
+	if (d->nout == d->maxout) {
+		size_t max = d->maxout ? d->maxout * 2 : READ_BATCH;
+		struct cow_msg *out = realloc(d->out, max * sizeof(*out));
+
+		if (!out)
+			return -ENOMEM;
+		d->out = out;
+		d->maxout = max;
+	}
+	d->out[d->nout++] = m;
+	return 0;
+}
+
+static int flush_answers(struct cowd *d)
+{
+	int r = ctl_send(d, d->out, d->nout, 0);
+
+	d->nout = 0;
+	return r;
+}
+
+/* Make every READY seen so far durable; see the commit rule above. */
+static int commit(struct cowd *d)
+{
+	int r;
+
+	if (d->dirty) {
+		if (fdatasync(d->store.cow_fd) < 0) {
+			log_err("%s: cannot flush the CoW device: %s", d->ident, strerror(errno));
+			return -errno;
+		}
+		r = d->plugin->commit(&d->store);
+		if (r) {
+			log_err("%s: commit failed: %s", d->ident, d->store.error);
+			return r;
+		}
+		d->dirty = 0;
+		d->nr_commits++;
+	}
+	d->committed = d->ready_seen;
+	return queue_answer(d, cow_msg_committed(d->committed));
+}
+
+static int handle_fault(struct cowd *d, const struct cow_msg *m)
+{
+	uint64_t sector;
+	int valid = 0, r;
+
+	r = d->plugin->locate(&d->store, m->chunk, &sector, &valid);
+	if (r) {
+		log_err("%s: no place for chunk %llu: %s", d->ident,
+			(unsigned long long)m->chunk, d->store.error);
+		return queue_answer(d, cow_msg_fail(m->chunk, r));
+	}
+	return queue_answer(d, cow_msg_map(m->chunk, sector, valid));
+}
+
+static int handle_ready(struct cowd *d, const struct cow_msg *m)
+{
+	int r = d->plugin->mark(&d->store, m->chunk, m->sector);
+
+	if (r) {
+		log_err("%s: cannot record chunk %llu: %s", d->ident,
+			(unsigned long long)m->chunk, d->store.error);
+		return r;
+	}
+	d->dirty = 1;
+	if (m->seq > d->ready_seen)
+		d->ready_seen = m->seq;
+	return 0;
+}
+
+static int handle_batch(struct cowd *d, const struct cow_msg *msgs, size_t n)
+{
+	int want_commit = 0, r = 0;
+	size_t i;
+
+	for (i = 0; i < n && !r; i++) {
+		const char *why;
+
+		if (cow_msg_check_incoming(&msgs[i], &why)) {
+			log_err("%s: bad message from the kernel: %s", d->ident, why);
+			return -EPROTO;
+		}
+		switch (msgs[i].type) {
+		case COW_MSG_FAULT:
+			r = handle_fault(d, &msgs[i]);
+			break;
+		case COW_MSG_READY:
+			r = handle_ready(d, &msgs[i]);
+			break;
+		case COW_MSG_COMMIT:
+			want_commit = 1;
+			break;
+		default:
+			break;
+		}
+	}
+	if (!r && want_commit)
+		r = commit(d);
+	if (!r)
+		r = flush_answers(d);
+	return r;
+}
+
+static void stop(struct cowd *d, int code)
+{
+	d->exit_code = code;
+	ev_break(d->loop, EVBREAK_ALL);
+}
+
+static void ctl_cb(EV_P_ ev_io *w, int revents)
+{
+	struct cowd *d = w->data;
+	struct cow_msg msgs[READ_BATCH];
+	int rounds;
+
+	for (rounds = 0; rounds < 16; rounds++) {
+		ssize_t n = read(d->ctl_fd, msgs, sizeof(msgs));
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n < 0) {
+			log_err("%s: reading the control device: %s", d->ident, strerror(errno));
+			stop(d, 1);
+			return;
+		}
+		if (n == 0) {
+			/* The group is gone: make its last mappings durable. */
+			log_info("%s: the device is gone; final commit", d->ident);
+			stop(d, commit(d) ? 1 : 0);
+			d->nout = 0;
+			return;
+		}
+		if (handle_batch(d, msgs, (size_t)n / sizeof(msgs[0]))) {
+			stop(d, 1);
+			return;
+		}
+	}
+}
+
+static void commit_timer_cb(EV_P_ ev_timer *w, int revents)
+{
+	struct cowd *d = w->data;
+
+	if (!d->dirty && d->committed == d->ready_seen)
+		return;
+	if (commit(d) || flush_answers(d))
+		stop(d, 1);
+}
+
+static void signal_cb(EV_P_ ev_signal *w, int revents)
+{
+	struct cowd *d = w->data;
+
+	log_info("%s: signal %d; committing and leaving the device to the next daemon",
+		 d->ident, w->signum);
+	if (commit(d) == 0)
+		flush_answers(d);
+	stop(d, 0);
+}
+
+/* Wait for and decode the HELLO the kernel queues at open. */
+static int read_hello(struct cowd *d)
+{
+	struct pollfd pfd = { .fd = d->ctl_fd, .events = POLLIN };
+	struct cow_msg m;
+	ssize_t n;
+
+	if (poll(&pfd, 1, 10000) <= 0) {
+		log_err("%s: no HELLO from the kernel", d->ident);
+		return -ETIMEDOUT;
+	}
+	n = read(d->ctl_fd, &m, sizeof(m));
+	if (n != (ssize_t)sizeof(m) || m.version != COW_PROTO_VERSION ||
+	    cow_msg_hello_decode(&m, &d->geo)) {
+		log_err("%s: the kernel module speaks another protocol (want version %u)",
+			d->ident, COW_PROTO_VERSION);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+static int open_devices(struct cowd *d)
+{
+	char base_path[256], cow_path[256];
+	uint64_t size;
+	int fd, is_file, r;
+
+	fd = open_devt(cow_dev_major(d->geo.base_dev), cow_dev_minor(d->geo.base_dev),
+		       O_RDONLY, base_path, sizeof(base_path));
+	if (fd < 0) {
+		log_err("%s: cannot open the base device %u:%u: %s", d->ident,
+			cow_dev_major(d->geo.base_dev), cow_dev_minor(d->geo.base_dev),
+			strerror(-fd));
+		return fd;
+	}
+	d->store.base_fd = fd;
+	fd = open_devt(cow_dev_major(d->geo.cow_dev), cow_dev_minor(d->geo.cow_dev), O_RDWR,
+		       cow_path, sizeof(cow_path));
+	if (fd < 0) {
+		log_err("%s: cannot open the CoW device %u:%u: %s", d->ident,
+			cow_dev_major(d->geo.cow_dev), cow_dev_minor(d->geo.cow_dev),
+			strerror(-fd));
+		return fd;
+	}
+	d->store.cow_fd = fd;
+	r = fd_size(d->store.cow_fd, &size, &is_file);
+	if (r)
+		return r;
+	d->store.cow_size = size;
+	d->store.cow_is_file = 0;
+	d->store.base_size = d->geo.base_sectors * COW_SECTOR;
+	d->store.chunk_sectors = d->geo.chunk_sectors;
+	/* Name the base as users know it: the file behind a loop device. */
+	if (loop_backing_file(cow_dev_major(d->geo.base_dev), cow_dev_minor(d->geo.base_dev),
+			      d->base_name, sizeof(d->base_name)))
+		snprintf(d->base_name, sizeof(d->base_name), "%s", base_path);
+	d->store.base_name = d->base_name;
+	snprintf(d->cow_name, sizeof(d->cow_name), "%s", cow_path);
+	return 0;
+}
+
+struct load_ctx {
+	struct cowd *d;
+	struct cow_msg *msgs;
+	size_t n;
+	int error;
+};
+
+static int load_one(void *arg, uint64_t chunk, uint64_t sector)
+{
+	struct load_ctx *lc = arg;
+
+	lc->msgs[lc->n++] = cow_msg_load(chunk, sector);
+	if (lc->n == READ_BATCH) {
+		lc->error = ctl_send(lc->d, lc->msgs, lc->n, 1);
+		lc->n = 0;
+	}
+	return lc->error;
+}
+
+/* Tell the kernel every mapping the store already holds. */
+static int load_mappings(struct cowd *d)
+{
+	struct cow_msg msgs[READ_BATCH];
+	struct load_ctx lc = { .d = d, .msgs = msgs };
+	int r;
+
+	r = d->plugin->for_each_mapping(&d->store, load_one, &lc);
+	if (!r && lc.n)
+		r = ctl_send(d, msgs, lc.n, 1);
+	return r ? r : lc.error;
+}
+
+int cowd_start(struct cowd *d)
+{
+	char path[256];
+	struct cow_msg attach;
+	int created = 0, r;
+
+	d->store.base_fd = d->store.cow_fd = -1;
+	snprintf(path, sizeof(path), "%s/%s", COW_CTL_DIR, d->ident);
+	d->ctl_fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (d->ctl_fd < 0) {
+		r = -errno;
+		if (errno == ENOENT)
+			log_err("%s: no dm-cow group of that name (%s missing; is a cow table loaded?)",
+				d->ident, path);
+		else if (errno == EBUSY)
+			log_err("%s: another daemon already serves this group", d->ident);
+		else
+			log_err("%s: cannot open %s: %s", d->ident, path, strerror(errno));
+		return r;
+	}
+	r = read_hello(d);
+	if (r)
+		return r;
+	r = open_devices(d);
+	if (r)
+		return r;
+	r = plugins_load(&d->plugins, d->plugin_dir);
+	if (r <= 0) {
+		log_err("%s: no store plugins found in %s", d->ident, d->plugins.dir);
+		return r < 0 ? r : -ENOENT;
+	}
+	r = store_open(&d->plugins, &d->store, d->format, &d->plugin, &created);
+	if (r) {
+		log_err("%s: refusing the store on %s: %s", d->ident, d->cow_name, d->store.error);
+		return r;
+	}
+	d->store_open = 1;
+	log_info("%s: %s store on %s (%s), base %s, %u-sector chunks", d->ident,
+		 d->plugin->name, d->cow_name, created ? "created" : "opened", d->base_name,
+		 d->geo.chunk_sectors);
+
+	attach = cow_msg_attach(d->plugin->data_phase(&d->store));
+	if (write(d->ctl_fd, &attach, sizeof(attach)) != (ssize_t)sizeof(attach)) {
+		log_err("%s: the kernel refused ATTACH: %s", d->ident, strerror(errno));
+		return -errno;
+	}
+	r = load_mappings(d);
+	if (r) {
+		log_err("%s: cannot hand the store's mappings to the kernel", d->ident);
+		return r;
+	}
+	return 0;
+}
+
+int cowd_run(struct cowd *d)
+{
+	/* Never page-fault into I/O that may need this very device. */
+	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
+		log_warn("%s: mlockall failed: %s", d->ident, strerror(errno));
+
+	d->loop = ev_default_loop(EVFLAG_AUTO);
+	ev_io_init(&d->ctl_watcher, ctl_cb, d->ctl_fd, EV_READ);
+	d->ctl_watcher.data = d;
+	ev_io_start(d->loop, &d->ctl_watcher);
+	ev_timer_init(&d->commit_timer, commit_timer_cb, d->commit_interval,
+		      d->commit_interval);
+	d->commit_timer.data = d;
+	ev_timer_start(d->loop, &d->commit_timer);
+	ev_signal_init(&d->sigterm, signal_cb, SIGTERM);
+	d->sigterm.data = d;
+	ev_signal_start(d->loop, &d->sigterm);
+	ev_signal_init(&d->sigint, signal_cb, SIGINT);
+	d->sigint.data = d;
+	ev_signal_start(d->loop, &d->sigint);
+
+	ev_run(d->loop, 0);
+	return d->exit_code;
+}
+
+void cowd_cleanup(struct cowd *d)
+{
+	if (d->store_open)
+		d->plugin->close(&d->store);
+	plugins_unload(&d->plugins);
+	if (d->store.base_fd >= 0)
+		close(d->store.base_fd);
+	if (d->store.cow_fd >= 0)
+		close(d->store.cow_fd);
+	if (d->ctl_fd >= 0)
+		close(d->ctl_fd);
+	free(d->out);
+}

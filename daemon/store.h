@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Helpers shared by cowd, cowctl and the plugins. */
+#ifndef COW_STORE_H
+#define COW_STORE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cow-plugin.h"
+
+int cow_store_error(struct cow_store *s, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int pread_full(int fd, void *buf, size_t len, uint64_t off);
+int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+int buf_is_zero(const void *buf, size_t len);
+
+#endif

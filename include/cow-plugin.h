@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * dm-cow store-format plugin API.
+ *
+ * A plugin is a shared object exporting cow_plugin_init(), which returns a
+ * struct cow_plugin (use COW_PLUGIN_REGISTER).  cowd loads every plugin in
+ * its plugin directory, picks the one whose probe() recognises the store, or
+ * its default format for a blank store, and then calls it from its single
+ * event-loop thread: callbacks never run concurrently.
+ *
+ * Lifecycle:   probe -> open -> { locate | mark | commit }* -> close
+ *              (or create -> open ... for a blank store)
+ *
+ * The daemon guarantees the ordering that makes stores crash-safe: when
+ * commit() is called, the data of every chunk passed to mark() since the
+ * last commit is already durable on the CoW device.  commit() must make the
+ * marked mappings durable (write and sync its metadata) before returning.
+ *
+ * All callbacks return 0 or a negative errno; on failure they may explain
+ * in s->error (cow_store_error()), which cowd prints.
+ */
+#ifndef COW_PLUGIN_H
+#define COW_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define COW_PLUGIN_API_VERSION 1
+#define COW_SECTOR 512
+
+struct cow_store {
+	/* Set by the caller before create/open; never changed by plugins. */
+	int base_fd;		/* the base, opened read-only */
+	int cow_fd;		/* the CoW store, opened read-write */
+	uint64_t base_size;	/* bytes */
+	uint64_t cow_size;	/* bytes (a file may grow, a device not) */
+	uint32_t chunk_sectors;	/* allocation unit, power of two >= 8 */
+	const char *base_name;	/* how users name the base (file path) */
+	int cow_is_file;	/* cow_fd is a regular file (may be extended) */
+
+	/* Plugin state. */
+	void *priv;
+	char error[256];	/* why the last call failed */
+};
+
+typedef int (*cow_mapping_fn)(void *ctx, uint64_t chunk, uint64_t sector);
+
+struct cow_plugin {
+	uint32_t api_version;	/* COW_PLUGIN_API_VERSION */
+	uint32_t size;		/* sizeof(struct cow_plugin) */
+	const char *name;	/* short format name: "uml", "qcow2", ... */
+	const char *description;
+
+	/* Required.  Is @head (the store's first @len bytes) ours? 1 or 0. */
+	int (*probe)(const void *head, size_t len);
+
+	/* Required.  Write an empty store on s->cow_fd. */
+	int (*create)(struct cow_store *s);
+
+	/* Required.  Validate the store against the base and load it. */
+	int (*open)(struct cow_store *s);
+
+	/* Required.  Free what open() allocated; no I/O is needed. */
+	void (*close)(struct cow_store *s);
+
+	/*
+	 * Required.  A first write hit @chunk: where does it live on the CoW
+	 * store (in 512-byte sectors)?  Set *data_valid when the store already
+	 * holds the chunk's data there (no copy must be made).
+	 */
+	int (*locate)(struct cow_store *s, uint64_t chunk, uint64_t *sector,
+		      int *data_valid);
+
+	/* Required.  The chunk's data is in place at @sector: record it. */
+	int (*mark)(struct cow_store *s, uint64_t chunk, uint64_t sector);
+
+	/* Required.  Make every mark() so far durable. */
+	int (*commit)(struct cow_store *s);
+
+	/* Required.  Call @fn for every committed mapping, in chunk order. */
+	int (*for_each_mapping)(struct cow_store *s, cow_mapping_fn fn,
+				void *ctx);
+
+	/*
+	 * Required.  Every CoW sector locate() returns is congruent to this
+	 * value modulo chunk_sectors (the offset of the data area).
+	 */
+	uint64_t (*data_phase)(struct cow_store *s);
+
+	/* Optional.  Bytes of the store in use (metadata + data). */
+	uint64_t (*used_bytes)(struct cow_store *s);
+};
+
+#define COW_PLUGIN_REGISTER(plugin)                                    \
+	const struct cow_plugin *cow_plugin_init(void);                \
+	const struct cow_plugin *cow_plugin_init(void) { return &(plugin); }
+
+#endif

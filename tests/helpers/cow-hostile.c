@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * cow-hostile IDENT DEVICE: a malicious or broken daemon.  Attaches to the
+ * group IDENT (whose dm device is DEVICE, on a scratch store), sends every
+ * kind of malformed or out-of-range message and checks that each one is
+ * refused with the documented error, then serves one fault correctly to show
+ * the group still works.  Prints one line per check; exit 1 if any failed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dm-cow-proto.h"
+
+static int failures, checks;
+
+static void expect(const char *what, int got_errno, int want_errno)
+{
+	checks++;
+	if (got_errno == want_errno) {
+		printf("ok   %s: %s\n", what, want_errno ? strerror(want_errno) : "accepted");
+		return;
+	}
+	failures++;
+	printf("FAIL %s: got %s, want %s\n", what, got_errno ? strerror(got_errno) : "accepted",
+	       want_errno ? strerror(want_errno) : "accepted");
+}
+
+static struct cow_msg msg(uint16_t type)
+{
+	struct cow_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.version = COW_PROTO_VERSION;
+	m.type = type;
+	return m;
+}
+
+/* errno of writing @m (0 if accepted). */
+static int send1(int fd, struct cow_msg m)
+{
+	return write(fd, &m, sizeof(m)) == (ssize_t)sizeof(m) ? 0 : errno;
+}
+
+static int wait_msg(int fd, uint16_t type, struct cow_msg *out)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int tries;
+
+	for (tries = 0; tries < 100; tries++) {
+		if (poll(&p, 1, 100) > 0 && read(fd, out, sizeof(*out)) == (ssize_t)sizeof(*out) &&
+		    out->type == type)
+			return 0;
+	}
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	char path[256];
+	struct cow_msg m, hello;
+	uint64_t chunk_sectors, nr_chunks, cow_sectors;
+	pid_t writer;
+	int fd, fd2, status, i;
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: cow-hostile IDENT DEVICE\n");
+		return 2;
+	}
+	snprintf(path, sizeof(path), "%s/%s", COW_CTL_DIR, argv[1]);
+
+	/* Without CAP_SYS_ADMIN the control device does not open. */
+	if (fork() == 0) {
+		if (setgid(65534) || setuid(65534))
+			_exit(100);
+		_exit(open(path, O_RDWR) < 0 ? errno : 0);
+	}
+	wait(&status);
+	expect("open as an unprivileged user", WEXITSTATUS(status), EACCES);
+	if (fork() == 0) {
+		struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+		struct __user_cap_data_struct c[2];
+
+		if (syscall(SYS_capget, &h, c))
+			_exit(100);
+		c[CAP_SYS_ADMIN / 32].effective &= ~(1U << (CAP_SYS_ADMIN % 32));
+		c[CAP_SYS_ADMIN / 32].permitted &= ~(1U << (CAP_SYS_ADMIN % 32));
+		if (syscall(SYS_capset, &h, c))
+			_exit(100);
+		_exit(open(path, O_RDWR) < 0 ? errno : 0);
+	}
+	wait(&status);
+	expect("open as root without CAP_SYS_ADMIN", WEXITSTATUS(status), EPERM);
+
+	fd = open(path, O_RDWR | O_NONBLOCK);
+	if (fd < 0) {
+		perror(path);
+		return 1;
+	}
+	fd2 = open(path, O_RDWR);
+	expect("second opener while one daemon is attached", fd2 < 0 ? errno : 0, EBUSY);
+	if (wait_msg(fd, COW_MSG_HELLO, &hello)) {
+		printf("FAIL no HELLO\n");
+		return 1;
+	}
+	chunk_sectors = hello.arg[0];
+	nr_chunks = hello.chunk;
+	cow_sectors = hello.arg[1];
+	printf("geometry: %llu chunks of %llu sectors, CoW %llu sectors\n",
+	       (unsigned long long)nr_chunks, (unsigned long long)chunk_sectors,
+	       (unsigned long long)cow_sectors);
+
+	m = msg(COW_MSG_LOAD);
+	expect("LOAD before ATTACH", send1(fd, m), EPROTO);
+	expect("write of a partial message", write(fd, &m, 10) < 0 ? errno : 0, EINVAL);
+	m = msg(COW_MSG_ATTACH);
+	m.version = COW_PROTO_VERSION + 7;
+	expect("ATTACH with a wrong protocol version", send1(fd, m), EPROTO);
+	m = msg(COW_MSG_ATTACH);
+	m.arg[0] = chunk_sectors;
+	expect("ATTACH with a phase beyond the chunk", send1(fd, m), EINVAL);
+	m = msg(COW_MSG_ATTACH);
+	m.reserved = 1;
+	expect("reserved field set", send1(fd, m), EINVAL);
+	expect("ATTACH", send1(fd, msg(COW_MSG_ATTACH)), 0);
+	expect("second ATTACH", send1(fd, msg(COW_MSG_ATTACH)), EINVAL);
+	m = msg(999);
+	expect("unknown message type", send1(fd, m), EINVAL);
+	expect("a kernel-only type (FAULT) from the daemon", send1(fd, msg(COW_MSG_FAULT)), EINVAL);
+
+	m = msg(COW_MSG_MAP);
+	m.chunk = 3;
+	m.sector = 3 * chunk_sectors;
+	expect("MAP of a chunk that was not asked for", send1(fd, m), ENOENT);
+	m.chunk = nr_chunks;
+	expect("MAP of a chunk beyond the device", send1(fd, m), ERANGE);
+	m = msg(COW_MSG_COMMITTED);
+	m.seq = 1ULL << 40;
+	expect("COMMITTED of chunks never READY", send1(fd, m), ERANGE);
+	m = msg(COW_MSG_FAIL);
+	m.chunk = 1;
+	m.error = 5;
+	expect("FAIL with a positive errno", send1(fd, m), EINVAL);
+	m.error = -ENOSPC;
+	expect("FAIL of a chunk that was not asked for", send1(fd, m), ENOENT);
+
+	m = msg(COW_MSG_LOAD);
+	m.chunk = 0;
+	m.sector = cow_sectors;
+	expect("LOAD to a location past the CoW device", send1(fd, m), ERANGE);
+	m.sector = cow_sectors - chunk_sectors / 2;
+	expect("LOAD to a location not aligned to the phase", send1(fd, m), EINVAL);
+	m.sector = 0;
+	expect("LOAD chunk 0 at CoW sector 0", send1(fd, m), 0);
+	expect("LOAD chunk 0 again, same place", send1(fd, m), 0);
+	m.sector = chunk_sectors;
+	expect("LOAD chunk 0 again elsewhere", send1(fd, m), EEXIST);
+	m.chunk = 1;
+	m.sector = 0;
+	expect("LOAD chunk 1 onto chunk 0's location", send1(fd, m), EEXIST);
+
+	/* A real fault: a write to chunk 2 waits for us. */
+	writer = fork();
+	if (writer == 0) {
+		char buf[4096];
+		int dev = open(argv[2], O_WRONLY | O_DIRECT);
+		void *p;
+
+		if (dev < 0 || posix_memalign(&p, 4096, sizeof(buf)))
+			_exit(2);
+		memset(p, 0xab, sizeof(buf));
+		_exit(pwrite(dev, p, sizeof(buf), (off_t)(2 * chunk_sectors * 512)) == sizeof(buf) &&
+		      fsync(dev) == 0 ? 0 : 1);
+	}
+	if (wait_msg(fd, COW_MSG_FAULT, &m) || m.chunk != 2) {
+		printf("FAIL no FAULT for chunk 2\n");
+		failures++;
+	} else {
+		m = msg(COW_MSG_MAP);
+		m.chunk = 2;
+		m.sector = 0;
+		expect("MAP onto another chunk's location", send1(fd, m), EEXIST);
+		m.sector = cow_sectors;
+		expect("MAP past the CoW device", send1(fd, m), ERANGE);
+		m.sector = 2 * chunk_sectors;
+		expect("MAP to a free location", send1(fd, m), 0);
+		expect("MAP of the same chunk twice", send1(fd, m), ENOENT);
+		if (wait_msg(fd, COW_MSG_READY, &m) || m.chunk != 2) {
+			printf("FAIL no READY for chunk 2\n");
+			failures++;
+		}
+		/* The writer's fsync waits for a commit. */
+		if (wait_msg(fd, COW_MSG_COMMIT, &m)) {
+			printf("FAIL no COMMIT for the writer's fsync\n");
+			failures++;
+		}
+		m = msg(COW_MSG_COMMITTED);
+		m.seq = 1;
+		expect("COMMITTED", send1(fd, m), 0);
+	}
+	waitpid(writer, &status, 0);
+	expect("the faulting write and its fsync complete",
+	       WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : EIO, 0);
+
+	/* Garbage: nothing may crash or be taken for a valid mapping. */
+	srand(42);
+	for (i = 0; i < 5000; i++) {
+		unsigned char raw[sizeof(struct cow_msg)];
+		size_t j;
+
+		for (j = 0; j < sizeof(raw); j++)
+			raw[j] = (unsigned char)rand();
+		memcpy(&m, raw, sizeof(m));
+		if (i % 2)
+			m.version = COW_PROTO_VERSION;
+		if (i % 4 == 1) {
+			m.reserved = 0;
+			m.type = (uint16_t)(COW_MSG_ATTACH + rand() % 6);
+		}
+		(void)!write(fd, &m, sizeof(m));
+	}
+	printf("sent 5000 random messages\n");
+	close(fd);
+	printf("%d checks, %d failed\n", checks, failures);
+	return failures ? 1 : 0;
+}

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* cowctl's command-line parsing. */
+#include <string.h>
+
+#include "check.h"
+#include "cowctl-args.h"
+
+#define ARGV(...) ((char *[]){ "cowctl", __VA_ARGS__, NULL })
+#define ARGC(...) ((int)(sizeof((char *[]){ "cowctl", __VA_ARGS__ }) / sizeof(char *)))
+#define PARSE(a, ...) cowctl_parse(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), (a))
+
+static void test_sizes(void)
+{
+	uint64_t v;
+
+	TEST("sizes");
+	CHECK(parse_size("4096", &v) == 0 && v == 4096, "plain");
+	CHECK(parse_size("64k", &v) == 0 && v == 65536, "k");
+	CHECK(parse_size("64KiB", &v) == 0 && v == 65536, "KiB");
+	CHECK(parse_size("1M", &v) == 0 && v == 1 << 20, "M");
+	CHECK(parse_size("2g", &v) == 0 && v == 2ULL << 30, "g");
+	CHECK(parse_size("", &v) == -1, "empty");
+	CHECK(parse_size("k", &v) == -1, "no number");
+	CHECK(parse_size("-4k", &v) == -1, "negative");
+	CHECK(parse_size("4x", &v) == -1, "bad unit");
+	CHECK(parse_size("99999999999999999999", &v) == -1, "overflow");
+	CHECK(parse_size("17179869184G", &v) == -1, "overflow by unit");
+}
+
+static void test_names(void)
+{
+	char long_name[80];
+
+	TEST("names");
+	CHECK(name_valid("guest-1.root_fs"), "ordinary");
+	CHECK(!name_valid(""), "empty");
+	CHECK(!name_valid(".hidden"), "leading dot");
+	CHECK(!name_valid("-x"), "leading dash");
+	CHECK(!name_valid("a/b"), "slash");
+	CHECK(!name_valid("a b"), "space");
+	memset(long_name, 'a', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = 0;
+	CHECK(!name_valid(long_name), "too long");
+	long_name[64] = 0;
+	CHECK(name_valid(long_name), "64 is the limit");
+}
+
+static void test_commands(void)
+{
+	struct cowctl_args a;
+
+	TEST("create");
+	CHECK(PARSE(&a, "create", "g1", "base.img", "g1.cow") == 0, "%s", a.error);
+	CHECK(a.cmd == CMD_CREATE && !strcmp(a.name, "g1") && !strcmp(a.base, "base.img") &&
+	      !strcmp(a.cow, "g1.cow"), "fields");
+	CHECK(a.chunk_bytes == COWCTL_DEFAULT_CHUNK && !a.format, "defaults");
+	CHECK(PARSE(&a, "create", "--chunk", "16k", "g1", "b", "c") == 0 && a.chunk_bytes == 16384,
+	      "option first: %s", a.error);
+	CHECK(PARSE(&a, "create", "g1", "b", "c", "--chunk=1M", "--format", "uml") == 0 &&
+	      a.chunk_bytes == 1 << 20 && !strcmp(a.format, "uml"), "options last: %s", a.error);
+	CHECK(PARSE(&a, "create", "g1", "b", "c", "--chunk", "3k") == -1 && strstr(a.error, "power of two"),
+	      "chunk not a power of two: %s", a.error);
+	CHECK(PARSE(&a, "create", "g1", "b", "c", "--chunk", "2k") == -1, "chunk below 4k");
+	CHECK(PARSE(&a, "create", "g1", "b", "c", "--chunk") == -1 && strstr(a.error, "needs a size"),
+	      "missing value: %s", a.error);
+	CHECK(PARSE(&a, "create", "g1", "b") == -1 && strstr(a.error, "needs 3"), "too few: %s", a.error);
+	CHECK(PARSE(&a, "create", "g1", "b", "c", "d") == -1 && strstr(a.error, "too many"),
+	      "too many: %s", a.error);
+	CHECK(PARSE(&a, "create", "bad/name", "b", "c") == -1 && strstr(a.error, "bad name"),
+	      "bad name: %s", a.error);
+	CHECK(PARSE(&a, "create", "g1", "b", "c", "--json") == -1 && strstr(a.error, "unknown option"),
+	      "--json is for status: %s", a.error);
+
+	TEST("other commands");
+	CHECK(PARSE(&a, "remove", "g1") == 0 && a.cmd == CMD_REMOVE, "remove");
+	CHECK(PARSE(&a, "remove") == -1, "remove needs a name");
+	CHECK(PARSE(&a, "status", "g1", "--json") == 0 && a.cmd == CMD_STATUS && a.json, "status --json");
+	CHECK(PARSE(&a, "status", "g1") == 0 && !a.json, "status");
+	CHECK(PARSE(&a, "list") == 0 && a.cmd == CMD_LIST, "list");
+	CHECK(PARSE(&a, "list", "x") == -1, "list takes nothing");
+	CHECK(PARSE(&a, "frob") == -1 && strstr(a.error, "unknown command"), "unknown: %s", a.error);
+	CHECK(PARSE(&a, "--help") == 0 && a.cmd == CMD_HELP, "--help");
+	CHECK(PARSE(&a, "create", "--help") == 0 && a.cmd == CMD_HELP, "create --help");
+	CHECK(cowctl_parse(1, (char *[]){ "cowctl", NULL }, &a) == -1, "no command");
+}
+
+int main(void)
+{
+	test_sizes();
+	test_names();
+	test_commands();
+	return check_done("test-cowctl-args");
+}

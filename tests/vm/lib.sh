@@ -1,0 +1,71 @@
+# Shared by the VM tests (sourced).  Each test runs in its own directory
+# under /tmp and cleans up its devices and daemons, even when it fails.
+set -euo pipefail
+
+WORK=$(mktemp -d /tmp/vmtest.XXXXXX)
+cd "$WORK"
+_devices=()
+_pids=()
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+note() {
+	echo "  $*"
+}
+
+_cleanup() {
+	local d p
+	for d in "${_devices[@]}"; do
+		if dmsetup info "$d" >/dev/null 2>&1; then
+			dmsetup remove --retry "$d" >/dev/null 2>&1 || dmsetup remove --force "$d" >/dev/null 2>&1 || true
+		fi
+	done
+	for p in "${_pids[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	losetup -D 2>/dev/null || true
+	cd /
+	rm -rf "$WORK"
+}
+trap _cleanup EXIT
+
+# Remember a dm device name so cleanup removes it.
+track() {
+	_devices+=("$1")
+}
+
+track_pid() {
+	_pids+=("$1")
+}
+
+# make_base FILE SIZE SEED: a base image whose every sector is patterned.
+make_base() {
+	cow-pattern fill "$1" "$2" "$3"
+}
+
+sha() {
+	sha256sum "$1" | cut -d' ' -f1
+}
+
+# dm_status NAME KEY: one counter from the cow target's status line.
+dm_status() {
+	dmsetup status "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n1
+}
+
+# Wait (up to 10 s) until cowd serves IDENT.
+wait_attached() {
+	local i
+	for i in $(seq 100); do
+		[ "$(dm_status "$1" daemon)" = attached ] && return 0
+		sleep 0.1
+	done
+	fail "cowd never attached to $1"
+}
+
+# A loop device for FILE (read-only with -r); prints its path.
+loop() {
+	losetup -f --show "$@"
+}

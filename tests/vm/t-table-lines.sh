@@ -1,0 +1,84 @@
+# The original table-line form, a device shorter than one chunk, a table of
+# several cow targets sharing one group, and every bad line refused with its
+# reason in the kernel log.
+. ./lib.sh
+
+make_base base.img 300k 5		# 600 sectors: less than one 1024-sector chunk
+base_sum=$(sha base.img)
+truncate -s 4M cow.img
+B=$(loop -r base.img)
+C=$(loop cow.img)
+
+# The form of the original proposal.
+track orig
+dmsetup create orig --table "0 100 cow orig $B $C 1024"
+cowd -f orig 2>cowd.log &
+track_pid $!
+wait_attached orig
+cp base.img model.img
+cow-pattern random /dev/mapper/orig model.img 30 3 1 8192
+head -c $((100 * 512)) model.img | cmp - /dev/mapper/orig || fail "original form: data differs"
+[ "$(dm_status orig mapped)" -eq 1 ] || fail "one partial chunk should be mapped"
+dmsetup remove orig
+wait
+[ "$(sha base.img)" = "$base_sum" ] || fail "the base changed"
+note "original form and a partial chunk: ok"
+
+# Bad lines.
+truncate -s 4M other.img
+O=$(loop other.img)
+track held
+dmsetup create held --table "0 64 cow held $B $C 8"
+bad() {
+	local reason=$1 table=$2 before
+	before=$(dmesg | wc -l)
+	if dmsetup create bad --table "$table" 2>dmsetup.err; then
+		track bad
+		fail "accepted: '$table'"
+	fi
+	dmesg | tail -n +"$((before + 1))" | grep -q "$reason" ||
+		fail "'$table' refused without the reason '$reason' in the kernel log"
+	note "refused ($(tail -n1 dmsetup.err | sed 's/^device-mapper: //')): $table -> $reason"
+}
+bad "Not enough arguments" "0 100 cow"
+bad "Not enough arguments" "0 100 cow x $B $C"
+bad "Invalid number of feature arguments" "0 100 cow x $B $C 8 zz"
+bad "Feature argument count does not match" "0 100 cow x $B $C 8 1"
+bad "Feature argument count does not match" "0 100 cow x $B $C 8 0 extra"
+bad "Unknown feature argument" "0 100 cow x $B $C 8 1 frobnicate"
+bad "Invalid chunk size" "0 100 cow x $B $C 12"
+bad "Invalid chunk size" "0 100 cow x $B $C 4"
+bad "Invalid chunk size" "0 100 cow x $B $C abc"
+bad "Invalid chunk size" "0 100 cow x $B $C -8"
+bad "Invalid chunk size" "0 100 cow x $B $C 4194304"
+bad "Invalid ident" "0 100 cow .hidden $B $C 8"
+bad "Invalid ident" "0 100 cow a/b $B $C 8"
+bad "Cannot open the base device" "0 100 cow x /dev/nonexistent $C 8"
+bad "Cannot open the CoW device" "0 100 cow x $B /dev/nonexistent 8"
+bad "extends beyond the end of the base" "0 601 cow x $B $C 8"
+bad "must differ" "0 100 cow x $C $C 8"
+bad "Ident already in use" "0 100 cow held $B $O 8"
+bad "Ident already in use" "0 100 cow held $B $C 16"
+dmsetup remove held
+
+# Several targets, one group: one control device, shared counters, I/O
+# across the target boundary.  A fresh store: the one above holds data.
+truncate -s 4M cow2.img
+C2=$(loop cow2.img)
+track multi
+printf '0 64 cow mg %s %s 32\n64 536 cow mg %s %s 32\n' "$B" "$C2" "$B" "$C2" |
+	dmsetup create multi
+[ -c /dev/dm-cow/mg ] || fail "no control device for the group"
+[ "$(ls /dev/dm-cow | grep -c '^mg$')" -eq 1 ] || fail "more than one control device"
+cowd -f mg 2>cowd2.log &
+track_pid $!
+wait_attached multi
+cp base.img model.img
+cow-pattern random /dev/mapper/multi model.img 40 4 1 16384
+cmp /dev/mapper/multi model.img || fail "multi-target table: data differs"
+s1=$(dmsetup status multi | sed -n 1p | cut -d' ' -f4-)
+s2=$(dmsetup status multi | sed -n 2p | cut -d' ' -f4-)
+[ "$s1" = "$s2" ] || fail "targets of one group show different counters: $s1 / $s2"
+dmsetup remove multi
+wait
+[ "$(sha base.img)" = "$base_sum" ] || fail "the base changed"
