@@ -24,7 +24,7 @@ COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/loopdev.c daemon/dmdev
 PLUGINS := uml
 HELPERS := cow-pattern cow-hostile
 
-.PHONY: all module programs plugins helpers check unit-test vm-test demo install clean deps
+.PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo install clean deps
 
 all: programs plugins helpers $(if $(KVER),module)
 
@@ -85,8 +85,12 @@ unit-test: $(UNIT_BIN)
 vm-test: all
 	tests/run-vm
 
+checkpatch:
+	scripts/checkpatch kernel/dm-cow.c
+
 check: deps
 	$(MAKE) all
+	$(MAKE) checkpatch
 	$(MAKE) unit-test
 	$(MAKE) vm-test
 
