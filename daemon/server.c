@@ -344,9 +344,7 @@ int cowd_start(struct cowd *d)
 		return r;
 	}
 	d->store_open = 1;
-	log_info("%s: %s store on %s (%s), base %s, %u-sector chunks", d->ident,
-		 d->plugin->name, d->cow_name, created ? "created" : "opened", d->base_name,
-		 d->geo.chunk_sectors);
+	d->store_created = created;
 
 	attach = cow_msg_attach(d->plugin->data_phase(&d->store));
 	if (write(d->ctl_fd, &attach, sizeof(attach)) != (ssize_t)sizeof(attach)) {
@@ -363,6 +361,9 @@ int cowd_start(struct cowd *d)
 
 int cowd_run(struct cowd *d)
 {
+	log_info("%s: serving; %s store on %s (%s), base %s, %u-sector chunks", d->ident,
+		 d->plugin->name, d->cow_name, d->store_created ? "created" : "opened",
+		 d->base_name, d->geo.chunk_sectors);
 	/* Never page-fault into I/O that may need this very device. */
 	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
 		log_warn("%s: mlockall failed: %s", d->ident, strerror(errno));

@@ -24,6 +24,7 @@ struct cowd {
 	const struct cow_plugin *plugin;
 	struct cow_store store;
 	int store_open;
+	int store_created;	/* the store was blank and has been formatted */
 	char base_name[4096];
 	char cow_name[256];
 	uint64_t ready_seen;	/* highest READY seq received */
