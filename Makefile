@@ -19,7 +19,7 @@ CFLAGS += -DCOW_PLUGIN_DIR='"$(PLUGINDIR)"'
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 DAEMON_COMMON := daemon/log.c daemon/proto.c daemon/plugin-loader.c daemon/blkdev.c daemon/store.c
-COWD_SRC := daemon/cowd.c daemon/server.c $(DAEMON_COMMON)
+COWD_SRC := daemon/cowd.c daemon/server.c daemon/table.c daemon/reload.c $(DAEMON_COMMON)
 COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
 PLUGINS := uml
 HELPERS := cow-pattern cow-hostile
@@ -37,7 +37,7 @@ helpers: $(HELPERS:%=$(B)/test-bin/%)
 
 $(B)/bin/cowd: $(COWD_SRC) $(wildcard daemon/*.h include/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $(COWD_SRC) -lev -ldevmapper -ldl
+	$(CC) $(CFLAGS) -o $@ $(COWD_SRC) -lev -ldevmapper -ldl -lpthread
 
 $(B)/bin/cowctl: $(COWCTL_SRC) $(wildcard daemon/*.h include/*.h)
 	@mkdir -p $(@D)
@@ -64,7 +64,7 @@ $(KDIR)/dm-cow.ko: kernel/dm-cow.c kernel/Kbuild include/dm-cow-proto.h
 	@! grep -q 'warning:' $(KDIR)/build.log || { echo "module build has warnings" >&2; exit 1; }
 
 # ---- tests ----------------------------------------------------------------
-UNIT_TESTS := test-proto test-uml test-cowctl-args
+UNIT_TESTS := test-proto test-uml test-cowctl-args test-table
 UNIT_BIN := $(UNIT_TESTS:%=$(B)/unit/%)
 
 $(B)/unit/test-proto: tests/unit/test-proto.c daemon/proto.c daemon/log.c tests/unit/check.h
@@ -76,6 +76,10 @@ $(B)/unit/test-uml: tests/unit/test-uml.c plugins/uml.c daemon/store.c daemon/lo
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
 $(B)/unit/test-cowctl-args: tests/unit/test-cowctl-args.c daemon/cowctl-args.c daemon/log.c tests/unit/check.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
+
+$(B)/unit/test-table: tests/unit/test-table.c daemon/table.c tests/unit/check.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 

@@ -359,8 +359,44 @@ static void parse_status(const char *params, struct status_fields *f)
 	}
 }
 
+/* What cowd publishes about its store and table in /run/dm-cow/IDENT.status. */
+struct daemon_fields {
+	char format[32];
+	unsigned long long used, reloads, linear_segments, cow_segments, linear_chunks,
+		tree_chunks;
+	int capped, found;
+	double last_suspend_ms, max_suspend_ms;
+};
+
+static void read_daemon_status(const char *ident, struct daemon_fields *f)
+{
+	char path[160], line[160];
+	FILE *file;
+
+	memset(f, 0, sizeof(*f));
+	snprintf(path, sizeof(path), RUN_DIR "/%s.status", ident);
+	file = fopen(path, "re");
+	if (!file)
+		return;
+	f->found = 1;
+	while (fgets(line, sizeof(line), file)) {
+		sscanf(line, "format=%31s", f->format);
+		sscanf(line, "store_used_bytes=%llu", &f->used);
+		sscanf(line, "reloads=%llu", &f->reloads);
+		sscanf(line, "linear_segments=%llu", &f->linear_segments);
+		sscanf(line, "cow_segments=%llu", &f->cow_segments);
+		sscanf(line, "linear_chunks=%llu", &f->linear_chunks);
+		sscanf(line, "tree_chunks=%llu", &f->tree_chunks);
+		sscanf(line, "capped=%d", &f->capped);
+		sscanf(line, "last_suspend_ms=%lf", &f->last_suspend_ms);
+		sscanf(line, "max_suspend_ms=%lf", &f->max_suspend_ms);
+	}
+	fclose(file);
+}
+
 static int cmd_status(const struct cowctl_args *a)
 {
+	struct daemon_fields df;
 	char status[512], table[512], ident[80], base[32], cow[32];
 	unsigned long long chunk = 0;
 	struct status_fields f;
@@ -376,23 +412,41 @@ static int cmd_status(const struct cowctl_args *a)
 		return 1;
 	}
 	parse_status(status, &f);
+	read_daemon_status(ident, &df);
 	pid = daemon_pid(ident);
 	if (a->json) {
 		printf("{\"name\": \"%s\", \"ident\": \"%s\", \"base\": \"%s\", \"cow\": \"%s\", "
 		       "\"chunk_bytes\": %llu, \"chunks_mapped\": %llu, \"pending_faults\": %llu, "
 		       "\"copies_in_flight\": %llu, \"commits\": %llu, \"daemon\": \"%s\", "
 		       "\"daemon_pid\": %d, \"rejected_messages\": %llu, \"copy_errors\": %llu, "
-		       "\"failed_faults\": %llu}\n",
+		       "\"failed_faults\": %llu, \"format\": \"%s\", \"store_used_bytes\": %llu, "
+		       "\"reloads\": %llu, \"linear_segments\": %llu, \"cow_segments\": %llu, "
+		       "\"linear_chunks\": %llu, \"tree_chunks\": %llu, \"segment_limit_reached\": %s, "
+		       "\"last_suspend_ms\": %.3f}\n",
 		       a->name, ident, base, cow, chunk * COW_SECTOR, f.mapped, f.pending,
 		       f.copying, f.commits, f.daemon, (int)pid, f.rejected, f.copy_errors,
-		       f.failed);
+		       f.failed, df.format, df.used, df.reloads, df.linear_segments,
+		       df.cow_segments, df.linear_chunks, df.tree_chunks,
+		       df.capped ? "true" : "false", df.last_suspend_ms);
 		return 0;
 	}
 	printf("%s: dm-cow device /dev/mapper/%s (group %s)\n", a->name, a->name, ident);
 	printf("  base device:       %s (read only)\n", base);
 	printf("  CoW device:        %s\n", cow);
 	printf("  chunk size:        %llu KiB\n", chunk * COW_SECTOR / 1024);
-	printf("  chunks mapped:     %llu (%llu KiB)\n", f.mapped, f.mapped * chunk / 2);
+	if (df.found)
+		printf("  store:             %s, %llu KiB used\n", df.format, df.used / 1024);
+	printf("  chunks in the kernel's remap tree: %llu (%llu KiB)\n", f.mapped,
+	       f.mapped * chunk / 2);
+	if (df.found) {
+		printf("  table:             %llu linear segments (%llu chunks), %llu cow segments\n",
+		       df.linear_segments, df.linear_chunks, df.cow_segments);
+		if (df.capped)
+			printf("                     segment limit reached: %llu mapped chunks stay in the kernel's tree\n",
+			       df.tree_chunks);
+		printf("  reloads:           %llu (last suspended I/O for %.2f ms, longest %.2f ms)\n",
+		       df.reloads, df.last_suspend_ms, df.max_suspend_ms);
+	}
 	printf("  pending faults:    %llu\n", f.pending);
 	printf("  copies in flight:  %llu\n", f.copying);
 	printf("  commits:           %llu\n", f.commits);

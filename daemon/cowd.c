@@ -34,6 +34,11 @@ static void usage(FILE *f)
 		"      --format NAME        format for a blank store (default %s)\n"
 		"      --plugin-dir DIR     load store plugins from DIR\n"
 		"      --commit-interval S  commit at least every S seconds (default 1)\n"
+		"      --reload-interval S  reload the table at most every S seconds when\n"
+		"                           chunks were mapped (default 5; 0: only by count)\n"
+		"      --reload-after N     reload after N new mappings (default 4096)\n"
+		"      --max-segments N     linear segments in the table at most (default 10000)\n"
+		"      --no-reload          never reload the table\n"
 		"  -v, --verbose            log every decision\n"
 		"  -V, --version            print the version\n"
 		"  -h, --help               this text\n",
@@ -73,12 +78,18 @@ int main(int argc, char **argv)
 		{ "format", required_argument, NULL, 'F' },
 		{ "plugin-dir", required_argument, NULL, 'P' },
 		{ "commit-interval", required_argument, NULL, 'c' },
+		{ "reload-interval", required_argument, NULL, 'R' },
+		{ "reload-after", required_argument, NULL, 'A' },
+		{ "max-segments", required_argument, NULL, 'M' },
+		{ "no-reload", no_argument, NULL, 'N' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct cowd d = { .commit_interval = 1.0, .ctl_fd = -1 };
+	struct cowd d = { .commit_interval = 1.0, .reload_interval = 5.0, .reload_after = 4096,
+			  .max_segments = 10000, .ctl_fd = -1 };
+	unsigned long long n;
 	const char *log_file = NULL, *pidfile = NULL;
 	int foreground = 0, use_syslog = 0, verbose = 0, c, r;
 	char *end;
@@ -98,6 +109,27 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'R':
+			d.reload_interval = strtod(optarg, &end);
+			if (*end || d.reload_interval < 0 || d.reload_interval > 86400) {
+				fprintf(stderr, "cowd: --reload-interval wants seconds in [0, 86400]\n");
+				return 2;
+			}
+			break;
+		case 'A':
+		case 'M':
+			n = strtoull(optarg, &end, 10);
+			if (*end || !n || *optarg == '-') {
+				fprintf(stderr, "cowd: --%s wants a positive number\n",
+					c == 'A' ? "reload-after" : "max-segments");
+				return 2;
+			}
+			if (c == 'A')
+				d.reload_after = n;
+			else
+				d.max_segments = (size_t)n;
+			break;
+		case 'N': d.no_reload = 1; break;
 		case 'v': verbose = 1; break;
 		case 'V': printf("cowd %s (protocol %u, plugin API %u)\n", COWD_VERSION,
 				 COW_PROTO_VERSION, COW_PLUGIN_API_VERSION);

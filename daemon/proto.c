@@ -59,6 +59,15 @@ struct cow_msg cow_msg_committed(uint64_t seq)
 	return m;
 }
 
+struct cow_msg cow_msg_drop(uint64_t first_chunk, uint64_t count)
+{
+	struct cow_msg m = msg(COW_MSG_DROP);
+
+	m.chunk = first_chunk;
+	m.arg[0] = count;
+	return m;
+}
+
 int cow_msg_check_incoming(const struct cow_msg *m, const char **why)
 {
 	if (m->version != COW_PROTO_VERSION) {
@@ -91,6 +100,7 @@ int cow_msg_hello_decode(const struct cow_msg *m, struct cow_geometry *g)
 	g->cow_sectors = m->arg[1];
 	g->base_dev = (uint32_t)(m->arg[2] >> 32);
 	g->cow_dev = (uint32_t)m->arg[2];
+	g->md_dev = (uint32_t)m->seq;
 	return 0;
 }
 
@@ -106,6 +116,7 @@ const char *cow_msg_type_name(uint16_t type)
 	case COW_MSG_COMMITTED: return "COMMITTED";
 	case COW_MSG_LOAD: return "LOAD";
 	case COW_MSG_FAIL: return "FAIL";
+	case COW_MSG_DROP: return "DROP";
 	default: return "UNKNOWN";
 	}
 }

@@ -15,6 +15,7 @@ struct cow_geometry {
 	uint64_t cow_sectors;
 	uint32_t base_dev; /* new_encode_dev() form */
 	uint32_t cow_dev;
+	uint32_t md_dev;   /* the dm device whose table holds the group */
 };
 
 struct cow_msg cow_msg_attach(uint64_t phase);
@@ -22,6 +23,7 @@ struct cow_msg cow_msg_map(uint64_t chunk, uint64_t sector, int data_valid);
 struct cow_msg cow_msg_load(uint64_t chunk, uint64_t sector);
 struct cow_msg cow_msg_fail(uint64_t chunk, int error);
 struct cow_msg cow_msg_committed(uint64_t seq);
+struct cow_msg cow_msg_drop(uint64_t first_chunk, uint64_t count);
 
 /*
  * Check a message read from the kernel: 0 if it is well formed, else a

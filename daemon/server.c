@@ -14,15 +14,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "blkdev.h"
+#include "reload.h"
 #include "log.h"
 #include "server.h"
 #include "store.h"
 
 #define READ_BATCH 256
+
+static void maybe_reload(struct cowd *d, int force);
 
 static int ctl_send(struct cowd *d, const struct cow_msg *msgs, size_t n, int quiet_busy)
 {
@@ -119,6 +123,7 @@ static int handle_ready(struct cowd *d, const struct cow_msg *m)
 		return r;
 	}
 	d->dirty = 1;
+	d->new_since_reload++;
 	if (m->seq > d->ready_seen)
 		d->ready_seen = m->seq;
 	return 0;
@@ -154,6 +159,8 @@ static int handle_batch(struct cowd *d, const struct cow_msg *msgs, size_t n)
 		r = commit(d);
 	if (!r)
 		r = flush_answers(d);
+	if (!r && d->new_since_reload >= d->reload_after)
+		maybe_reload(d, 0);
 	return r;
 }
 
@@ -161,6 +168,157 @@ static void stop(struct cowd *d, int code)
 {
 	d->exit_code = code;
 	ev_break(d->loop, EVBREAK_ALL);
+}
+
+/* ---- table reloads ------------------------------------------------------ */
+
+struct mapping_list {
+	struct mapping *m;
+	size_t n, max;
+};
+
+static int collect_mapping(void *ctx, uint64_t chunk, uint64_t sector)
+{
+	struct mapping_list *l = ctx;
+
+	if (l->n == l->max) {
+		size_t max = l->max ? l->max * 2 : 1024;
+		struct mapping *m = realloc(l->m, max * sizeof(*m));
+
+		if (!m)
+			return -ENOMEM;
+		l->m = m;
+		l->max = max;
+	}
+	l->m[l->n++] = (struct mapping){ chunk, sector };
+	return 0;
+}
+
+static void write_status(struct cowd *d)
+{
+	char tmp[160];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", d->status_path);
+	f = fopen(tmp, "we");
+	if (!f)
+		return;
+	fprintf(f, "format=%s\nstore_used_bytes=%llu\nreloads=%llu\nlinear_segments=%zu\n"
+		"cow_segments=%zu\nlinear_chunks=%llu\ntree_chunks=%llu\ncapped=%d\n"
+		"last_suspend_ms=%.3f\nmax_suspend_ms=%.3f\npid=%d\n",
+		d->plugin->name,
+		(unsigned long long)(d->plugin->used_bytes ? d->plugin->used_bytes(&d->store) : 0),
+		(unsigned long long)d->nr_reloads, d->stats.linear_segments, d->stats.cow_segments,
+		(unsigned long long)d->stats.linear_chunks, (unsigned long long)d->stats.tree_chunks,
+		d->stats.capped, d->last_suspend_ms, d->max_suspend_ms, (int)getpid());
+	fclose(f);
+	rename(tmp, d->status_path);
+}
+
+/*
+ * Reload the table so that runs of committed chunks become linear
+ * segments.  Everything in the new table must be committed, and every
+ * chunk it leaves to cow segments must be in the kernel's remap tree.
+ */
+static void maybe_reload(struct cowd *d, int force)
+{
+	struct mapping_list l = { 0 };
+	struct segment *segs = NULL;
+	char params[512];
+	uint64_t len;
+	size_t i, nsegs = 0;
+	int r;
+
+	if (d->no_reload || d->reloader.running || (!force && !d->new_since_reload))
+		return;
+	if (commit(d) || flush_answers(d)) {
+		stop(d, 1);
+		return;
+	}
+	r = dm_table_info(cow_dev_major(d->geo.md_dev), cow_dev_minor(d->geo.md_dev), &len,
+			  params, sizeof(params));
+	if (r) {
+		log_warn("%s: cannot read the device's table (%s); no reload", d->ident, strerror(-r));
+		return;
+	}
+	r = d->plugin->for_each_mapping(&d->store, collect_mapping, &l);
+	if (!r)
+		r = table_build(l.m, l.n, len, d->geo.chunk_sectors, d->max_segments, &segs, &nsegs,
+				&d->job_stats);
+	if (r) {
+		log_err("%s: cannot build a table: %s", d->ident, strerror(-r));
+		free(l.m);
+		return;
+	}
+	/* Chunks the live table serves linearly but the new one does not. */
+	for (i = 0; i < l.n; i++) {
+		if (table_chunk_linear(d->live_segs, d->nlive, l.m[i].chunk, d->geo.chunk_sectors) &&
+		    !table_chunk_linear(segs, nsegs, l.m[i].chunk, d->geo.chunk_sectors))
+			queue_answer(d, cow_msg_load(l.m[i].chunk, l.m[i].sector));
+	}
+	free(l.m);
+	if (flush_answers(d)) {
+		free(segs);
+		return;
+	}
+	memset(&d->job, 0, sizeof(d->job));
+	d->job.dm_major = cow_dev_major(d->geo.md_dev);
+	d->job.dm_minor = cow_dev_minor(d->geo.md_dev);
+	snprintf(d->job.cow_params, sizeof(d->job.cow_params), "%s", params);
+	snprintf(d->job.cow_dev, sizeof(d->job.cow_dev), "%u:%u", cow_dev_major(d->geo.cow_dev),
+		 cow_dev_minor(d->geo.cow_dev));
+	d->job.segs = segs;
+	d->job.nsegs = nsegs;
+	r = reload_start(&d->reloader, &d->job);
+	if (r) {
+		log_err("%s: cannot start a reload: %s", d->ident, strerror(-r));
+		free(segs);
+		return;
+	}
+	d->new_since_reload = 0;
+}
+
+static void reload_done_cb(EV_P_ ev_async *w, int revents)
+{
+	struct cowd *d = w->data;
+	struct reload_job *job = reload_finish(&d->reloader);
+	size_t i;
+
+	if (!job)
+		return;
+	if (job->error) {
+		log_err("%s: table reload failed: %s", d->ident, job->why);
+		free(job->segs);
+		return;
+	}
+	/* Linear segments serve these chunks now: the kernel may forget them. */
+	for (i = 0; i < job->nsegs; i++) {
+		const struct segment *s = &job->segs[i];
+		uint64_t cs = d->geo.chunk_sectors;
+
+		if (s->linear)
+			queue_answer(d, cow_msg_drop(s->start / cs, (s->len + cs - 1) / cs));
+	}
+	if (flush_answers(d))
+		stop(d, 1);
+	free(d->live_segs);
+	d->live_segs = job->segs;
+	d->nlive = job->nsegs;
+	d->stats = d->job_stats;
+	d->nr_reloads++;
+	d->last_suspend_ms = job->suspend_ms;
+	if (job->suspend_ms > d->max_suspend_ms)
+		d->max_suspend_ms = job->suspend_ms;
+	log_debug("%s: reloaded: %zu linear + %zu cow segments, %llu chunks in the tree%s, suspended %.2f ms",
+		  d->ident, d->stats.linear_segments, d->stats.cow_segments,
+		  (unsigned long long)d->stats.tree_chunks,
+		  d->stats.capped ? " (segment limit reached)" : "", job->suspend_ms);
+	write_status(d);
+}
+
+static void reload_timer_cb(EV_P_ ev_timer *w, int revents)
+{
+	maybe_reload(w->data, 0);
 }
 
 static void ctl_cb(EV_P_ ev_io *w, int revents)
@@ -382,8 +540,25 @@ int cowd_run(struct cowd *d)
 	ev_signal_init(&d->sigint, signal_cb, SIGINT);
 	d->sigint.data = d;
 	ev_signal_start(d->loop, &d->sigint);
+	ev_async_init(&d->reloader.done, reload_done_cb);
+	d->reloader.done.data = d;
+	ev_async_start(d->loop, &d->reloader.done);
+	if (d->reload_interval > 0) {
+		ev_timer_init(&d->reload_timer, reload_timer_cb, d->reload_interval,
+			      d->reload_interval);
+		d->reload_timer.data = d;
+		ev_timer_start(d->loop, &d->reload_timer);
+	}
+	mkdir("/run/dm-cow", 0700);
+	snprintf(d->status_path, sizeof(d->status_path), "/run/dm-cow/%s.status", d->ident);
+	write_status(d);
+	/* Mapped chunks become linear segments from the start. */
+	maybe_reload(d, 1);
 
 	ev_run(d->loop, 0);
+	/* A reload in flight ends once the group is gone or the resume is done. */
+	if (d->reloader.running)
+		free(reload_finish(&d->reloader)->segs);
 	return d->exit_code;
 }
 
@@ -399,4 +574,7 @@ void cowd_cleanup(struct cowd *d)
 	if (d->ctl_fd >= 0)
 		close(d->ctl_fd);
 	free(d->out);
+	free(d->live_segs);
+	if (d->status_path[0])
+		unlink(d->status_path);
 }

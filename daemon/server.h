@@ -9,6 +9,8 @@
 #include "cow-plugin.h"
 #include "plugin-loader.h"
 #include "proto.h"
+#include "reload.h"
+#include "table.h"
 
 struct cowd {
 	/* options */
@@ -16,6 +18,10 @@ struct cowd {
 	const char *format;	/* for a blank store; NULL = default */
 	const char *plugin_dir;	/* NULL = default search */
 	double commit_interval;	/* seconds */
+	double reload_interval;	/* seconds; 0: no periodic reloads */
+	uint64_t reload_after;	/* reload after this many new mappings */
+	size_t max_segments;	/* linear segments at most */
+	int no_reload;
 
 	/* state */
 	int ctl_fd;
@@ -33,6 +39,18 @@ struct cowd {
 	int dirty;		/* mark() since the last commit */
 	struct cow_msg *out;	/* answers not yet written */
 	size_t nout, maxout;
+
+	/* table reloads */
+	struct reloader reloader;
+	struct reload_job job;
+	uint64_t new_since_reload;
+	struct segment *live_segs;	/* the table now live (as we built it) */
+	size_t nlive;
+	struct table_stats stats, job_stats;
+	uint64_t nr_reloads;
+	double last_suspend_ms, max_suspend_ms;
+	char status_path[128];
+	ev_timer reload_timer;
 
 	struct ev_loop *loop;
 	ev_io ctl_watcher;

@@ -27,6 +27,9 @@
  *               start-up); no copy, no READY needed
  *   FAIL        daemon: this fault cannot be served (e.g. -ENOSPC); the
  *               queued bios fail with that error
+ *   DROP        daemon: after a table reload made chunks [chunk, chunk +
+ *               arg[0]) plain linear segments, forget their remaps; refused
+ *               (-EBUSY) if a live cow target still covers any of them
  *
  * When a daemon (re)attaches, the kernel sends FAULT again for every fault
  * not answered yet, READY (flag READY_REPLAY) for every chunk in its remap
@@ -56,6 +59,7 @@ enum cow_msg_type {
 	COW_MSG_COMMITTED = 18,
 	COW_MSG_LOAD = 19,
 	COW_MSG_FAIL = 20,
+	COW_MSG_DROP = 21,
 };
 
 /* flags */
@@ -83,6 +87,7 @@ struct cow_msg {
  *   arg[2]  (base dev_t << 32) | cow dev_t, both in the kernel's
  *           new_encode_dev() form: major = (d >> 8) & 0xfff,
  *           minor = (d & 0xff) | ((d >> 12) & 0xfff00)
+ *   seq     dev_t of the dm device whose table holds the group, same form
  *
  * ATTACH arg[0]: every CoW location the daemon hands out is congruent to
  * this value modulo the chunk size (the offset of its data area); the kernel

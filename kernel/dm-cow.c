@@ -68,6 +68,7 @@ struct pending_chunk {
 	bool copy_tried;		/* a kcopyd copy was started */
 	int error;			/* copy or covering-write error */
 	u64 ready_seq;
+	unsigned long since;		/* jiffies when the fault was raised */
 	struct bio_list bios;
 };
 
@@ -79,6 +80,7 @@ struct cow_group {
 	unsigned int minor;
 	struct device *ctl_dev;		/* NULL once the last target is gone */
 
+	dev_t md_dev;			/* the one dm device the group serves */
 	dev_t base_dev, cow_dev;
 	/* valid while any target holds its dm_devs open */
 	struct block_device *base_bdev, *cow_bdev;
@@ -100,6 +102,9 @@ struct cow_group {
 	struct dm_kcopyd_client *kcopyd;
 	mempool_t pending_pool;
 	struct work_struct work;
+	/* Fails faults and flushes that waited too long for a daemon. */
+	struct delayed_work timeout_work;
+	unsigned int daemon_timeout_ms;	/* 0: wait forever; under lock */
 
 	/*
 	 * Protects everything below.  Taken from bio completion, so always
@@ -134,6 +139,8 @@ struct cow_group {
 	bool dead;			/* no target left */
 	unsigned int copies;		/* kcopyd copies in flight */
 	unsigned int faults;		/* pending chunks in FAULT states */
+	unsigned long detached_since;	/* jiffies when the last daemon left */
+	unsigned long commit_wait_since; /* jiffies of the oldest commit waiter */
 
 	/* counters, under lock */
 	u64 nr_mapped;
@@ -141,15 +148,23 @@ struct cow_group {
 	u64 nr_rejected;
 	u64 nr_copy_errors;
 	u64 nr_failed_faults;
+	u64 nr_timed_out;
+	u64 nr_dropped;
+	struct list_head targets_list;	/* struct cow_target, under lock */
 
 	struct mutex ctl_mutex;		/* serialises control-device writers */
 	wait_queue_head_t wait;		/* readers and pollers */
 };
 
 struct cow_target {
+	struct list_head group_link;	/* on group->targets_list */
+	struct dm_target *ti;
+	bool live;			/* its table is resumed; under g->lock */
 	struct cow_group *group;
 	struct dm_dev *base;
 	struct dm_dev *cow;
+	unsigned int daemon_timeout_ms;	/* feature argument, 0 if not given */
+	dev_t md_dev;
 };
 
 /* per-bio data */
@@ -244,6 +259,81 @@ static void remap_bio_to_cow(struct cow_group *g, struct bio *bio,
 }
 
 /* ---------------------------------------------------------------------- */
+/* Waiting for a daemon: daemon_timeout                                    */
+
+/*
+ * With daemon_timeout=<ms>, a first write or a flush that has waited that
+ * long while no daemon was attached fails with EIO instead of waiting
+ * forever.  Caller holds g->lock.
+ */
+static void arm_daemon_timeout(struct cow_group *g)
+{
+	if (g->daemon_timeout_ms && !g->attached)
+		queue_delayed_work(cow_wq, &g->timeout_work,
+				   msecs_to_jiffies(min(g->daemon_timeout_ms / 4 + 1, 1000U)));
+}
+
+static bool waited_too_long(struct cow_group *g, unsigned long since)
+{
+	if (time_before(since, g->detached_since))
+		since = g->detached_since;
+	return time_after(jiffies, since + msecs_to_jiffies(g->daemon_timeout_ms));
+}
+
+static void fail_bios(struct bio_list *bios, blk_status_t status);
+
+static void expire_list(struct cow_group *g, struct list_head *head,
+			struct bio_list *bios, struct list_head *freed)
+{
+	struct pending_chunk *pc, *tmp;
+
+	list_for_each_entry_safe(pc, tmp, head, list) {
+		if (!waited_too_long(g, pc->since))
+			continue;
+		rb_erase(&pc->node, &g->pending);
+		list_move_tail(&pc->list, freed);
+		bio_list_merge(bios, &pc->bios);
+		g->faults--;
+		g->nr_timed_out++;
+	}
+}
+
+static void daemon_timeout_work(struct work_struct *work)
+{
+	struct cow_group *g = container_of(to_delayed_work(work),
+					   struct cow_group, timeout_work);
+	struct bio_list bios = BIO_EMPTY_LIST;
+	struct pending_chunk *pc, *tmp;
+	LIST_HEAD(freed);
+	unsigned long flags;
+
+	spin_lock_irqsave(&g->lock, flags);
+	if (g->attached || !g->daemon_timeout_ms) {
+		spin_unlock_irqrestore(&g->lock, flags);
+		return;
+	}
+	expire_list(g, &g->fault_queued, &bios, &freed);
+	expire_list(g, &g->fault_sent, &bios, &freed);
+	if (!bio_list_empty(&g->commit_wait) &&
+	    waited_too_long(g, g->commit_wait_since)) {
+		bio_list_merge(&bios, &g->commit_wait);
+		bio_list_init(&g->commit_wait);
+	}
+	if (g->faults || !bio_list_empty(&g->commit_wait))
+		arm_daemon_timeout(g);
+	spin_unlock_irqrestore(&g->lock, flags);
+
+	if (!bio_list_empty(&bios))
+		DMWARN_LIMIT("%s: no daemon for %u ms: failing waiting I/O",
+			     g->ident, g->daemon_timeout_ms);
+	fail_bios(&bios, BLK_STS_IOERR);
+	list_for_each_entry_safe(pc, tmp, &freed, list) {
+		list_del(&pc->list);
+		mempool_free(pc, &g->pending_pool);
+	}
+}
+
+/* ---------------------------------------------------------------------- */
 /* Commit waiters: empty flushes and FUA writes                            */
 
 /*
@@ -256,7 +346,10 @@ static bool park_for_commit(struct cow_group *g, struct bio *bio)
 {
 	if (g->committed_seq >= g->ready_seq)
 		return false;
+	if (bio_list_empty(&g->commit_wait))
+		g->commit_wait_since = jiffies;
 	bio_list_add(&g->commit_wait, bio);
+	arm_daemon_timeout(g);
 	g->commit_wait_seq = g->ready_seq;
 	g->commit_wanted = true;
 	wake_up_interruptible(&g->wait);
@@ -405,6 +498,7 @@ static void fail_bios(struct bio_list *bios, blk_status_t status)
 static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 {
 	struct bio_list bios, go = BIO_EMPTY_LIST;
+	sector_t cow_sector;
 	struct bio *bio;
 	unsigned long flags;
 
@@ -438,6 +532,11 @@ static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 	/* Reserved at MAP time: this store does not allocate. */
 	xa_store(&g->remaps, pc->chunk, xa_mk_value(pc->cow_sector), GFP_NOIO);
 
+	/*
+	 * Once on g->ready, a daemon's read() may free @pc at any moment:
+	 * take what the queued bios need first.
+	 */
+	cow_sector = pc->cow_sector;
 	spin_lock_irqsave(&g->lock, flags);
 	rb_erase(&pc->node, &g->pending);
 	bios = pc->bios;
@@ -455,7 +554,7 @@ static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 	wake_up_interruptible(&g->wait);
 
 	while ((bio = bio_list_pop(&go))) {
-		remap_bio_to_cow(g, bio, pc->cow_sector);
+		remap_bio_to_cow(g, bio, cow_sector);
 		dm_submit_bio_remap(bio, NULL);
 	}
 }
@@ -557,6 +656,8 @@ static struct cow_group *group_create(const char *ident, struct cow_target *ct,
 	}
 	kref_init(&g->kref);
 	strscpy(g->ident, ident, sizeof(g->ident));
+	INIT_LIST_HEAD(&g->targets_list);
+	g->md_dev = ct->md_dev;
 	g->base_dev = ct->base->bdev->bd_dev;
 	g->cow_dev = ct->cow->bdev->bd_dev;
 	g->base_bdev = ct->base->bdev;
@@ -579,6 +680,8 @@ static struct cow_group *group_create(const char *ident, struct cow_target *ct,
 	mutex_init(&g->ctl_mutex);
 	init_waitqueue_head(&g->wait);
 	INIT_WORK(&g->work, cow_work);
+	INIT_DELAYED_WORK(&g->timeout_work, daemon_timeout_work);
+	g->detached_since = jiffies;
 
 	r = mempool_init_slab_pool(&g->pending_pool, COW_MIN_PENDING,
 				   pending_cache);
@@ -628,6 +731,7 @@ static void group_kill(struct cow_group *g)
 	list_del(&g->list);
 	device_destroy(cow_class, cow_ctl_base + g->minor);
 	xa_erase(&cow_minors, g->minor);
+	cancel_delayed_work_sync(&g->timeout_work);
 	flush_work(&g->work);
 	dm_kcopyd_client_destroy(g->kcopyd);
 	spin_lock_irqsave(&g->lock, flags);
@@ -676,6 +780,7 @@ static unsigned int ctl_collect(struct cow_group *g, struct cow_msg *msgs,
 		m->arg[1] = g->cow_bdev ? bdev_nr_sectors(g->cow_bdev) : 0;
 		m->arg[2] = ((u64)new_encode_dev(g->base_dev) << 32) |
 			    new_encode_dev(g->cow_dev);
+		m->seq = new_encode_dev(g->md_dev);
 		g->hello_pending = false;
 	}
 	while (g->replaying && n < max) {
@@ -824,6 +929,7 @@ static int ctl_map(struct cow_group *g, const struct cow_msg *m)
 {
 	struct pending_chunk *pc;
 	const char *why = NULL;
+	bool reused_slot;
 	long slot;
 	int r;
 
@@ -839,14 +945,19 @@ static int ctl_map(struct cow_group *g, const struct cow_msg *m)
 	if (slot < 0)
 		return ctl_reject(g, m, slot, why);
 	r = xa_insert(&g->cow_slots, slot, xa_mk_value(m->chunk), GFP_KERNEL);
-	if (r == -EBUSY)
+	reused_slot = r == -EBUSY &&
+		      xa_load(&g->cow_slots, slot) == xa_mk_value(m->chunk);
+	if (reused_slot)
+		r = 0;	/* its remap was dropped by a reload: same place */
+	else if (r == -EBUSY)
 		return ctl_reject(g, m, -EEXIST,
 				  "CoW location inside another mapping");
 	if (r)
 		return r;
 	r = xa_reserve(&g->remaps, m->chunk, GFP_KERNEL);
 	if (r) {
-		xa_erase(&g->cow_slots, slot);
+		if (!reused_slot)
+			xa_erase(&g->cow_slots, slot);
 		return r;
 	}
 
@@ -883,7 +994,9 @@ static int ctl_load(struct cow_group *g, const struct cow_msg *m)
 	if (slot < 0)
 		return ctl_reject(g, m, slot, why);
 	r = xa_insert(&g->cow_slots, slot, xa_mk_value(m->chunk), GFP_KERNEL);
-	if (r == -EBUSY)
+	if (r == -EBUSY && xa_load(&g->cow_slots, slot) == xa_mk_value(m->chunk))
+		r = 0;	/* dropped by a reload, loaded again: same place */
+	else if (r == -EBUSY)
 		return ctl_reject(g, m, -EEXIST,
 				  "CoW location inside another mapping");
 	if (r)
@@ -941,6 +1054,47 @@ static int ctl_fail(struct cow_group *g, const struct cow_msg *m)
 	return 0;
 }
 
+/*
+ * After a reload made chunks linear segments, their remaps are dead weight.
+ * Refuse if a live cow target still covers any of them: the remap tree must
+ * never lose a chunk that is served by a cow segment.
+ */
+static int ctl_drop(struct cow_group *g, const struct cow_msg *m)
+{
+	u64 first = m->chunk, count = m->arg[0];
+	unsigned long index;
+	sector_t start, end;
+	struct cow_target *ct;
+	void *entry;
+
+	if (!count || count > g->nr_chunks - first)
+		return ctl_reject(g, m, -ERANGE, "DROP range beyond the device");
+	start = chunk_to_sector(g, first);
+	end = chunk_to_sector(g, first + count);
+	spin_lock_irq(&g->lock);
+	list_for_each_entry(ct, &g->targets_list, group_link) {
+		if (ct->live && ct->ti->begin < end &&
+		    ct->ti->begin + ct->ti->len > start) {
+			spin_unlock_irq(&g->lock);
+			return ctl_reject(g, m, -EBUSY,
+					  "DROP of chunks a live cow target serves");
+		}
+	}
+	/*
+	 * No live cow target covers the range, so no new bio can look these
+	 * chunks up.  Their CoW slots stay taken: the locations are in use.
+	 */
+	xa_for_each_range(&g->remaps, index, entry, first, first + count - 1) {
+		if (!xa_is_value(entry))
+			continue;	/* reserved: a copy in flight */
+		xa_erase(&g->remaps, index);
+		g->nr_mapped--;
+		g->nr_dropped++;
+	}
+	spin_unlock_irq(&g->lock);
+	return 0;
+}
+
 static int ctl_committed(struct cow_group *g, const struct cow_msg *m)
 {
 
@@ -995,7 +1149,8 @@ static int ctl_handle(struct cow_group *g, const struct cow_msg *m)
 	if (!g->attached)
 		return ctl_reject(g, m, -EPROTO, "ATTACH must come first");
 	if ((m->type == COW_MSG_MAP || m->type == COW_MSG_LOAD ||
-	     m->type == COW_MSG_FAIL) && m->chunk >= g->nr_chunks)
+	     m->type == COW_MSG_FAIL || m->type == COW_MSG_DROP) &&
+	    m->chunk >= g->nr_chunks)
 		return ctl_reject(g, m, -ERANGE, "chunk beyond the device");
 
 	switch (m->type) {
@@ -1007,6 +1162,8 @@ static int ctl_handle(struct cow_group *g, const struct cow_msg *m)
 		return ctl_fail(g, m);
 	case COW_MSG_COMMITTED:
 		return ctl_committed(g, m);
+	case COW_MSG_DROP:
+		return ctl_drop(g, m);
 	default:
 		return ctl_reject(g, m, -EINVAL, "unknown message type");
 	}
@@ -1099,6 +1256,9 @@ static int ctl_release(struct inode *inode, struct file *file)
 	spin_lock_irq(&g->lock);
 	g->ctl_open = false;
 	g->attached = false;
+	g->detached_since = jiffies;
+	if (g->faults || !bio_list_empty(&g->commit_wait))
+		arm_daemon_timeout(g);
 	spin_unlock_irq(&g->lock);
 	group_put(g);
 	return 0;
@@ -1116,10 +1276,10 @@ static const struct file_operations cow_ctl_fops = {
 /* ---------------------------------------------------------------------- */
 /* Target                                                                  */
 
-static int cow_parse_features(struct dm_target *ti, unsigned int argc,
-			      char **argv)
+static int cow_parse_features(struct dm_target *ti, struct cow_target *ct,
+			      unsigned int argc, char **argv)
 {
-	unsigned int count;
+	unsigned int count, i, ms;
 	char dummy;
 
 	if (!argc)
@@ -1132,9 +1292,18 @@ static int cow_parse_features(struct dm_target *ti, unsigned int argc,
 		ti->error = "Feature argument count does not match the arguments given";
 		return -EINVAL;
 	}
-	if (count) {
-		ti->error = "Unknown feature argument";
-		return -EINVAL;
+	for (i = 1; i <= count; i++) {
+		if (!strncmp(argv[i], "daemon_timeout=", 15)) {
+			if (sscanf(argv[i] + 15, "%u%c", &ms, &dummy) != 1 ||
+			    !ms || ms > 86400000) {
+				ti->error = "Invalid daemon_timeout: milliseconds from 1 to 86400000";
+				return -EINVAL;
+			}
+			ct->daemon_timeout_ms = ms;
+		} else {
+			ti->error = "Unknown feature argument";
+			return -EINVAL;
+		}
 	}
 	return 0;
 }
@@ -1160,14 +1329,15 @@ static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Invalid chunk size: must be a power of two from 8 to 2097152 sectors";
 		return -EINVAL;
 	}
-	r = cow_parse_features(ti, argc - 4, argv + 4);
-	if (r)
-		return r;
-
 	ct = kzalloc(sizeof(*ct), GFP_KERNEL);
 	if (!ct) {
 		ti->error = "Cannot allocate target context";
 		return -ENOMEM;
+	}
+	r = cow_parse_features(ti, ct, argc - 4, argv + 4);
+	if (r) {
+		kfree(ct);
+		return r;
 	}
 	/* The base is only ever read: open it read-only. */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0)
@@ -1194,9 +1364,16 @@ static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto bad_group;
 	}
 
+	ct->ti = ti;
+	ct->md_dev = disk_devt(dm_disk(dm_table_get_md(ti->table)));
 	mutex_lock(&cow_groups_mutex);
 	g = group_find(argv[0]);
 	if (g) {
+		if (g->md_dev != ct->md_dev) {
+			mutex_unlock(&cow_groups_mutex);
+			ti->error = "Ident already in use by another dm device";
+			goto bad_group;
+		}
 		if (g->base_dev != ct->base->bdev->bd_dev ||
 		    g->cow_dev != ct->cow->bdev->bd_dev ||
 		    g->chunk_sectors != chunk) {
@@ -1214,6 +1391,11 @@ static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		}
 	}
 	g->targets++;
+	/* The group follows the newest table's feature arguments. */
+	spin_lock_irq(&g->lock);
+	g->daemon_timeout_ms = ct->daemon_timeout_ms;
+	list_add_tail(&ct->group_link, &g->targets_list);
+	spin_unlock_irq(&g->lock);
 	mutex_unlock(&cow_groups_mutex);
 	ct->group = g;
 
@@ -1231,6 +1413,9 @@ static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	return 0;
 
 bad_io_len:
+	spin_lock_irq(&g->lock);
+	list_del(&ct->group_link);
+	spin_unlock_irq(&g->lock);
 	mutex_lock(&cow_groups_mutex);
 	if (!--g->targets)
 		group_kill(g);
@@ -1250,6 +1435,9 @@ static void cow_dtr(struct dm_target *ti)
 	struct cow_target *ct = ti->private;
 	struct cow_group *g = ct->group;
 
+	spin_lock_irq(&g->lock);
+	list_del(&ct->group_link);
+	spin_unlock_irq(&g->lock);
 	mutex_lock(&cow_groups_mutex);
 	if (!--g->targets)
 		group_kill(g);
@@ -1297,7 +1485,9 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 	fresh = NULL;
 	pc->chunk = chunk;
 	pc->state = PENDING_FAULT_QUEUED;
+	pc->since = jiffies;
 	bio_list_add(&pc->bios, bio);
+	arm_daemon_timeout(g);
 	pending_insert(g, pc);
 	list_add_tail(&pc->list, &g->fault_queued);
 	g->faults++;
@@ -1392,15 +1582,18 @@ static void cow_status(struct dm_target *ti, status_type_t type,
 	switch (type) {
 	case STATUSTYPE_INFO:
 		spin_lock_irq(&g->lock);
-		DMEMIT("mapped=%llu pending=%u copying=%u commits=%llu daemon=%s rejected=%llu copy_errors=%llu failed=%llu",
+		DMEMIT("mapped=%llu pending=%u copying=%u commits=%llu daemon=%s rejected=%llu copy_errors=%llu failed=%llu timed_out=%llu dropped=%llu",
 		       g->nr_mapped, g->faults, g->copies, g->nr_commits,
 		       g->attached ? "attached" : "detached", g->nr_rejected,
-		       g->nr_copy_errors, g->nr_failed_faults);
+		       g->nr_copy_errors, g->nr_failed_faults, g->nr_timed_out,
+		       g->nr_dropped);
 		spin_unlock_irq(&g->lock);
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s %s %s %u", g->ident, ct->base->name, ct->cow->name,
 		       g->chunk_sectors);
+		if (ct->daemon_timeout_ms)
+			DMEMIT(" 1 daemon_timeout=%u", ct->daemon_timeout_ms);
 		break;
 	case STATUSTYPE_IMA:
 		DMEMIT_TARGET_NAME_VERSION(ti->type);
@@ -1428,6 +1621,26 @@ static int cow_message(struct dm_target *ti, unsigned int argc, char **argv,
 	return -EINVAL;
 }
 
+/* A table is live between its resume and its postsuspend. */
+static void cow_set_live(struct dm_target *ti, bool live)
+{
+	struct cow_target *ct = ti->private;
+
+	spin_lock_irq(&ct->group->lock);
+	ct->live = live;
+	spin_unlock_irq(&ct->group->lock);
+}
+
+static void cow_resume(struct dm_target *ti)
+{
+	cow_set_live(ti, true);
+}
+
+static void cow_postsuspend(struct dm_target *ti)
+{
+	cow_set_live(ti, false);
+}
+
 static int cow_iterate_devices(struct dm_target *ti,
 			       iterate_devices_callout_fn fn, void *data)
 {
@@ -1452,6 +1665,8 @@ static struct target_type cow_target = {
 	.end_io = cow_end_io,
 	.status = cow_status,
 	.message = cow_message,
+	.resume = cow_resume,
+	.postsuspend = cow_postsuspend,
 	.iterate_devices = cow_iterate_devices,
 };
 

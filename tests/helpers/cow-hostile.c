@@ -166,6 +166,14 @@ int main(int argc, char **argv)
 	m.chunk = 1;
 	m.sector = 0;
 	expect("LOAD chunk 1 onto chunk 0's location", send1(fd, m), EEXIST);
+	m = msg(COW_MSG_DROP);
+	m.chunk = 0;
+	m.arg[0] = 1;
+	expect("DROP of a chunk a live cow target serves", send1(fd, m), EBUSY);
+	m.arg[0] = nr_chunks + 1;
+	expect("DROP beyond the device", send1(fd, m), ERANGE);
+	m.arg[0] = 0;
+	expect("DROP of nothing", send1(fd, m), ERANGE);
 
 	/* A real fault: a write to chunk 2 waits for us. */
 	writer = fork();

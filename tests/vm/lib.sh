@@ -55,6 +55,12 @@ dm_status() {
 	dmsetup status "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n1
 }
 
+# Chunks the group has mapped: in the kernel's tree, or dropped from it
+# because a reload made them linear segments.
+mapped_total() {
+	echo $(( $(dm_status "$1" mapped) + $(dm_status "$1" dropped) ))
+}
+
 # Wait (up to 10 s) until cowd serves IDENT.
 wait_attached() {
 	local i

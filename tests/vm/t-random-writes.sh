@@ -15,7 +15,7 @@ for chunk in 64k 4k; do
 	cowctl create rw base.img rw.cow --chunk $chunk >/dev/null
 	cow-pattern random /dev/mapper/rw model.img 400 11 4 || fail "writes failed (chunk $chunk)"
 	cmp /dev/mapper/rw model.img || fail "device differs from the model (chunk $chunk)"
-	[ "$(dm_status rw mapped)" -gt 0 ] || fail "no chunk mapped"
+	[ "$(mapped_total rw)" -gt 0 ] || fail "no chunk mapped"
 	cowctl remove rw
 	[ "$(sha base.img)" = "$base_sum" ] || fail "the base changed"
 

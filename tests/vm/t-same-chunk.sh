@@ -11,7 +11,7 @@ cowctl create sc base.img sc.cow --chunk 64k >/dev/null
 cow-pattern samechunk /dev/mapper/sc model.img 65536 10 40 8 4 99 7 ||
 	fail "concurrent writers/readers on one chunk"
 cmp /dev/mapper/sc model.img || fail "device differs from the model"
-[ "$(dm_status sc mapped)" -eq 40 ] || fail "expected 40 mapped chunks, got $(dm_status sc mapped)"
+[ "$(mapped_total sc)" -eq 40 ] || fail "expected 40 mapped chunks, got $(mapped_total sc)"
 [ "$(dm_status sc pending)" -eq 0 ] || fail "faults left pending"
 cowctl remove sc
 [ "$(sha base.img)" = "$base_sum" ] || fail "the base changed"

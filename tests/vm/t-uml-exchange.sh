@@ -22,7 +22,7 @@ cow-pattern put model.img $((256 * 512)) 256 4 5 1
 track ux
 cowctl create ux base.img u.cow >/dev/null
 cmp /dev/mapper/ux model.img || fail "uml_mkcow's file reads wrong through dm-cow"
-[ "$(dm_status ux mapped)" -eq 2 ] || fail "expected 2 mapped chunks from the file, got $(dm_status ux mapped)"
+[ "$(mapped_total ux)" -eq 2 ] || fail "expected 2 mapped chunks from the file, got $(mapped_total ux)"
 cow-pattern random /dev/mapper/ux model.img 100 9 2 || fail "writes failed"
 cmp /dev/mapper/ux model.img || fail "device differs from the model"
 cowctl remove ux

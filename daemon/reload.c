@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include <errno.h>
+#include <libdevmapper.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "reload.h"
+
+int dm_table_info(unsigned int major, unsigned int minor, uint64_t *len, char *cow_params,
+		  size_t plen)
+{
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_TABLE);
+	uint64_t start, length;
+	char *type, *params;
+	void *next = NULL;
+	int found = 0;
+
+	if (!dmt)
+		return -ENOMEM;
+	if (!dm_task_set_major(dmt, (int)major) || !dm_task_set_minor(dmt, (int)minor) ||
+	    !dm_task_run(dmt)) {
+		dm_task_destroy(dmt);
+		return -ENODEV;
+	}
+	*len = 0;
+	do {
+		next = dm_get_next_target(dmt, next, &start, &length, &type, &params);
+		if (!type)
+			break;
+		*len = start + length;
+		if (!found && !strcmp(type, "cow")) {
+			snprintf(cow_params, plen, "%s", params);
+			found = 1;
+		}
+	} while (next);
+	dm_task_destroy(dmt);
+	return found ? 0 : -ENOENT;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int task_for(struct dm_task **dmt, int type, const struct reload_job *job)
+{
+	*dmt = dm_task_create(type);
+	if (!*dmt)
+		return -ENOMEM;
+	if (!dm_task_set_major(*dmt, (int)job->dm_major) ||
+	    !dm_task_set_minor(*dmt, (int)job->dm_minor)) {
+		dm_task_destroy(*dmt);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void run_job(struct reload_job *job)
+{
+	struct dm_task *dmt;
+	char params[600];
+	double t0;
+	size_t i;
+
+	if ((job->error = task_for(&dmt, DM_DEVICE_RELOAD, job)))
+		return;
+	for (i = 0; i < job->nsegs; i++) {
+		const struct segment *s = &job->segs[i];
+
+		if (s->linear)
+			snprintf(params, sizeof(params), "%s %llu", job->cow_dev,
+				 (unsigned long long)s->cow_sector);
+		else
+			snprintf(params, sizeof(params), "%s", job->cow_params);
+		if (!dm_task_add_target(dmt, s->start, s->len, s->linear ? "linear" : "cow", params)) {
+			snprintf(job->why, sizeof(job->why), "cannot add segment %zu", i);
+			job->error = -ENOMEM;
+			dm_task_destroy(dmt);
+			return;
+		}
+	}
+	if (!dm_task_run(dmt)) {
+		snprintf(job->why, sizeof(job->why), "the kernel refused the new table (see dmesg)");
+		job->error = -EINVAL;
+		dm_task_destroy(dmt);
+		return;
+	}
+	dm_task_destroy(dmt);
+
+	/* Suspend (no filesystem freeze: the mapping does not change), swap, resume. */
+	if ((job->error = task_for(&dmt, DM_DEVICE_RESUME, job)))
+		return;
+	dm_task_skip_lockfs(dmt);
+	t0 = now_ms();
+	if (!dm_task_run(dmt)) {
+		snprintf(job->why, sizeof(job->why), "resuming with the new table failed");
+		job->error = -EIO;
+	}
+	job->suspend_ms = now_ms() - t0;
+	dm_task_destroy(dmt);
+}
+
+static void *reload_thread(void *arg)
+{
+	struct reloader *r = arg;
+
+	run_job(r->job);
+	ev_async_send(EV_DEFAULT, &r->done);
+	return NULL;
+}
+
+int reload_start(struct reloader *r, struct reload_job *job)
+{
+	int err;
+
+	if (r->running)
+		return -EBUSY;
+	r->job = job;
+	job->error = 0;
+	job->why[0] = 0;
+	err = pthread_create(&r->thread, NULL, reload_thread, r);
+	if (err)
+		return -err;
+	r->running = 1;
+	return 0;
+}
+
+struct reload_job *reload_finish(struct reloader *r)
+{
+	if (!r->running)
+		return NULL;
+	pthread_join(r->thread, NULL);
+	r->running = 0;
+	return r->job;
+}
