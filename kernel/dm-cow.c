@@ -1308,6 +1308,21 @@ static int cow_parse_features(struct dm_target *ti, struct cow_target *ct,
 	return 0;
 }
 
+/* A target leaves its group; the last one takes the group down. */
+static void group_leave(struct cow_target *ct)
+{
+	struct cow_group *g = ct->group;
+
+	spin_lock_irq(&g->lock);
+	list_del(&ct->group_link);
+	spin_unlock_irq(&g->lock);
+	mutex_lock(&cow_groups_mutex);
+	if (!--g->targets)
+		group_kill(g);
+	mutex_unlock(&cow_groups_mutex);
+	group_put(g);
+}
+
 static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
 	struct cow_target *ct;
@@ -1413,14 +1428,7 @@ static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	return 0;
 
 bad_io_len:
-	spin_lock_irq(&g->lock);
-	list_del(&ct->group_link);
-	spin_unlock_irq(&g->lock);
-	mutex_lock(&cow_groups_mutex);
-	if (!--g->targets)
-		group_kill(g);
-	mutex_unlock(&cow_groups_mutex);
-	group_put(g);
+	group_leave(ct);
 bad_group:
 	dm_put_device(ti, ct->cow);
 bad_cow:
@@ -1433,16 +1441,8 @@ bad_base:
 static void cow_dtr(struct dm_target *ti)
 {
 	struct cow_target *ct = ti->private;
-	struct cow_group *g = ct->group;
 
-	spin_lock_irq(&g->lock);
-	list_del(&ct->group_link);
-	spin_unlock_irq(&g->lock);
-	mutex_lock(&cow_groups_mutex);
-	if (!--g->targets)
-		group_kill(g);
-	mutex_unlock(&cow_groups_mutex);
-	group_put(g);
+	group_leave(ct);
 	dm_put_device(ti, ct->cow);
 	dm_put_device(ti, ct->base);
 	kfree(ct);
