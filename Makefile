@@ -24,7 +24,7 @@ COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/loopdev.c daemon/dmdev
 PLUGINS := uml
 HELPERS := cow-pattern cow-hostile
 
-.PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo install clean deps
+.PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo bench install clean deps
 
 all: programs plugins helpers $(if $(KVER),module)
 
@@ -101,6 +101,11 @@ check: deps
 demo: deps
 	$(MAKE) all
 	scripts/demo
+
+# Performance against dm-linear, dm-snapshot and dm-thin (not part of check).
+bench: deps
+	$(MAKE) all
+	scripts/bench
 
 install: programs plugins
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(PREFIX)/share/man/man8

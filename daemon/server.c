@@ -556,9 +556,12 @@ int cowd_run(struct cowd *d)
 	maybe_reload(d, 1);
 
 	ev_run(d->loop, 0);
-	/* A reload in flight ends once the group is gone or the resume is done. */
-	if (d->reloader.running)
-		free(reload_finish(&d->reloader)->segs);
+	/*
+	 * A reload in flight may be suspending the device, which waits for
+	 * bios that wait for us: keep answering until it is done.
+	 */
+	while (d->reloader.running)
+		ev_run(d->loop, EVRUN_ONCE);
 	return d->exit_code;
 }
 
