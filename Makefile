@@ -21,7 +21,7 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 DAEMON_COMMON := daemon/log.c daemon/proto.c daemon/plugin-loader.c daemon/blkdev.c daemon/store.c
 COWD_SRC := daemon/cowd.c daemon/server.c daemon/table.c daemon/reload.c $(DAEMON_COMMON)
 COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
-PLUGINS := uml
+PLUGINS := uml packed
 HELPERS := cow-pattern cow-hostile
 
 .PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo bench install clean deps
@@ -43,9 +43,9 @@ $(B)/bin/cowctl: $(COWCTL_SRC) $(wildcard daemon/*.h include/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $(COWCTL_SRC) -ldevmapper -ldl
 
-$(B)/plugins/%.so: plugins/%.c daemon/store.c $(wildcard include/*.h daemon/store.h)
+$(B)/plugins/%.so: plugins/%.c daemon/store.c daemon/crc32c.c $(wildcard include/*.h daemon/store.h daemon/crc32c.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -shared -o $@ $< daemon/store.c
+	$(CC) $(CFLAGS) -shared -o $@ $< daemon/store.c daemon/crc32c.c
 
 $(B)/test-bin/%: tests/helpers/%.c $(wildcard include/*.h)
 	@mkdir -p $(@D)
@@ -64,7 +64,7 @@ $(KDIR)/dm-cow.ko: kernel/dm-cow.c kernel/Kbuild include/dm-cow-proto.h
 	@! grep -q 'warning:' $(KDIR)/build.log || { echo "module build has warnings" >&2; exit 1; }
 
 # ---- tests ----------------------------------------------------------------
-UNIT_TESTS := test-proto test-uml test-cowctl-args test-table
+UNIT_TESTS := test-proto test-uml test-cowctl-args test-table test-packed
 UNIT_BIN := $(UNIT_TESTS:%=$(B)/unit/%)
 
 $(B)/unit/test-proto: tests/unit/test-proto.c daemon/proto.c daemon/log.c tests/unit/check.h
@@ -76,6 +76,10 @@ $(B)/unit/test-uml: tests/unit/test-uml.c plugins/uml.c daemon/store.c daemon/lo
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
 $(B)/unit/test-cowctl-args: tests/unit/test-cowctl-args.c daemon/cowctl-args.c daemon/log.c tests/unit/check.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
+
+$(B)/unit/test-packed: tests/unit/test-packed.c plugins/packed.c daemon/store.c daemon/crc32c.c tests/unit/check.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 

@@ -188,7 +188,8 @@ static int create_cow_file(const struct cowctl_args *a, uint64_t chunk_sectors)
 		log_err("no store plugins in %s", set.dir);
 		r = -ENOENT;
 	} else {
-		r = store_open(&set, &s, a->format, &p, &created);
+		r = store_open(&set, &s, a->format ? a->format : COW_DEFAULT_FILE_FORMAT, &p,
+			       &created);
 		if (r)
 			log_err("%s: %s", a->cow, s.error);
 		else
@@ -332,6 +333,7 @@ static int cmd_remove(const struct cowctl_args *a)
 struct status_fields {
 	unsigned long long mapped, pending, copying, commits, rejected, copy_errors, failed;
 	char daemon[32];
+	int full;
 };
 
 static void parse_status(const char *params, struct status_fields *f)
@@ -344,6 +346,8 @@ static void parse_status(const char *params, struct status_fields *f)
 		char *eq = strchr(tok, '=');
 		unsigned long long v;
 
+		if (!strcmp(tok, "full"))
+			f->full = 1;
 		if (!eq)
 			continue;
 		*eq++ = 0;
@@ -422,15 +426,16 @@ static int cmd_status(const struct cowctl_args *a)
 		       "\"failed_faults\": %llu, \"format\": \"%s\", \"store_used_bytes\": %llu, "
 		       "\"reloads\": %llu, \"linear_segments\": %llu, \"cow_segments\": %llu, "
 		       "\"linear_chunks\": %llu, \"tree_chunks\": %llu, \"segment_limit_reached\": %s, "
-		       "\"last_suspend_ms\": %.3f}\n",
+		       "\"last_suspend_ms\": %.3f, \"full\": %s}\n",
 		       a->name, ident, base, cow, chunk * COW_SECTOR, f.mapped, f.pending,
 		       f.copying, f.commits, f.daemon, (int)pid, f.rejected, f.copy_errors,
 		       f.failed, df.format, df.used, df.reloads, df.linear_segments,
 		       df.cow_segments, df.linear_chunks, df.tree_chunks,
-		       df.capped ? "true" : "false", df.last_suspend_ms);
+		       df.capped ? "true" : "false", df.last_suspend_ms, f.full ? "true" : "false");
 		return 0;
 	}
-	printf("%s: dm-cow device /dev/mapper/%s (group %s)\n", a->name, a->name, ident);
+	printf("%s: dm-cow device /dev/mapper/%s (group %s)%s\n", a->name, a->name, ident,
+	       f.full ? " -- FULL: first writes fail with ENOSPC" : "");
 	printf("  base device:       %s (read only)\n", base);
 	printf("  CoW device:        %s\n", cow);
 	printf("  chunk size:        %llu KiB\n", chunk * COW_SECTOR / 1024);

@@ -68,6 +68,27 @@ static int daemonize(const char *log_file)
 	return 0;
 }
 
+/* Write our pid to @path, making its directory (e.g. /run/dm-cow) if needed. */
+static void write_pidfile(const char *path)
+{
+	char dir[4096], *slash;
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = 0;
+		mkdir(dir, 0700);
+	}
+	f = fopen(path, "we");
+	if (!f) {
+		log_warn("cannot write the pidfile %s: %s", path, strerror(errno));
+		return;
+	}
+	fprintf(f, "%d\n", (int)getpid());
+	fclose(f);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -164,14 +185,8 @@ int main(int argc, char **argv)
 		}
 	}
 	log_init("cowd", use_syslog || (!foreground && !log_file), verbose);
-	if (pidfile) {
-		FILE *f = fopen(pidfile, "we");
-
-		if (f) {
-			fprintf(f, "%d\n", (int)getpid());
-			fclose(f);
-		}
-	}
+	if (pidfile)
+		write_pidfile(pidfile);
 	r = cowd_run(&d);
 	log_info("%s: exiting after %llu commits", d.ident, (unsigned long long)d.nr_commits);
 	cowd_cleanup(&d);

@@ -6,7 +6,9 @@
 #include "cow-plugin.h"
 
 #define COW_MAX_PLUGINS 32
-#define COW_DEFAULT_FORMAT "uml"
+/* Blank devices get the packed format; cowctl makes new files UML COW. */
+#define COW_DEFAULT_FORMAT "packed"
+#define COW_DEFAULT_FILE_FORMAT "uml"
 
 struct plugin_set {
 	const struct cow_plugin *plugin[COW_MAX_PLUGINS];

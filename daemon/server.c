@@ -28,6 +28,32 @@
 
 static void maybe_reload(struct cowd *d, int force);
 
+/*
+ * The kernel refused a MAP because another chunk's copy, answered by an
+ * earlier daemon, holds that location: ask the plugin for another one.
+ */
+static void retry_map(struct cowd *d, uint64_t chunk)
+{
+	struct cow_msg m;
+	uint64_t sector, last = UINT64_MAX;
+	int tries, valid = 0;
+
+	for (tries = 0; tries < 64; tries++) {
+		if (d->plugin->locate(&d->store, chunk, &sector, &valid) || sector == last)
+			break;
+		last = sector;
+		m = cow_msg_map(chunk, sector, valid);
+		if (write(d->ctl_fd, &m, sizeof(m)) == (ssize_t)sizeof(m))
+			return;
+		if (errno != EEXIST)
+			break;
+	}
+	log_err("%s: no free location for chunk %llu; failing its writes", d->ident,
+		(unsigned long long)chunk);
+	m = cow_msg_fail(chunk, -EIO);
+	(void)!write(d->ctl_fd, &m, sizeof(m));
+}
+
 static int ctl_send(struct cowd *d, const struct cow_msg *msgs, size_t n, int quiet_busy)
 {
 	size_t i = 0;
@@ -44,6 +70,11 @@ static int ctl_send(struct cowd *d, const struct cow_msg *msgs, size_t n, int qu
 			continue;
 		if (w < 0 && errno == ENODEV)
 			return -ENODEV;
+		if (w < 0 && errno == EEXIST && msgs[i].type == COW_MSG_MAP && d->plugin) {
+			retry_map(d, msgs[i].chunk);
+			i++;
+			continue;
+		}
 		/* The kernel refused msgs[i]: say so and go on with the rest. */
 		if (!(quiet_busy && errno == EBUSY)) {
 			cow_msg_describe(&msgs[i], desc, sizeof(desc));

@@ -137,6 +137,7 @@ struct cow_group {
 	bool ctl_open;
 	bool attached;
 	bool dead;			/* no target left */
+	bool full;			/* the daemon refused a fault: no space */
 	unsigned int copies;		/* kcopyd copies in flight */
 	unsigned int faults;		/* pending chunks in FAULT states */
 	unsigned long detached_since;	/* jiffies when the last daemon left */
@@ -963,6 +964,7 @@ static int ctl_map(struct cow_group *g, const struct cow_msg *m)
 
 	spin_lock_irq(&g->lock);
 	pc->state = PENDING_COPYING;
+	g->full = false;
 	pc->cow_sector = m->sector;
 	pc->data_valid = m->flags & COW_MAP_DATA_VALID;
 	list_del_init(&pc->list);
@@ -1045,6 +1047,8 @@ static int ctl_fail(struct cow_group *g, const struct cow_msg *m)
 	list_del(&pc->list);
 	g->faults--;
 	g->nr_failed_faults++;
+	if (m->error == -ENOSPC)
+		g->full = true;
 	bios = pc->bios;
 	spin_unlock_irq(&g->lock);
 
@@ -1587,6 +1591,8 @@ static void cow_status(struct dm_target *ti, status_type_t type,
 		       g->attached ? "attached" : "detached", g->nr_rejected,
 		       g->nr_copy_errors, g->nr_failed_faults, g->nr_timed_out,
 		       g->nr_dropped);
+		if (g->full)
+			DMEMIT(" full");
 		spin_unlock_irq(&g->lock);
 		break;
 	case STATUSTYPE_TABLE:

@@ -46,6 +46,12 @@ make_base() {
 	cow-pattern fill "$1" "$2" "$3"
 }
 
+# has PATTERN: like grep -q, but reads all its input, so that under
+# pipefail the command feeding it never dies of SIGPIPE.
+has() {
+	grep "$@" >/dev/null
+}
+
 sha() {
 	sha256sum "$1" | cut -d' ' -f1
 }

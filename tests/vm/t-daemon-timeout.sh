@@ -10,7 +10,7 @@ C=$(loop cow.img)
 
 track to
 dmsetup create to --table "0 16384 cow to $B $C 64 1 daemon_timeout=1500"
-dmsetup table to | grep -q "1 daemon_timeout=1500$" || fail "TABLE does not show the feature: $(dmsetup table to)"
+dmsetup table to | has "1 daemon_timeout=1500$" || fail "TABLE does not show the feature: $(dmsetup table to)"
 cmp <(head -c 1M base.img) <(dd if=/dev/mapper/to bs=1M count=1 iflag=direct status=none) ||
 	fail "reads of unwritten chunks need no daemon"
 start=$(date +%s%N)
@@ -53,4 +53,4 @@ for v in 0 abc -5 86400001 ""; do
 		fail "daemon_timeout=$v accepted"
 	fi
 done
-dmesg | grep -q "Invalid daemon_timeout" || fail "no reason for a bad daemon_timeout"
+dmesg | has "Invalid daemon_timeout" || fail "no reason for a bad daemon_timeout"

@@ -10,7 +10,7 @@ B=$(loop -r base.img)
 C=$(loop cow.img)
 track ff
 dmsetup create ff --table "0 32768 cow ff $B $C 128"
-cowd -f --no-reload --commit-interval 3600 ff 2>cowd.log &
+cowd -f --format uml --no-reload --commit-interval 3600 ff 2>cowd.log &
 track_pid $!
 wait_attached ff
 

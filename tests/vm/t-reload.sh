@@ -38,7 +38,7 @@ reloads=$(sed -n 's/^reloads=//p' /run/dm-cow/rl.status)
 cmp /dev/mapper/rl model.img || fail "data differs after reloads under load"
 note "$((reloads - reloads_before)) reloads under load; table: $(dmsetup table rl | wc -l) lines; max suspend $(sed -n 's/^max_suspend_ms=//p' /run/dm-cow/rl.status) ms"
 
-cowctl status rl | grep -q "linear segments" || fail "cowctl status does not show the segments"
+cowctl status rl | has "linear segments" || fail "cowctl status does not show the segments"
 
 # Remove and re-create: the new daemon's first reload makes linear segments
 # from the store's metadata alone.
@@ -59,7 +59,7 @@ cowd --pidfile /run/dm-cow/cap.pid --max-segments 5 --reload-interval 0.3 cap
 sleep 1
 [ "$(dmsetup table cap | grep -c ' linear ')" -le 5 ] || fail "more linear segments than the cap"
 grep -q "^capped=1" /run/dm-cow/cap.status || fail "the cap is not reported"
-cowctl status cap | grep -qi "limit" || fail "cowctl status does not say the table is capped"
+cowctl status cap | has -i "limit" || fail "cowctl status does not say the table is capped"
 cmp /dev/mapper/cap model.img || fail "data differs with a capped table"
 cowctl remove cap
 [ "$(sha base.img)" = "$base_sum" ] || fail "the base changed"

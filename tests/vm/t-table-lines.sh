@@ -36,7 +36,7 @@ bad() {
 		track bad
 		fail "accepted: '$table'"
 	fi
-	dmesg | tail -n +"$((before + 1))" | grep -q "$reason" ||
+	dmesg | tail -n +"$((before + 1))" | has "$reason" ||
 		fail "'$table' refused without the reason '$reason' in the kernel log"
 	note "refused ($(tail -n1 dmsetup.err | sed 's/^device-mapper: //')): $table -> $reason"
 }

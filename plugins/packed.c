@@ -1,0 +1,778 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The native packed store: for a CoW device smaller than the base.  Chunks
+ * get data slots in allocation order, so first writes that follow each
+ * other land in consecutive slots and coalesce into linear segments.
+ *
+ * Layout (little-endian, 4 KiB blocks):
+ *   block 0              header: magic, version, geometry, the base's
+ *                        identity (size and crc32c of its first MiB), layout
+ *   journal              blocks of (chunk, slot) records; each block carries
+ *                        a sequence number, its commit number, a LAST flag on
+ *                        the last block of a commit, and a crc32c
+ *   checkpoint A, B      every mapping, written (alternately) when the
+ *                        journal is full; the journal then starts over
+ *   data                 chunk-aligned slots
+ *
+ * Every crc is seeded with the store's random id, so blocks left on the
+ * device by an earlier store never validate.  Replay: the newest valid
+ * checkpoint, then journal blocks while their sequence numbers increase;
+ * a commit counts only once its LAST block is read.  A bad block followed
+ * by a valid block of a later commit is corruption (refused); a bad block
+ * at the end is a torn last commit (ignored: it was never acknowledged).
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cow-plugin.h"
+#include "crc32c.h"
+#include "store.h"
+
+#define PK_MAGIC "DMCOWPK1"
+#define PK_VERSION 1
+#define PK_BLOCK 4096
+#define PK_SECTORS_PER_BLOCK (PK_BLOCK / COW_SECTOR)
+#define PK_JMAGIC 0x4c4e524aU /* "JRNL" */
+#define PK_CMAGIC 0x54504b43U /* "CKPT" */
+#define PK_LAST 1U
+#define PK_BASE_ID_BYTES (1U << 20)
+
+struct pk_header {
+	char magic[8];
+	uint32_t version;
+	uint32_t chunk_sectors;
+	uint64_t base_sectors;
+	uint32_t base_crc;	/* crc32c of the base's first base_id_bytes */
+	uint32_t base_id_bytes;
+	uint32_t store_id;	/* random; seeds every crc below */
+	uint32_t pad;
+	uint64_t journal_start;	/* sectors */
+	uint64_t journal_blocks;
+	uint64_t ckpt_start[2];	/* sectors */
+	uint64_t ckpt_blocks;	/* per area */
+	uint64_t data_start;	/* sectors, chunk aligned */
+	uint64_t nr_slots;
+	uint32_t crc;		/* of this header with crc = 0 */
+	uint32_t pad2;
+};
+
+struct pk_jhdr {
+	uint32_t magic;
+	uint32_t crc;		/* of the whole block with crc = 0 */
+	uint64_t seq;		/* increases block by block, across checkpoints */
+	uint64_t commit;
+	uint32_t count;		/* records in this block */
+	uint32_t flags;		/* PK_LAST */
+};
+
+struct pk_rec {
+	uint64_t chunk;
+	uint64_t slot;
+};
+
+struct pk_chdr {
+	uint32_t magic;
+	uint32_t crc;		/* of header (crc = 0) and records */
+	uint64_t seq;		/* journal blocks up to this seq are included */
+	uint64_t commit;
+	uint64_t count;		/* records follow */
+};
+
+#define PK_RECS ((PK_BLOCK - sizeof(struct pk_jhdr)) / sizeof(struct pk_rec))
+
+/* chunk -> slot, open addressing; EMPTY keys are free. */
+#define EMPTY UINT64_MAX
+struct pk_map {
+	uint64_t *chunk, *slot;
+	size_t cap, n;
+};
+
+struct pk_store {
+	struct pk_header h;	/* host byte order */
+	struct pk_map map;	/* committed and marked mappings */
+	struct pk_rec *pending;	/* marked since the last commit */
+	size_t npending, maxpending;
+	uint64_t next_slot;	/* allocation high-water mark */
+	uint64_t jblock;	/* next journal block to write */
+	uint64_t seq, commit;	/* last used */
+	int ckpt_next;		/* checkpoint area to write next */
+};
+
+/* ---- little-endian header fields ---------------------------------------- */
+
+static void header_to_disk(const struct pk_header *in, struct pk_header *out)
+{
+	int i;
+
+	*out = *in;
+	out->version = htole32(in->version);
+	out->chunk_sectors = htole32(in->chunk_sectors);
+	out->base_sectors = htole64(in->base_sectors);
+	out->base_crc = htole32(in->base_crc);
+	out->base_id_bytes = htole32(in->base_id_bytes);
+	out->store_id = htole32(in->store_id);
+	out->journal_start = htole64(in->journal_start);
+	out->journal_blocks = htole64(in->journal_blocks);
+	for (i = 0; i < 2; i++)
+		out->ckpt_start[i] = htole64(in->ckpt_start[i]);
+	out->ckpt_blocks = htole64(in->ckpt_blocks);
+	out->data_start = htole64(in->data_start);
+	out->nr_slots = htole64(in->nr_slots);
+	out->crc = htole32(in->crc);
+}
+
+static void header_from_disk(const struct pk_header *in, struct pk_header *out)
+{
+	int i;
+
+	*out = *in;
+	out->version = le32toh(in->version);
+	out->chunk_sectors = le32toh(in->chunk_sectors);
+	out->base_sectors = le64toh(in->base_sectors);
+	out->base_crc = le32toh(in->base_crc);
+	out->base_id_bytes = le32toh(in->base_id_bytes);
+	out->store_id = le32toh(in->store_id);
+	out->journal_start = le64toh(in->journal_start);
+	out->journal_blocks = le64toh(in->journal_blocks);
+	for (i = 0; i < 2; i++)
+		out->ckpt_start[i] = le64toh(in->ckpt_start[i]);
+	out->ckpt_blocks = le64toh(in->ckpt_blocks);
+	out->data_start = le64toh(in->data_start);
+	out->nr_slots = le64toh(in->nr_slots);
+	out->crc = le32toh(in->crc);
+}
+
+static uint32_t header_crc(const struct pk_header *disk)
+{
+	struct pk_header h = *disk;
+
+	h.crc = 0;
+	return crc32c(0, &h, sizeof(h));
+}
+
+/* ---- the chunk -> slot map ---------------------------------------------- */
+
+static size_t map_pos(const struct pk_map *m, uint64_t chunk)
+{
+	size_t i = (size_t)(chunk * 0x9e3779b97f4a7c15ULL >> 20) & (m->cap - 1);
+
+	while (m->chunk[i] != EMPTY && m->chunk[i] != chunk)
+		i = (i + 1) & (m->cap - 1);
+	return i;
+}
+
+static int map_get(const struct pk_map *m, uint64_t chunk, uint64_t *slot)
+{
+	size_t i;
+
+	if (!m->cap)
+		return 0;
+	i = map_pos(m, chunk);
+	if (m->chunk[i] == EMPTY)
+		return 0;
+	*slot = m->slot[i];
+	return 1;
+}
+
+static int map_put(struct pk_map *m, uint64_t chunk, uint64_t slot)
+{
+	size_t i;
+
+	if ((m->n + 1) * 2 > m->cap) {
+		struct pk_map big = { .cap = m->cap ? m->cap * 2 : 1024 };
+
+		big.chunk = malloc(big.cap * sizeof(uint64_t));
+		big.slot = malloc(big.cap * sizeof(uint64_t));
+		if (!big.chunk || !big.slot) {
+			free(big.chunk);
+			free(big.slot);
+			return -ENOMEM;
+		}
+		memset(big.chunk, 0xff, big.cap * sizeof(uint64_t));
+		for (i = 0; i < m->cap; i++) {
+			if (m->chunk[i] != EMPTY) {
+				size_t j = map_pos(&big, m->chunk[i]);
+
+				big.chunk[j] = m->chunk[i];
+				big.slot[j] = m->slot[i];
+				big.n++;
+			}
+		}
+		free(m->chunk);
+		free(m->slot);
+		*m = big;
+	}
+	i = map_pos(m, chunk);
+	if (m->chunk[i] == EMPTY)
+		m->n++;
+	m->chunk[i] = chunk;
+	m->slot[i] = slot;
+	return 0;
+}
+
+static void map_free(struct pk_map *m)
+{
+	free(m->chunk);
+	free(m->slot);
+	memset(m, 0, sizeof(*m));
+}
+
+/* Record a mapping read back from the store. */
+static int load_record(struct pk_store *p, uint64_t chunk, uint64_t slot)
+{
+	if (slot >= p->h.nr_slots)
+		return -EINVAL;
+	if (slot >= p->next_slot)
+		p->next_slot = slot + 1;
+	return map_put(&p->map, chunk, slot);
+}
+
+/* ---- layout ------------------------------------------------------------- */
+
+static uint64_t round_up(uint64_t x, uint64_t a)
+{
+	return (x + a - 1) / a * a;
+}
+
+static int plan_layout(struct cow_store *s, struct pk_header *h, uint64_t cow_sectors)
+{
+	uint64_t cs = s->chunk_sectors, max_slots = cow_sectors / cs, meta;
+
+	memset(h, 0, sizeof(*h));
+	memcpy(h->magic, PK_MAGIC, 8);
+	h->version = PK_VERSION;
+	h->chunk_sectors = s->chunk_sectors;
+	h->base_sectors = s->base_size / COW_SECTOR;
+	/* About 1/256 of the device, 64 KiB to 1 MiB. */
+	h->journal_blocks = cow_sectors / PK_SECTORS_PER_BLOCK / 256;
+	if (h->journal_blocks < 16)
+		h->journal_blocks = 16;
+	if (h->journal_blocks > 256)
+		h->journal_blocks = 256;
+	h->ckpt_blocks = (sizeof(struct pk_chdr) + max_slots * sizeof(struct pk_rec) + PK_BLOCK - 1) /
+			 PK_BLOCK;
+	h->journal_start = PK_SECTORS_PER_BLOCK;
+	h->ckpt_start[0] = h->journal_start + h->journal_blocks * PK_SECTORS_PER_BLOCK;
+	h->ckpt_start[1] = h->ckpt_start[0] + h->ckpt_blocks * PK_SECTORS_PER_BLOCK;
+	meta = h->ckpt_start[1] + h->ckpt_blocks * PK_SECTORS_PER_BLOCK;
+	h->data_start = round_up(meta, cs);
+	if (cow_sectors < h->data_start + cs)
+		return cow_store_error(s, -ENOSPC, "CoW device too small for a packed store: %llu bytes",
+				       (unsigned long long)cow_sectors * COW_SECTOR);
+	h->nr_slots = (cow_sectors - h->data_start) / cs;
+	return 0;
+}
+
+static int base_identity(struct cow_store *s, uint32_t bytes, uint32_t *crc)
+{
+	char *buf = malloc(bytes ? bytes : 1);
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	r = pread_full(s->base_fd, buf, bytes, 0);
+	if (!r)
+		*crc = crc32c(0, buf, bytes);
+	free(buf);
+	return r;
+}
+
+/* ---- journal and checkpoints -------------------------------------------- */
+
+static uint32_t block_crc(const struct pk_store *p, void *block, size_t len, uint32_t *crc_field)
+{
+	uint32_t saved = *crc_field, crc;
+
+	*crc_field = 0;
+	crc = crc32c(p->h.store_id, block, len);
+	*crc_field = saved;
+	return crc;
+}
+
+static int write_checkpoint(struct cow_store *s, struct pk_store *p)
+{
+	size_t len = round_up(sizeof(struct pk_chdr) + p->map.n * sizeof(struct pk_rec), PK_BLOCK);
+	char *buf = calloc(1, len);
+	struct pk_chdr *c = (struct pk_chdr *)buf;
+	struct pk_rec *rec = (struct pk_rec *)(c + 1);
+	size_t i, n = 0;
+	int r;
+
+	if (!buf)
+		return -ENOMEM;
+	for (i = 0; i < p->map.cap; i++) {
+		if (p->map.chunk[i] == EMPTY)
+			continue;
+		rec[n].chunk = htole64(p->map.chunk[i]);
+		rec[n].slot = htole64(p->map.slot[i]);
+		n++;
+	}
+	c->magic = htole32(PK_CMAGIC);
+	c->seq = htole64(p->seq);
+	c->commit = htole64(++p->commit);
+	c->count = htole64(n);
+	c->crc = htole32(block_crc(p, buf, sizeof(*c) + n * sizeof(*rec), &c->crc));
+	r = pwrite_full(s->cow_fd, buf, len, p->h.ckpt_start[p->ckpt_next] * COW_SECTOR);
+	free(buf);
+	if (!r && fdatasync(s->cow_fd) < 0)
+		r = -errno;
+	if (r)
+		return cow_store_error(s, r, "cannot write a checkpoint: %s", strerror(-r));
+	p->ckpt_next ^= 1;
+	p->jblock = 0; /* the journal starts over; old blocks have lower seqs */
+	return 0;
+}
+
+/* Read and check checkpoint area @i: 1 if valid (records loaded via @fn). */
+static int read_checkpoint(struct cow_store *s, struct pk_store *p, int i, struct pk_chdr *out,
+			   char **records)
+{
+	size_t len = p->h.ckpt_blocks * PK_BLOCK;
+	char *buf = malloc(len);
+	struct pk_chdr *c = (struct pk_chdr *)buf;
+	uint64_t count;
+
+	*records = NULL;
+	if (!buf)
+		return -ENOMEM;
+	if (pread_full(s->cow_fd, buf, len, p->h.ckpt_start[i] * COW_SECTOR) ||
+	    le32toh(c->magic) != PK_CMAGIC) {
+		free(buf);
+		return 0;
+	}
+	count = le64toh(c->count);
+	if (count > (len - sizeof(*c)) / sizeof(struct pk_rec) ||
+	    le32toh(c->crc) != block_crc(p, buf, sizeof(*c) + count * sizeof(struct pk_rec), &c->crc)) {
+		free(buf);
+		return 0;
+	}
+	out->seq = le64toh(c->seq);
+	out->commit = le64toh(c->commit);
+	out->count = count;
+	*records = buf;
+	return 1;
+}
+
+static int journal_block_valid(const struct pk_store *p, char *block, struct pk_jhdr *out)
+{
+	struct pk_jhdr *j = (struct pk_jhdr *)block;
+
+	if (le32toh(j->magic) != PK_JMAGIC || le32toh(j->count) > PK_RECS ||
+	    le32toh(j->crc) != block_crc(p, block, PK_BLOCK, &j->crc))
+		return 0;
+	out->seq = le64toh(j->seq);
+	out->commit = le64toh(j->commit);
+	out->count = le32toh(j->count);
+	out->flags = le32toh(j->flags);
+	return 1;
+}
+
+static int replay(struct cow_store *s, struct pk_store *p)
+{
+	struct pk_chdr ck[2], *best = NULL;
+	char *recs[2], *blocks;
+	struct pk_rec *batch = NULL;
+	size_t nbatch = 0, b, k;
+	uint64_t last_seq, last_commit, max_seq, max_commit;
+	int i, r = 0, best_i = 0;
+
+	for (i = 0; i < 2; i++) {
+		int valid = read_checkpoint(s, p, i, &ck[i], &recs[i]);
+
+		if (valid < 0) {
+			free(recs[0]);
+			return valid;
+		}
+		if (valid && (!best || ck[i].seq > best->seq || (ck[i].seq == best->seq && ck[i].commit > best->commit))) {
+			best = &ck[i];
+			best_i = i;
+		}
+	}
+	if (!best) {
+		free(recs[0]);
+		free(recs[1]);
+		return cow_store_error(s, -EINVAL, "corrupt packed store: no valid checkpoint");
+	}
+	r = 0;
+	for (k = 0; k < best->count && !r; k++) {
+		struct pk_rec *rec = (struct pk_rec *)(recs[best_i] + sizeof(struct pk_chdr)) + k;
+
+		r = load_record(p, le64toh(rec->chunk), le64toh(rec->slot));
+	}
+	free(recs[0]);
+	free(recs[1]);
+	if (r)
+		return cow_store_error(s, r, "corrupt packed store: bad checkpoint record");
+	p->ckpt_next = best_i ^ 1;
+	last_seq = max_seq = best->seq;
+	last_commit = max_commit = best->commit;
+
+	blocks = malloc(p->h.journal_blocks * PK_BLOCK);
+	batch = malloc(p->h.journal_blocks * PK_RECS * sizeof(*batch));
+	if (!blocks || !batch) {
+		free(blocks);
+		free(batch);
+		return -ENOMEM;
+	}
+	r = pread_full(s->cow_fd, blocks, p->h.journal_blocks * PK_BLOCK,
+		       p->h.journal_start * COW_SECTOR);
+	if (r) {
+		free(blocks);
+		free(batch);
+		return cow_store_error(s, r, "cannot read the journal: %s", strerror(-r));
+	}
+	p->jblock = 0;
+	for (b = 0; b < p->h.journal_blocks; b++) {
+		char *block = blocks + b * PK_BLOCK;
+		struct pk_jhdr j;
+		size_t later;
+
+		if (journal_block_valid(p, block, &j) && j.seq > last_seq) {
+			struct pk_rec *rec = (struct pk_rec *)(block + sizeof(struct pk_jhdr));
+
+			if (j.seq > max_seq)
+				max_seq = j.seq;
+			if (j.commit > max_commit)
+				max_commit = j.commit;
+			last_seq = j.seq;
+			for (k = 0; k < j.count; k++) {
+				batch[nbatch].chunk = le64toh(rec[k].chunk);
+				batch[nbatch].slot = le64toh(rec[k].slot);
+				nbatch++;
+			}
+			if (j.flags & PK_LAST) {
+				for (k = 0; k < nbatch && !r; k++)
+					r = load_record(p, batch[k].chunk, batch[k].slot);
+				if (r)
+					break;
+				nbatch = 0;
+				last_commit = j.commit;
+				p->jblock = b + 1;
+			}
+			continue;
+		}
+		/*
+		 * The end of the journal, or a bad block.  Only a torn last
+		 * commit may end in a bad block: a valid block of a later
+		 * commit after it means the journal is corrupt.
+		 */
+		for (later = b + 1; later < p->h.journal_blocks; later++) {
+			struct pk_jhdr lj;
+
+			if (journal_block_valid(p, blocks + later * PK_BLOCK, &lj) && lj.seq > last_seq &&
+			    lj.commit > last_commit + 1) {
+				r = cow_store_error(s, -EINVAL,
+						    "corrupt packed store: journal block %zu is damaged but commit %llu follows it",
+						    b, (unsigned long long)lj.commit);
+				break;
+			}
+			if (journal_block_valid(p, blocks + later * PK_BLOCK, &lj) && lj.seq > max_seq)
+				max_seq = lj.seq;
+		}
+		break;
+	}
+	free(blocks);
+	free(batch);
+	if (r)
+		return r;
+	/* New blocks must outrank every block on the device, torn ones too. */
+	p->seq = max_seq;
+	p->commit = max_commit;
+	return 0;
+}
+
+/* ---- callbacks ------------------------------------------------------------ */
+
+static int pk_probe(const void *head, size_t len)
+{
+	return len >= 8 && !memcmp(head, PK_MAGIC, 8);
+}
+
+static int pk_create(struct cow_store *s)
+{
+	struct pk_store p = { 0 };
+	struct pk_header disk;
+	uint64_t cow_sectors = s->cow_size / COW_SECTOR, off;
+	char *zero;
+	int fd, r;
+
+	/* A new file gets room for every chunk of the base. */
+	if (s->cow_is_file && cow_sectors < s->base_size / COW_SECTOR)
+		cow_sectors = round_up(s->base_size / COW_SECTOR, s->chunk_sectors) +
+			      s->base_size / COW_SECTOR / 64 + 4096;
+	r = plan_layout(s, &p.h, cow_sectors);
+	if (r)
+		return r;
+	if (s->cow_is_file && cow_sectors * COW_SECTOR > s->cow_size) {
+		if (ftruncate(s->cow_fd, (off_t)(cow_sectors * COW_SECTOR)) < 0)
+			return cow_store_error(s, -errno, "cannot size the store file: %s", strerror(errno));
+		s->cow_size = cow_sectors * COW_SECTOR;
+	}
+	p.h.base_id_bytes = s->base_size < PK_BASE_ID_BYTES ? (uint32_t)s->base_size : PK_BASE_ID_BYTES;
+	r = base_identity(s, p.h.base_id_bytes, &p.h.base_crc);
+	if (r)
+		return cow_store_error(s, r, "cannot read the base: %s", strerror(-r));
+	fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || read(fd, &p.h.store_id, sizeof(p.h.store_id)) != sizeof(p.h.store_id))
+		p.h.store_id = (uint32_t)getpid() ^ 0x5eed;
+	if (fd >= 0)
+		close(fd);
+
+	/* Metadata area zeroed, then an empty checkpoint, then the header. */
+	zero = calloc(1, 1 << 20);
+	if (!zero)
+		return -ENOMEM;
+	for (off = PK_BLOCK; off < p.h.data_start * COW_SECTOR && !r; off += 1 << 20) {
+		uint64_t n = p.h.data_start * COW_SECTOR - off;
+
+		r = pwrite_full(s->cow_fd, zero, n < (1 << 20) ? n : 1 << 20, off);
+	}
+	free(zero);
+	if (!r)
+		r = write_checkpoint(s, &p);
+	if (r)
+		return r;
+	header_to_disk(&p.h, &disk);
+	disk.crc = 0;
+	disk.crc = htole32(crc32c(0, &disk, sizeof(disk)));
+	r = pwrite_full(s->cow_fd, &disk, sizeof(disk), 0);
+	if (!r && fdatasync(s->cow_fd) < 0)
+		r = -errno;
+	map_free(&p.map);
+	if (r)
+		return cow_store_error(s, r, "cannot write the header: %s", strerror(-r));
+	return 0;
+}
+
+static void pk_close(struct cow_store *s)
+{
+	struct pk_store *p = s->priv;
+
+	if (!p)
+		return;
+	map_free(&p->map);
+	free(p->pending);
+	free(p);
+	s->priv = NULL;
+}
+
+static int check_header(struct cow_store *s, struct pk_store *p)
+{
+	struct pk_header disk;
+	uint32_t crc;
+	int r;
+
+	r = pread_full(s->cow_fd, &disk, sizeof(disk), 0);
+	if (r)
+		return cow_store_error(s, r, "cannot read the header: %s", strerror(-r));
+	if (memcmp(disk.magic, PK_MAGIC, 8))
+		return cow_store_error(s, -EINVAL, "not a packed store (bad magic)");
+	if (le32toh(disk.crc) != header_crc(&disk))
+		return cow_store_error(s, -EINVAL, "corrupt packed store: bad header checksum");
+	header_from_disk(&disk, &p->h);
+	if (p->h.version != PK_VERSION)
+		return cow_store_error(s, -EINVAL, "packed store version %u is not supported (only %u)",
+				       p->h.version, PK_VERSION);
+	if (p->h.chunk_sectors != s->chunk_sectors)
+		return cow_store_error(s, -EINVAL, "the store was made for %u-sector chunks, the device uses %u",
+				       p->h.chunk_sectors, s->chunk_sectors);
+	if (p->h.base_sectors != s->base_size / COW_SECTOR)
+		return cow_store_error(s, -EINVAL, "the store was made for a base of %llu sectors, this base has %llu",
+				       (unsigned long long)p->h.base_sectors,
+				       (unsigned long long)(s->base_size / COW_SECTOR));
+	if (p->h.base_id_bytes > PK_BASE_ID_BYTES || p->h.base_id_bytes > s->base_size)
+		return cow_store_error(s, -EINVAL, "corrupt packed store: bad base identity");
+	r = base_identity(s, p->h.base_id_bytes, &crc);
+	if (r)
+		return cow_store_error(s, r, "cannot read the base: %s", strerror(-r));
+	if (crc != p->h.base_crc)
+		return cow_store_error(s, -EINVAL, "the store was made for another base (its first %u bytes differ)",
+				       p->h.base_id_bytes);
+	if (p->h.data_start % p->h.chunk_sectors || !p->h.journal_blocks ||
+	    (p->h.data_start + p->h.nr_slots * p->h.chunk_sectors) * COW_SECTOR > s->cow_size)
+		return cow_store_error(s, -EINVAL, "corrupt packed store: its layout does not fit the device");
+	return 0;
+}
+
+static int pk_open(struct cow_store *s)
+{
+	struct pk_store *p = calloc(1, sizeof(*p));
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	s->priv = p;
+	r = check_header(s, p);
+	if (!r)
+		r = replay(s, p);
+	if (r)
+		pk_close(s);
+	return r;
+}
+
+static uint64_t slot_sector(const struct pk_store *p, uint64_t slot)
+{
+	return p->h.data_start + slot * p->h.chunk_sectors;
+}
+
+static int pk_locate(struct cow_store *s, uint64_t chunk, uint64_t *sector, int *data_valid)
+{
+	struct pk_store *p = s->priv;
+	uint64_t slot;
+
+	if (map_get(&p->map, chunk, &slot)) {
+		*sector = slot_sector(p, slot);
+		*data_valid = 1;
+		return 0;
+	}
+	if (p->next_slot >= p->h.nr_slots)
+		return cow_store_error(s, -ENOSPC, "the store is full (%llu chunks)",
+				       (unsigned long long)p->h.nr_slots);
+	*sector = slot_sector(p, p->next_slot++);
+	*data_valid = 0;
+	return 0;
+}
+
+static int pk_mark(struct cow_store *s, uint64_t chunk, uint64_t sector)
+{
+	struct pk_store *p = s->priv;
+	uint64_t slot, cur;
+	int r;
+
+	if (sector < p->h.data_start || (sector - p->h.data_start) % p->h.chunk_sectors ||
+	    (slot = (sector - p->h.data_start) / p->h.chunk_sectors) >= p->h.nr_slots)
+		return cow_store_error(s, -EINVAL, "chunk %llu reported at sector %llu, not a data slot",
+				       (unsigned long long)chunk, (unsigned long long)sector);
+	if (map_get(&p->map, chunk, &cur)) {
+		if (cur == slot)
+			return 0;
+		return cow_store_error(s, -EEXIST, "chunk %llu reported at slot %llu but lives in slot %llu",
+				       (unsigned long long)chunk, (unsigned long long)slot,
+				       (unsigned long long)cur);
+	}
+	if (p->npending == p->maxpending) {
+		size_t max = p->maxpending ? p->maxpending * 2 : 256;
+		struct pk_rec *n = realloc(p->pending, max * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		p->pending = n;
+		p->maxpending = max;
+	}
+	r = load_record(p, chunk, slot);
+	if (r)
+		return r;
+	p->pending[p->npending++] = (struct pk_rec){ chunk, slot };
+	return 0;
+}
+
+static int pk_commit(struct cow_store *s)
+{
+	struct pk_store *p = s->priv;
+	size_t blocks, b, done = 0;
+	char *buf;
+	int r = 0;
+
+	if (!p->npending)
+		return 0;
+	blocks = (p->npending + PK_RECS - 1) / PK_RECS;
+	if (p->jblock + blocks > p->h.journal_blocks) {
+		/* Journal full: everything goes into a checkpoint instead. */
+		r = write_checkpoint(s, p);
+		if (!r)
+			p->npending = 0;
+		return r;
+	}
+	buf = calloc(blocks, PK_BLOCK);
+	if (!buf)
+		return -ENOMEM;
+	p->commit++;
+	for (b = 0; b < blocks; b++) {
+		struct pk_jhdr *j = (struct pk_jhdr *)(buf + b * PK_BLOCK);
+		struct pk_rec *rec = (struct pk_rec *)(j + 1);
+		size_t n = p->npending - done < PK_RECS ? p->npending - done : PK_RECS, k;
+
+		for (k = 0; k < n; k++) {
+			rec[k].chunk = htole64(p->pending[done + k].chunk);
+			rec[k].slot = htole64(p->pending[done + k].slot);
+		}
+		done += n;
+		j->magic = htole32(PK_JMAGIC);
+		j->seq = htole64(++p->seq);
+		j->commit = htole64(p->commit);
+		j->count = htole32((uint32_t)n);
+		j->flags = htole32(b == blocks - 1 ? PK_LAST : 0);
+		j->crc = htole32(block_crc(p, j, PK_BLOCK, &j->crc));
+	}
+	r = pwrite_full(s->cow_fd, buf, blocks * PK_BLOCK,
+			p->h.journal_start * COW_SECTOR + p->jblock * PK_BLOCK);
+	free(buf);
+	if (!r && fdatasync(s->cow_fd) < 0)
+		r = -errno;
+	if (r)
+		return cow_store_error(s, r, "cannot write the journal: %s", strerror(-r));
+	p->jblock += blocks;
+	p->npending = 0;
+	return 0;
+}
+
+static int cmp_rec(const void *a, const void *b)
+{
+	const struct pk_rec *x = a, *y = b;
+
+	return x->chunk < y->chunk ? -1 : x->chunk > y->chunk;
+}
+
+static int pk_for_each_mapping(struct cow_store *s, cow_mapping_fn fn, void *ctx)
+{
+	struct pk_store *p = s->priv;
+	struct pk_rec *all = malloc((p->map.n ? p->map.n : 1) * sizeof(*all));
+	size_t i, n = 0;
+	int r = 0;
+
+	if (!all)
+		return -ENOMEM;
+	for (i = 0; i < p->map.cap; i++)
+		if (p->map.chunk[i] != EMPTY)
+			all[n++] = (struct pk_rec){ p->map.chunk[i], p->map.slot[i] };
+	qsort(all, n, sizeof(*all), cmp_rec);
+	for (i = 0; i < n && !r; i++)
+		r = fn(ctx, all[i].chunk, slot_sector(p, all[i].slot));
+	free(all);
+	return r;
+}
+
+static uint64_t pk_data_phase(struct cow_store *s)
+{
+	return 0; /* data_start is chunk aligned */
+}
+
+static uint64_t pk_used_bytes(struct cow_store *s)
+{
+	struct pk_store *p = s->priv;
+
+	return slot_sector(p, p->next_slot) * COW_SECTOR;
+}
+
+static const struct cow_plugin packed_plugin = {
+	.api_version = COW_PLUGIN_API_VERSION,
+	.size = sizeof(struct cow_plugin),
+	.name = "packed",
+	.description = "native packed store: chunks allocated in order, crc32c journal",
+	.probe = pk_probe,
+	.create = pk_create,
+	.open = pk_open,
+	.close = pk_close,
+	.locate = pk_locate,
+	.mark = pk_mark,
+	.commit = pk_commit,
+	.for_each_mapping = pk_for_each_mapping,
+	.data_phase = pk_data_phase,
+	.used_bytes = pk_used_bytes,
+};
+
+COW_PLUGIN_REGISTER(packed_plugin)

@@ -1,0 +1,284 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The packed store on regular files: allocation order, commit and replay,
+ * a torn last commit (ignored), a damaged journal (refused), another base
+ * (refused), a full store, and the journal rolling over into checkpoints.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "cow-plugin.h"
+#include "crc32c.h"
+#include "store.h"
+
+const struct cow_plugin *cow_plugin_init(void);
+static const struct cow_plugin *P;
+static char dir[] = "/tmp/test-packed.XXXXXX";
+
+struct fixture {
+	struct cow_store s;
+	char base[256], cow[256];
+};
+
+static void setup(struct fixture *f, uint64_t base_size, uint64_t cow_size, const char *name)
+{
+	char buf[4096];
+	uint64_t off;
+	int fd;
+
+	memset(f, 0, sizeof(*f));
+	snprintf(f->base, sizeof(f->base), "%s/%s.base", dir, name);
+	snprintf(f->cow, sizeof(f->cow), "%s/%s.cow", dir, name);
+	fd = open(f->base, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	for (off = 0; off < base_size; off += sizeof(buf)) {
+		memset(buf, (int)(off >> 12) & 0xff, sizeof(buf));
+		if (pwrite(fd, buf, sizeof(buf), (off_t)off) != sizeof(buf))
+			abort();
+	}
+	f->s.base_fd = fd;
+	f->s.cow_fd = open(f->cow, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (ftruncate(f->s.cow_fd, (off_t)cow_size))
+		abort();
+	f->s.base_size = base_size;
+	f->s.cow_size = cow_size;
+	f->s.cow_is_file = 0; /* behave as on a block device of that size */
+	f->s.chunk_sectors = 128;
+	f->s.base_name = f->base;
+}
+
+static void teardown(struct fixture *f)
+{
+	P->close(&f->s);
+	close(f->s.base_fd);
+	close(f->s.cow_fd);
+	unlink(f->base);
+	unlink(f->cow);
+}
+
+static int reopen(struct fixture *f)
+{
+	P->close(&f->s);
+	return P->open(&f->s);
+}
+
+/* Fault, copy (pretend) and mark @chunk; returns its sector. */
+static uint64_t map_chunk(struct fixture *f, uint64_t chunk)
+{
+	uint64_t sector = 0;
+	int valid;
+
+	if (P->locate(&f->s, chunk, &sector, &valid) || P->mark(&f->s, chunk, sector))
+		return 0;
+	return sector;
+}
+
+struct seen {
+	uint64_t n, chunk[4096], sector[4096];
+};
+
+static int collect(void *ctx, uint64_t chunk, uint64_t sector)
+{
+	struct seen *s = ctx;
+
+	if (s->n < 4096) {
+		s->chunk[s->n] = chunk;
+		s->sector[s->n] = sector;
+	}
+	s->n++;
+	return 0;
+}
+
+static void test_round_trip(void)
+{
+	struct fixture f;
+	struct seen *seen = calloc(1, sizeof(*seen));
+	uint64_t a, b, c, sector;
+	int valid;
+
+	TEST("allocation order, commit, replay");
+	setup(&f, 64 << 20, 16 << 20, "rt");
+	CHECK(P->create(&f.s) == 0 && P->open(&f.s) == 0, "%s", f.s.error);
+	CHECK(P->data_phase(&f.s) == 0, "data chunk aligned");
+	a = map_chunk(&f, 100);
+	b = map_chunk(&f, 7);
+	c = map_chunk(&f, 101);
+	CHECK(a && b == a + 128 && c == b + 128, "slots in allocation order: %llu %llu %llu",
+	      (unsigned long long)a, (unsigned long long)b, (unsigned long long)c);
+	CHECK(a % 128 == 0, "chunk-aligned data");
+	CHECK(P->locate(&f.s, 7, &sector, &valid) == 0 && valid && sector == b, "mapped chunk is valid");
+	CHECK(P->mark(&f.s, 7, b) == 0, "a second mark of the same place is harmless");
+	CHECK(P->mark(&f.s, 7, c) == -EEXIST, "a mark elsewhere is refused");
+	CHECK(P->mark(&f.s, 9, a + 5) == -EINVAL, "a mark off the slot grid is refused");
+	CHECK(reopen(&f) == 0, "%s", f.s.error);
+	P->for_each_mapping(&f.s, collect, seen);
+	CHECK(seen->n == 0, "nothing survives without a commit: %llu", (unsigned long long)seen->n);
+	a = map_chunk(&f, 100);
+	b = map_chunk(&f, 7);
+	CHECK(P->commit(&f.s) == 0, "%s", f.s.error);
+	CHECK(reopen(&f) == 0, "%s", f.s.error);
+	seen->n = 0;
+	P->for_each_mapping(&f.s, collect, seen);
+	CHECK(seen->n == 2 && seen->chunk[0] == 7 && seen->sector[0] == b && seen->chunk[1] == 100 &&
+	      seen->sector[1] == a, "committed mappings come back in chunk order");
+	CHECK(map_chunk(&f, 5) == b + 128, "allocation goes on after the last used slot");
+	CHECK(P->used_bytes(&f.s) == (b + 256) * 512, "used bytes");
+	teardown(&f);
+	free(seen);
+}
+
+/* Offsets of the journal from the header (little-endian host assumed). */
+static uint64_t journal_start(struct fixture *f)
+{
+	uint64_t v = 0;
+
+	if (pread(f->s.cow_fd, &v, 8, 40) != 8)
+		abort();
+	return v * 512;
+}
+
+static void test_torn_and_corrupt(void)
+{
+	struct fixture f;
+	struct seen *seen = calloc(1, sizeof(*seen));
+	char junk[4096];
+	uint64_t j;
+
+	TEST("torn last commit ignored, damaged journal refused");
+	setup(&f, 64 << 20, 16 << 20, "torn");
+	CHECK(P->create(&f.s) == 0 && P->open(&f.s) == 0, "%s", f.s.error);
+	map_chunk(&f, 1);
+	CHECK(P->commit(&f.s) == 0, "commit 1");
+	map_chunk(&f, 2);
+	CHECK(P->commit(&f.s) == 0, "commit 2");
+	map_chunk(&f, 3);
+	CHECK(P->commit(&f.s) == 0, "commit 3");
+	j = journal_start(&f);
+	/* Tear the last commit (block 2): it was never acknowledged. */
+	memset(junk, 0x5a, sizeof(junk));
+	CHECK(pwrite(f.s.cow_fd, junk, 512, (off_t)(j + 2 * 4096 + 1024)) == 512, "tear");
+	CHECK(reopen(&f) == 0, "a torn last commit is not corruption: %s", f.s.error);
+	P->for_each_mapping(&f.s, collect, seen);
+	CHECK(seen->n == 2 && seen->chunk[0] == 1 && seen->chunk[1] == 2, "commits 1 and 2 survive: %llu",
+	      (unsigned long long)seen->n);
+	/* New commits after the torn one are found, the torn one stays dead. */
+	map_chunk(&f, 4);
+	CHECK(P->commit(&f.s) == 0, "commit after the tear");
+	CHECK(reopen(&f) == 0, "%s", f.s.error);
+	seen->n = 0;
+	P->for_each_mapping(&f.s, collect, seen);
+	CHECK(seen->n == 3 && seen->chunk[2] == 4, "1, 2, 4: %llu", (unsigned long long)seen->n);
+	/* Damage the first block: later commits exist, so this is corruption. */
+	CHECK(pwrite(f.s.cow_fd, junk, 512, (off_t)(j + 1024)) == 512, "damage");
+	CHECK(reopen(&f) == -EINVAL && strstr(f.s.error, "corrupt"), "damaged journal: %s", f.s.error);
+	teardown(&f);
+	free(seen);
+}
+
+static void test_refusals(void)
+{
+	struct fixture f;
+	char byte = 0x42;
+
+	TEST("another base, another chunk size, a bad header");
+	setup(&f, 64 << 20, 16 << 20, "ref");
+	CHECK(P->create(&f.s) == 0, "%s", f.s.error);
+	f.s.base_size = 32 << 20;
+	CHECK(P->open(&f.s) == -EINVAL && strstr(f.s.error, "base of"), "size: %s", f.s.error);
+	f.s.base_size = 64 << 20;
+	CHECK(pwrite(f.s.base_fd, &byte, 1, 1000) == 1, "change the base");
+	CHECK(P->open(&f.s) == -EINVAL && strstr(f.s.error, "another base"), "content: %s", f.s.error);
+	byte = 0;
+	CHECK(pwrite(f.s.base_fd, &byte, 1, 1000) == 1, "restore the base");
+	CHECK(P->open(&f.s) == 0, "restored: %s", f.s.error);
+	P->close(&f.s);
+	f.s.chunk_sectors = 64;
+	CHECK(P->open(&f.s) == -EINVAL && strstr(f.s.error, "chunks"), "chunk size: %s", f.s.error);
+	f.s.chunk_sectors = 128;
+	byte = 0x42;
+	CHECK(pwrite(f.s.cow_fd, &byte, 1, 20) == 1, "damage the header");
+	CHECK(P->open(&f.s) == -EINVAL && strstr(f.s.error, "header checksum"), "header: %s", f.s.error);
+	teardown(&f);
+
+	setup(&f, 64 << 20, 64 << 10, "tiny");
+	CHECK(P->create(&f.s) == -ENOSPC && strstr(f.s.error, "too small"), "tiny device: %s", f.s.error);
+	teardown(&f);
+}
+
+static void test_full(void)
+{
+	struct fixture f;
+	uint64_t sector, n = 0, before;
+	int valid, r;
+
+	TEST("full");
+	setup(&f, 64 << 20, 4 << 20, "full");
+	CHECK(P->create(&f.s) == 0 && P->open(&f.s) == 0, "%s", f.s.error);
+	while ((r = P->locate(&f.s, n, &sector, &valid)) == 0 && n < 1000)
+		CHECK(P->mark(&f.s, n++, sector) == 0, "mark");
+	CHECK(r == -ENOSPC && strstr(f.s.error, "full"), "ENOSPC after %llu chunks: %s",
+	      (unsigned long long)n, f.s.error);
+	CHECK(n > 20 && n < 64, "most of 4 MiB is data: %llu slots", (unsigned long long)n);
+	CHECK(P->commit(&f.s) == 0, "committing a full store: %s", f.s.error);
+	before = n;
+	CHECK(P->locate(&f.s, 3, &sector, &valid) == 0 && valid, "mapped chunks still locate");
+	CHECK(reopen(&f) == 0 && P->locate(&f.s, before, &sector, &valid) == -ENOSPC, "still full");
+	teardown(&f);
+}
+
+static void test_rollover(void)
+{
+	struct fixture f;
+	struct seen *seen = calloc(1, sizeof(*seen));
+	uint64_t i, ok = 1;
+
+	TEST("journal rollover into checkpoints");
+	/* 64 journal blocks: 100 one-record commits need a checkpoint. */
+	setup(&f, 64 << 20, 64 << 20, "roll");
+	CHECK(P->create(&f.s) == 0 && P->open(&f.s) == 0, "%s", f.s.error);
+	for (i = 0; i < 100; i++) {
+		map_chunk(&f, i * 3);
+		if (P->commit(&f.s))
+			ok = 0;
+	}
+	CHECK(ok, "100 commits: %s", f.s.error);
+	for (i = 0; i < 600; i++)
+		map_chunk(&f, 1000 + i);
+	CHECK(P->commit(&f.s) == 0, "a commit larger than one block: %s", f.s.error);
+	CHECK(reopen(&f) == 0, "%s", f.s.error);
+	if (f.s.priv)
+		P->for_each_mapping(&f.s, collect, seen);
+	CHECK(seen->n == 700, "all 700 mappings replayed: %llu", (unsigned long long)seen->n);
+	for (i = 1; i < 100 && i < seen->n; i++)
+		if (seen->chunk[i] != i * 3)
+			ok = 0;
+	CHECK(ok, "in chunk order");
+	teardown(&f);
+	free(seen);
+}
+
+static void test_crc32c(void)
+{
+	TEST("crc32c");
+	CHECK(crc32c(0, "123456789", 9) == 0xe3069283, "check value");
+}
+
+int main(void)
+{
+	P = cow_plugin_init();
+	if (!mkdtemp(dir))
+		return 2;
+	CHECK(!strcmp(P->name, "packed"), "registration");
+	test_crc32c();
+	test_round_trip();
+	test_torn_and_corrupt();
+	test_refusals();
+	test_full();
+	test_rollover();
+	rmdir(dir);
+	return check_done("test-packed");
+}
