@@ -327,26 +327,30 @@ static int write_checkpoint(struct cow_store *s, struct pk_store *p)
 	return 0;
 }
 
-/* Read and check checkpoint area @i: 1 if valid (records loaded via @fn). */
+/*
+ * Read and check checkpoint area @i: 1 if valid, with its records in a
+ * malloc'ed *records (header first).  Reads only the records it holds.
+ */
 static int read_checkpoint(struct cow_store *s, struct pk_store *p, int i, struct pk_chdr *out,
 			   char **records)
 {
-	size_t len = p->h.ckpt_blocks * PK_BLOCK;
-	char *buf = malloc(len);
-	struct pk_chdr *c = (struct pk_chdr *)buf;
-	uint64_t count;
+	uint64_t off = p->h.ckpt_start[i] * COW_SECTOR, count, len;
+	struct pk_chdr head, *c;
+	char *buf;
 
 	*records = NULL;
+	if (pread_full(s->cow_fd, &head, sizeof(head), off) || le32toh(head.magic) != PK_CMAGIC)
+		return 0;
+	count = le64toh(head.count);
+	if (count > (p->h.ckpt_blocks * PK_BLOCK - sizeof(head)) / sizeof(struct pk_rec))
+		return 0;
+	len = sizeof(head) + count * sizeof(struct pk_rec);
+	buf = malloc(len);
 	if (!buf)
 		return -ENOMEM;
-	if (pread_full(s->cow_fd, buf, len, p->h.ckpt_start[i] * COW_SECTOR) ||
-	    le32toh(c->magic) != PK_CMAGIC) {
-		free(buf);
-		return 0;
-	}
-	count = le64toh(c->count);
-	if (count > (len - sizeof(*c)) / sizeof(struct pk_rec) ||
-	    le32toh(c->crc) != block_crc(p, buf, sizeof(*c) + count * sizeof(struct pk_rec), &c->crc)) {
+	c = (struct pk_chdr *)buf;
+	if (pread_full(s->cow_fd, buf, len, off) ||
+	    le32toh(c->crc) != block_crc(p, buf, len, &c->crc)) {
 		free(buf);
 		return 0;
 	}
