@@ -38,6 +38,8 @@ static void usage(FILE *f)
 		"                           chunks were mapped (default 5; 0: only by count)\n"
 		"      --reload-after N     reload after N new mappings (default 4096)\n"
 		"      --max-segments N     linear segments in the table at most (default 10000)\n"
+		"      --min-run N          runs shorter than N chunks stay in the kernel's\n"
+		"                           remap tree (default 4)\n"
 		"      --no-reload          never reload the table\n"
 		"  -v, --verbose            log every decision\n"
 		"  -V, --version            print the version\n"
@@ -102,6 +104,7 @@ int main(int argc, char **argv)
 		{ "reload-interval", required_argument, NULL, 'R' },
 		{ "reload-after", required_argument, NULL, 'A' },
 		{ "max-segments", required_argument, NULL, 'M' },
+		{ "min-run", required_argument, NULL, 'm' },
 		{ "no-reload", no_argument, NULL, 'N' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
@@ -109,7 +112,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct cowd d = { .commit_interval = 1.0, .reload_interval = 5.0, .reload_after = 4096,
-			  .max_segments = 10000, .ctl_fd = -1 };
+			  .max_segments = 10000, .min_run = 4, .ctl_fd = -1 };
 	unsigned long long n;
 	const char *log_file = NULL, *pidfile = NULL;
 	int foreground = 0, use_syslog = 0, verbose = 0, c, r;
@@ -139,16 +142,19 @@ int main(int argc, char **argv)
 			break;
 		case 'A':
 		case 'M':
+		case 'm':
 			n = strtoull(optarg, &end, 10);
 			if (*end || !n || *optarg == '-') {
 				fprintf(stderr, "cowd: --%s wants a positive number\n",
-					c == 'A' ? "reload-after" : "max-segments");
+					c == 'A' ? "reload-after" : c == 'M' ? "max-segments" : "min-run");
 				return 2;
 			}
 			if (c == 'A')
 				d.reload_after = n;
-			else
+			else if (c == 'M')
 				d.max_segments = (size_t)n;
+			else
+				d.min_run = n;
 			break;
 		case 'N': d.no_reload = 1; break;
 		case 'v': verbose = 1; break;

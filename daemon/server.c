@@ -273,9 +273,12 @@ static void maybe_reload(struct cowd *d, int force)
 		return;
 	}
 	r = d->plugin->for_each_mapping(&d->store, collect_mapping, &l);
-	if (!r)
-		r = table_build(l.m, l.n, len, d->geo.chunk_sectors, d->max_segments, &segs, &nsegs,
+	if (!r) {
+		struct table_policy pol = { d->max_segments, d->min_run };
+
+		r = table_build(l.m, l.n, len, d->geo.chunk_sectors, &pol, &segs, &nsegs,
 				&d->job_stats);
+	}
 	if (r) {
 		log_err("%s: cannot build a table: %s", d->ident, strerror(-r));
 		free(l.m);

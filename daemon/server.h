@@ -21,6 +21,7 @@ struct cowd {
 	double reload_interval;	/* seconds; 0: no periodic reloads */
 	uint64_t reload_after;	/* reload after this many new mappings */
 	size_t max_segments;	/* linear segments at most */
+	uint64_t min_run;	/* chunks a run needs to become a linear segment */
 	int no_reload;
 
 	/* state */

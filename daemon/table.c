@@ -34,7 +34,8 @@ static int add(struct builder *b, uint64_t start, uint64_t len, int linear, uint
 }
 
 int table_build(const struct mapping *maps, size_t n, uint64_t dev_len, uint32_t chunk_sectors,
-		size_t max_linear, struct segment **out, size_t *nout, struct table_stats *st)
+		const struct table_policy *pol, struct segment **out, size_t *nout,
+		struct table_stats *st)
 {
 	struct builder b = { 0 };
 	uint64_t pos = 0;
@@ -54,7 +55,9 @@ int table_build(const struct mapping *maps, size_t n, uint64_t dev_len, uint32_t
 		end = (maps[j - 1].chunk + 1) * chunk_sectors;
 		if (end > dev_len)
 			end = dev_len;
-		if (runs < max_linear) {
+		if (j - i < pol->min_run) {
+			st->tree_chunks += j - i;
+		} else if (runs < pol->max_linear) {
 			r = add(&b, pos, start - pos, 0, 0);
 			if (!r)
 				r = add(&b, start, end - start, 1, maps[i].sector);

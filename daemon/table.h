@@ -27,15 +27,24 @@ struct table_stats {
 	int capped;             /* runs left out because of max_linear */
 };
 
+struct table_policy {
+	size_t max_linear;      /* linear segments at most (first in device order) */
+	uint64_t min_run;       /* shorter runs stay in the kernel's tree */
+};
+
 /*
  * @maps: the committed mappings, sorted by chunk, no duplicates.  Every run
- * of consecutive chunks whose CoW sectors are consecutive too becomes one
- * linear segment (at most @max_linear of them, the first in device order);
- * the rest of [0, dev_len) is cow segments.  A partial last chunk is cut at
- * dev_len.  Returns 0 and a malloc'ed array in *out, or -ENOMEM.
+ * of at least @pol->min_run consecutive chunks whose CoW sectors are
+ * consecutive too becomes one linear segment (at most @pol->max_linear of
+ * them, the first in device order); the rest of [0, dev_len) is cow
+ * segments, whose chunks the kernel's remap tree serves.  Short runs gain
+ * little from a segment of their own and every segment lengthens the
+ * suspend of a reload.  A partial last chunk is cut at dev_len.  Returns 0
+ * and a malloc'ed array in *out, or -ENOMEM.
  */
 int table_build(const struct mapping *maps, size_t n, uint64_t dev_len, uint32_t chunk_sectors,
-		size_t max_linear, struct segment **out, size_t *nout, struct table_stats *st);
+		const struct table_policy *pol, struct segment **out, size_t *nout,
+		struct table_stats *st);
 
 /* Is every sector of chunk @c (cut at dev_len) inside a linear segment? */
 int table_chunk_linear(const struct segment *segs, size_t n, uint64_t c, uint32_t chunk_sectors);

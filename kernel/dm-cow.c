@@ -151,14 +151,18 @@ struct cow_group {
 	u64 nr_failed_faults;
 	u64 nr_timed_out;
 	u64 nr_dropped;
-	struct list_head targets_list;	/* struct cow_target, under lock */
+	/*
+	 * Targets of the live table, by ti->begin; under lock.  They belong to
+	 * one table, so they do not overlap.
+	 */
+	struct rb_root live_targets;
 
 	struct mutex ctl_mutex;		/* serialises control-device writers */
 	wait_queue_head_t wait;		/* readers and pollers */
 };
 
 struct cow_target {
-	struct list_head group_link;	/* on group->targets_list */
+	struct rb_node live_node;	/* in group->live_targets while live */
 	struct dm_target *ti;
 	bool live;			/* its table is resumed; under g->lock */
 	struct cow_group *group;
@@ -657,7 +661,7 @@ static struct cow_group *group_create(const char *ident, struct cow_target *ct,
 	}
 	kref_init(&g->kref);
 	strscpy(g->ident, ident, sizeof(g->ident));
-	INIT_LIST_HEAD(&g->targets_list);
+	g->live_targets = RB_ROOT;
 	g->md_dev = ct->md_dev;
 	g->base_dev = ct->base->bdev->bd_dev;
 	g->cow_dev = ct->cow->bdev->bd_dev;
@@ -1059,6 +1063,29 @@ static int ctl_fail(struct cow_group *g, const struct cow_msg *m)
 }
 
 /*
+ * Does a live cow target serve any sector of [start, end)?  The live
+ * targets do not overlap, so only the last one starting before @end can.
+ * Caller holds g->lock.
+ */
+static bool live_target_covers(struct cow_group *g, sector_t start, sector_t end)
+{
+	struct rb_node *n = g->live_targets.rb_node;
+	struct cow_target *best = NULL;
+
+	while (n) {
+		struct cow_target *ct = rb_entry(n, struct cow_target, live_node);
+
+		if (ct->ti->begin < end) {
+			best = ct;
+			n = n->rb_right;
+		} else {
+			n = n->rb_left;
+		}
+	}
+	return best && best->ti->begin + best->ti->len > start;
+}
+
+/*
  * After a reload made chunks linear segments, their remaps are dead weight.
  * Refuse if a live cow target still covers any of them: the remap tree must
  * never lose a chunk that is served by a cow segment.
@@ -1068,7 +1095,6 @@ static int ctl_drop(struct cow_group *g, const struct cow_msg *m)
 	u64 first = m->chunk, count = m->arg[0];
 	unsigned long index;
 	sector_t start, end;
-	struct cow_target *ct;
 	void *entry;
 
 	if (!count || count > g->nr_chunks - first)
@@ -1076,13 +1102,10 @@ static int ctl_drop(struct cow_group *g, const struct cow_msg *m)
 	start = chunk_to_sector(g, first);
 	end = chunk_to_sector(g, first + count);
 	spin_lock_irq(&g->lock);
-	list_for_each_entry(ct, &g->targets_list, group_link) {
-		if (ct->live && ct->ti->begin < end &&
-		    ct->ti->begin + ct->ti->len > start) {
-			spin_unlock_irq(&g->lock);
-			return ctl_reject(g, m, -EBUSY,
-					  "DROP of chunks a live cow target serves");
-		}
+	if (live_target_covers(g, start, end)) {
+		spin_unlock_irq(&g->lock);
+		return ctl_reject(g, m, -EBUSY,
+				  "DROP of chunks a live cow target serves");
 	}
 	/*
 	 * No live cow target covers the range, so no new bio can look these
@@ -1207,6 +1230,8 @@ static ssize_t ctl_write(struct file *file, const char __user *buf,
 				break;
 			done += sizeof(*msgs);
 		}
+		/* A daemon may write hundreds of thousands of messages at once. */
+		cond_resched();
 	}
 	mutex_unlock(&g->ctl_mutex);
 	kfree(msgs);
@@ -1318,7 +1343,9 @@ static void group_leave(struct cow_target *ct)
 	struct cow_group *g = ct->group;
 
 	spin_lock_irq(&g->lock);
-	list_del(&ct->group_link);
+	if (ct->live)
+		rb_erase(&ct->live_node, &g->live_targets);
+	ct->live = false;
 	spin_unlock_irq(&g->lock);
 	mutex_lock(&cow_groups_mutex);
 	if (!--g->targets)
@@ -1413,7 +1440,6 @@ static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	/* The group follows the newest table's feature arguments. */
 	spin_lock_irq(&g->lock);
 	g->daemon_timeout_ms = ct->daemon_timeout_ms;
-	list_add_tail(&ct->group_link, &g->targets_list);
 	spin_unlock_irq(&g->lock);
 	mutex_unlock(&cow_groups_mutex);
 	ct->group = g;
@@ -1631,10 +1657,25 @@ static int cow_message(struct dm_target *ti, unsigned int argc, char **argv,
 static void cow_set_live(struct dm_target *ti, bool live)
 {
 	struct cow_target *ct = ti->private;
+	struct cow_group *g = ct->group;
+	struct rb_node **p = &g->live_targets.rb_node, *parent = NULL;
 
-	spin_lock_irq(&ct->group->lock);
+	spin_lock_irq(&g->lock);
+	if (live && !ct->live) {
+		while (*p) {
+			parent = *p;
+			if (ti->begin < rb_entry(parent, struct cow_target, live_node)->ti->begin)
+				p = &parent->rb_left;
+			else
+				p = &parent->rb_right;
+		}
+		rb_link_node(&ct->live_node, parent, p);
+		rb_insert_color(&ct->live_node, &g->live_targets);
+	} else if (!live && ct->live) {
+		rb_erase(&ct->live_node, &g->live_targets);
+	}
 	ct->live = live;
-	spin_unlock_irq(&ct->group->lock);
+	spin_unlock_irq(&g->lock);
 }
 
 static void cow_resume(struct dm_target *ti)

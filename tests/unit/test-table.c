@@ -12,11 +12,19 @@ static struct segment *segs;
 static size_t n;
 static struct table_stats st;
 
-static int build(const struct mapping *m, size_t count, uint64_t len, size_t max)
+static int build_with(const struct mapping *m, size_t count, uint64_t len, size_t max,
+		      uint64_t min_run)
 {
+	struct table_policy pol = { max, min_run };
+
 	free(segs);
 	segs = NULL;
-	return table_build(m, count, len, CS, max, &segs, &n, &st);
+	return table_build(m, count, len, CS, &pol, &segs, &n, &st);
+}
+
+static int build(const struct mapping *m, size_t count, uint64_t len, size_t max)
+{
+	return build_with(m, count, len, max, 1);
 }
 
 /* The segments tile [0, len) exactly, in order. */
@@ -114,8 +122,26 @@ static void test_whole_device(void)
 	CHECK(n == 1 && segs[0].linear && segs[0].cow_sector == 24 && !st.capped, "n=%zu", n);
 }
 
+static void test_min_run(void)
+{
+	/* a run of 3 at chunk 2, singles at 8 and 10 */
+	const struct mapping m[] = {
+		{ 2, 1000 }, { 3, 1000 + CS }, { 4, 1000 + 2 * CS }, { 8, 5000 }, { 10, 9000 },
+	};
+
+	TEST("runs shorter than min_run stay in the tree");
+	CHECK(build_with(m, 5, 20 * CS, 100, 2) == 0 && tiles(20 * CS), "build");
+	CHECK(st.linear_segments == 1 && st.linear_chunks == 3 && st.tree_chunks == 2 && !st.capped,
+	      "linear %zu tree %llu", st.linear_segments, (unsigned long long)st.tree_chunks);
+	CHECK(n == 3 && segs[1].linear && segs[1].start == 2 * CS, "one linear segment, cow around it");
+	CHECK(!table_chunk_linear(segs, n, 8, CS) && !table_chunk_linear(segs, n, 10, CS), "singles");
+	CHECK(build_with(m, 5, 20 * CS, 100, 4) == 0 && n == 1 && !segs[0].linear,
+	      "nothing long enough: one cow segment");
+}
+
 int main(void)
 {
+	test_min_run();
 	test_empty();
 	test_coalescing();
 	test_partial_last_chunk();

@@ -55,7 +55,7 @@ cowctl create cap base.img rl.cow --chunk 16k >/dev/null
 pid=$(cat /run/dm-cow/cap.pid)
 kill "$pid"
 while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
-cowd --pidfile /run/dm-cow/cap.pid --max-segments 5 --reload-interval 0.3 cap
+cowd --pidfile /run/dm-cow/cap.pid --max-segments 5 --min-run 1 --reload-interval 0.3 cap
 sleep 1
 [ "$(dmsetup table cap | grep -c ' linear ')" -le 5 ] || fail "more linear segments than the cap"
 grep -q "^capped=1" /run/dm-cow/cap.status || fail "the cap is not reported"
