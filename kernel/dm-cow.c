@@ -78,7 +78,6 @@ struct cow_group {
 	unsigned int targets;		/* under cow_groups_mutex */
 	char ident[COW_IDENT_MAX + 1];
 	unsigned int minor;
-	struct device *ctl_dev;		/* NULL once the last target is gone */
 
 	dev_t md_dev;			/* the one dm device the group serves */
 	dev_t base_dev, cow_dev;
@@ -285,7 +284,15 @@ static bool waited_too_long(struct cow_group *g, unsigned long since)
 	return time_after(jiffies, since + msecs_to_jiffies(g->daemon_timeout_ms));
 }
 
-static void fail_bios(struct bio_list *bios, blk_status_t status);
+static void fail_bios(struct bio_list *bios, blk_status_t status)
+{
+	struct bio *bio;
+
+	while ((bio = bio_list_pop(bios))) {
+		bio->bi_status = status;
+		bio_endio(bio);
+	}
+}
 
 static void expire_list(struct cow_group *g, struct list_head *head,
 			struct bio_list *bios, struct list_head *freed)
@@ -486,16 +493,6 @@ static void fill_chunk(struct cow_group *g, struct pending_chunk *pc)
 	}
 }
 
-static void fail_bios(struct bio_list *bios, blk_status_t status)
-{
-	struct bio *bio;
-
-	while ((bio = bio_list_pop(bios))) {
-		bio->bi_status = status;
-		bio_endio(bio);
-	}
-}
-
 /*
  * The chunk's data is in place (or could not be put there): publish the
  * mapping and let the queued bios through.  Process context.
@@ -650,6 +647,7 @@ static void group_put(struct cow_group *g)
 static struct cow_group *group_create(const char *ident, struct cow_target *ct,
 				      u32 chunk_sectors, char **error)
 {
+	struct device *ctl_dev;
 	struct cow_group *g;
 	u32 minor;
 	int r;
@@ -707,10 +705,10 @@ static struct cow_group *group_create(const char *ident, struct cow_target *ct,
 		goto bad_minor;
 	}
 	g->minor = minor;
-	g->ctl_dev = device_create(cow_class, NULL, cow_ctl_base + minor, g,
+	ctl_dev = device_create(cow_class, NULL, cow_ctl_base + minor, g,
 				   "dm-cow!%s", ident);
-	if (IS_ERR(g->ctl_dev)) {
-		r = PTR_ERR(g->ctl_dev);
+	if (IS_ERR(ctl_dev)) {
+		r = PTR_ERR(ctl_dev);
 		*error = "Cannot create the control device";
 		goto bad_dev;
 	}
@@ -930,13 +928,31 @@ static long ctl_check_location(struct cow_group *g, const struct cow_msg *m,
 	return (m->sector - g->phase) >> g->chunk_shift;
 }
 
+/*
+ * Take CoW slot @slot for m->chunk.  Returns 1 if newly taken, 0 if the
+ * chunk holds it already (a reload dropped its remap, the location stayed
+ * its own), or a negative error: -EEXIST for another chunk's location.
+ */
+static int claim_slot(struct cow_group *g, const struct cow_msg *m, long slot)
+{
+	int r = xa_insert(&g->cow_slots, slot, xa_mk_value(m->chunk), GFP_KERNEL);
+
+	if (!r)
+		return 1;
+	if (r == -EBUSY && xa_load(&g->cow_slots, slot) == xa_mk_value(m->chunk))
+		return 0;
+	if (r == -EBUSY)
+		return ctl_reject(g, m, -EEXIST,
+				  "CoW location inside another mapping");
+	return r;
+}
+
 static int ctl_map(struct cow_group *g, const struct cow_msg *m)
 {
 	struct pending_chunk *pc;
 	const char *why = NULL;
-	bool reused_slot;
+	int claimed, r;
 	long slot;
-	int r;
 
 	spin_lock_irq(&g->lock);
 	pc = pending_find(g, m->chunk);
@@ -949,19 +965,12 @@ static int ctl_map(struct cow_group *g, const struct cow_msg *m)
 	slot = ctl_check_location(g, m, &why);
 	if (slot < 0)
 		return ctl_reject(g, m, slot, why);
-	r = xa_insert(&g->cow_slots, slot, xa_mk_value(m->chunk), GFP_KERNEL);
-	reused_slot = r == -EBUSY &&
-		      xa_load(&g->cow_slots, slot) == xa_mk_value(m->chunk);
-	if (reused_slot)
-		r = 0;	/* its remap was dropped by a reload: same place */
-	else if (r == -EBUSY)
-		return ctl_reject(g, m, -EEXIST,
-				  "CoW location inside another mapping");
-	if (r)
-		return r;
+	claimed = claim_slot(g, m, slot);
+	if (claimed < 0)
+		return claimed;
 	r = xa_reserve(&g->remaps, m->chunk, GFP_KERNEL);
 	if (r) {
-		if (!reused_slot)
+		if (claimed)
 			xa_erase(&g->cow_slots, slot);
 		return r;
 	}
@@ -982,9 +991,9 @@ static int ctl_load(struct cow_group *g, const struct cow_msg *m)
 {
 	struct pending_chunk *pc;
 	const char *why = NULL;
+	int claimed, r;
 	sector_t cur;
 	long slot;
-	int r;
 
 	if (remap_lookup(g, m->chunk, &cur)) {
 		if (cur == m->sector)
@@ -999,14 +1008,9 @@ static int ctl_load(struct cow_group *g, const struct cow_msg *m)
 	slot = ctl_check_location(g, m, &why);
 	if (slot < 0)
 		return ctl_reject(g, m, slot, why);
-	r = xa_insert(&g->cow_slots, slot, xa_mk_value(m->chunk), GFP_KERNEL);
-	if (r == -EBUSY && xa_load(&g->cow_slots, slot) == xa_mk_value(m->chunk))
-		r = 0;	/* dropped by a reload, loaded again: same place */
-	else if (r == -EBUSY)
-		return ctl_reject(g, m, -EEXIST,
-				  "CoW location inside another mapping");
-	if (r)
-		return r;
+	claimed = claim_slot(g, m, slot);
+	if (claimed < 0)
+		return claimed;
 
 	/*
 	 * A chunk with a pending fault must be answered with MAP (DATA_VALID)
@@ -1017,14 +1021,16 @@ static int ctl_load(struct cow_group *g, const struct cow_msg *m)
 	 */
 	r = xa_reserve(&g->remaps, m->chunk, GFP_KERNEL);
 	if (r) {
-		xa_erase(&g->cow_slots, slot);
+		if (claimed)
+			xa_erase(&g->cow_slots, slot);
 		return r;
 	}
 	spin_lock_irq(&g->lock);
 	if (pending_find(g, m->chunk)) {
 		spin_unlock_irq(&g->lock);
 		xa_release(&g->remaps, m->chunk);
-		xa_erase(&g->cow_slots, slot);
+		if (claimed)
+			xa_erase(&g->cow_slots, slot);
 		return ctl_reject(g, m, -EBUSY, "chunk has a pending fault");
 	}
 	xa_store(&g->remaps, m->chunk, xa_mk_value(m->sector), GFP_ATOMIC);
