@@ -83,7 +83,7 @@ $(B)/unit/test-packed: tests/unit/test-packed.c plugins/packed.c daemon/store.c 
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
-$(B)/unit/test-table: tests/unit/test-table.c daemon/table.c tests/unit/check.h
+$(B)/unit/test-table: tests/unit/test-table.c daemon/table.c daemon/store.c tests/unit/check.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 

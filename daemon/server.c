@@ -87,15 +87,8 @@ static int ctl_send(struct cowd *d, const struct cow_msg *msgs, size_t n, int qu
 
 static int queue_answer(struct cowd *d, struct cow_msg m)
 {
-	if (d->nout == d->maxout) {
-		size_t max = d->maxout ? d->maxout * 2 : READ_BATCH;
-		struct cow_msg *out = realloc(d->out, max * sizeof(*out));
-
-		if (!out)
-			return -ENOMEM;
-		d->out = out;
-		d->maxout = max;
-	}
+	if (array_reserve(&d->out, &d->maxout, d->nout, sizeof(*d->out)))
+		return -ENOMEM;
 	d->out[d->nout++] = m;
 	return 0;
 }
@@ -212,15 +205,8 @@ static int collect_mapping(void *ctx, uint64_t chunk, uint64_t sector)
 {
 	struct mapping_list *l = ctx;
 
-	if (l->n == l->max) {
-		size_t max = l->max ? l->max * 2 : 1024;
-		struct mapping *m = realloc(l->m, max * sizeof(*m));
-
-		if (!m)
-			return -ENOMEM;
-		l->m = m;
-		l->max = max;
-	}
+	if (array_reserve(&l->m, &l->max, l->n, sizeof(*l->m)))
+		return -ENOMEM;
 	l->m[l->n++] = (struct mapping){ chunk, sector };
 	return 0;
 }

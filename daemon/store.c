@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -53,6 +54,22 @@ int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 		off += (uint64_t)n;
 		len -= (size_t)n;
 	}
+	return 0;
+}
+
+int array_reserve(void *arr, size_t *max, size_t n, size_t elem)
+{
+	void **p = arr, *grown;
+	size_t new_max;
+
+	if (n < *max)
+		return 0;
+	new_max = *max ? *max * 2 : 64;
+	grown = realloc(*p, new_max * elem);
+	if (!grown)
+		return -ENOMEM;
+	*p = grown;
+	*max = new_max;
 	return 0;
 }
 

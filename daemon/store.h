@@ -14,4 +14,10 @@ int pread_full(int fd, void *buf, size_t len, uint64_t off);
 int pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 int buf_is_zero(const void *buf, size_t len);
 
+/*
+ * Room for element @n in a doubling array: *@arr (of @elem-byte elements,
+ * *@max allocated) grows when n == *max.  0 or -ENOMEM (the array stays).
+ */
+int array_reserve(void *arr, size_t *max, size_t n, size_t elem);
+
 #endif

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store.h"
 #include "table.h"
 
 struct builder {
@@ -20,15 +21,8 @@ static int add(struct builder *b, uint64_t start, uint64_t len, int linear, uint
 		b->segs[b->n - 1].len += len;
 		return 0;
 	}
-	if (b->n == b->max) {
-		size_t max = b->max ? b->max * 2 : 64;
-		struct segment *s = realloc(b->segs, max * sizeof(*s));
-
-		if (!s)
-			return -ENOMEM;
-		b->segs = s;
-		b->max = max;
-	}
+	if (array_reserve(&b->segs, &b->max, b->n, sizeof(*b->segs)))
+		return -ENOMEM;
 	b->segs[b->n++] = (struct segment){ start, len, linear, cow_sector };
 	return 0;
 }

@@ -658,15 +658,8 @@ static int pk_mark(struct cow_store *s, uint64_t chunk, uint64_t sector)
 				       (unsigned long long)chunk, (unsigned long long)slot,
 				       (unsigned long long)cur);
 	}
-	if (p->npending == p->maxpending) {
-		size_t max = p->maxpending ? p->maxpending * 2 : 256;
-		struct pk_rec *n = realloc(p->pending, max * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		p->pending = n;
-		p->maxpending = max;
-	}
+	if (array_reserve(&p->pending, &p->maxpending, p->npending, sizeof(*p->pending)))
+		return -ENOMEM;
 	r = load_record(p, chunk, slot);
 	if (r)
 		return r;

@@ -351,15 +351,8 @@ static int uml_mark(struct cow_store *s, uint64_t chunk, uint64_t sector)
 				       (unsigned long long)chunk, (unsigned long long)sector);
 	if (test_bit64(u->chunk_map, chunk))
 		return 0;
-	if (u->nr_marked == u->max_marked) {
-		size_t max = u->max_marked ? u->max_marked * 2 : 256;
-		uint64_t *m = realloc(u->marked, max * sizeof(*m));
-
-		if (!m)
-			return -ENOMEM;
-		u->marked = m;
-		u->max_marked = max;
-	}
+	if (array_reserve(&u->marked, &u->max_marked, u->nr_marked, sizeof(*u->marked)))
+		return -ENOMEM;
 	u->marked[u->nr_marked++] = chunk;
 	set_bit64(u->chunk_map, chunk);
 	u->nr_mapped++;
