@@ -20,9 +20,10 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 
 DAEMON_COMMON := daemon/log.c daemon/proto.c daemon/plugin-loader.c daemon/blkdev.c daemon/store.c
 COWD_SRC := daemon/cowd.c daemon/server.c daemon/table.c daemon/reload.c $(DAEMON_COMMON)
-COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
+COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/offline.c \
+	daemon/store-check.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
 PLUGINS := uml packed
-HELPERS := cow-pattern cow-hostile
+HELPERS := cow-pattern cow-hostile log-replay
 
 .PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo bench install clean deps
 

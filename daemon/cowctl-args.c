@@ -62,13 +62,17 @@ int name_valid(const char *name)
 static const struct {
 	const char *name;
 	enum cowctl_cmd cmd;
-	int nargs; /* positional arguments after the command */
+	int min, max; /* positional arguments after the command */
 } commands[] = {
-	{ "create", CMD_CREATE, 3 },
-	{ "remove", CMD_REMOVE, 1 },
-	{ "status", CMD_STATUS, 1 },
-	{ "list", CMD_LIST, 0 },
-	{ "help", CMD_HELP, 0 },
+	{ "create", CMD_CREATE, 3, 3 },
+	{ "remove", CMD_REMOVE, 1, 1 },
+	{ "status", CMD_STATUS, 1, 1 },
+	{ "list", CMD_LIST, 0, 0 },
+	{ "check", CMD_CHECK, 1, 2 },
+	{ "dump", CMD_DUMP, 1, 2 },
+	{ "merge", CMD_MERGE, 1, 2 },
+	{ "reset", CMD_RESET, 1, 1 },
+	{ "help", CMD_HELP, 0, 0 },
 };
 
 /* An option with a value: "--opt VALUE" or "--opt=VALUE". */
@@ -86,7 +90,7 @@ static const char *option_value(int argc, char **argv, int *i, const char *opt)
 int cowctl_parse(int argc, char **argv, struct cowctl_args *a)
 {
 	const char *pos[3];
-	int npos = 0, nargs = -1, i;
+	int npos = 0, nargs = -1, min = 0, i;
 	size_t c;
 
 	memset(a, 0, sizeof(*a));
@@ -97,7 +101,8 @@ int cowctl_parse(int argc, char **argv, struct cowctl_args *a)
 	for (c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
 		if (!strcmp(argv[1], commands[c].name)) {
 			a->cmd = commands[c].cmd;
-			nargs = commands[c].nargs;
+			min = commands[c].min;
+			nargs = commands[c].max;
 		}
 	}
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))
@@ -111,8 +116,19 @@ int cowctl_parse(int argc, char **argv, struct cowctl_args *a)
 		if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
 			a->cmd = CMD_HELP;
 			return 0;
-		} else if (!strcmp(arg, "--json") && a->cmd == CMD_STATUS) {
+		} else if (!strcmp(arg, "--json") && (a->cmd == CMD_STATUS || a->cmd == CMD_DUMP)) {
 			a->json = 1;
+		} else if (!strcmp(arg, "--read-only") && a->cmd == CMD_CREATE) {
+			a->read_only = 1;
+		} else if (!strcmp(arg, "--base-ro") && a->cmd == CMD_CREATE) {
+			a->base_ro = 1;
+		} else if (!strcmp(arg, "--in-place") && a->cmd == CMD_MERGE) {
+			a->in_place = 1;
+		} else if (a->cmd == CMD_MERGE && !strncmp(arg, "--out", 5)) {
+			v = option_value(argc, argv, &i, "--out");
+			if (!v || !*v)
+				return fail(a, "--out needs a file name");
+			a->out = v;
 		} else if (a->cmd == CMD_CREATE && !strncmp(arg, "--chunk", 7)) {
 			v = option_value(argc, argv, &i, "--chunk");
 			if (!v)
@@ -135,8 +151,15 @@ int cowctl_parse(int argc, char **argv, struct cowctl_args *a)
 			pos[npos++] = arg;
 		}
 	}
-	if (npos < nargs)
-		return fail(a, "%s needs %d argument%s", argv[1], nargs, nargs > 1 ? "s" : "");
+	if (npos < min)
+		return fail(a, "%s needs %d argument%s", argv[1], min, min > 1 ? "s" : "");
+	if (a->cmd == CMD_CHECK || a->cmd == CMD_DUMP || a->cmd == CMD_MERGE) {
+		a->store = pos[0];
+		a->base = npos > 1 ? pos[1] : NULL;
+		if (a->cmd == CMD_MERGE && !a->out == !a->in_place)
+			return fail(a, "merge needs either --out FILE or --in-place");
+		return 0;
+	}
 	if (nargs >= 1) {
 		a->name = pos[0];
 		if (!name_valid(a->name))

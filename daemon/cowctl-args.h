@@ -13,6 +13,10 @@ enum cowctl_cmd {
 	CMD_REMOVE,
 	CMD_STATUS,
 	CMD_LIST,
+	CMD_CHECK,
+	CMD_DUMP,
+	CMD_MERGE,
+	CMD_RESET,
 };
 
 struct cowctl_args {
@@ -22,6 +26,11 @@ struct cowctl_args {
 	const char *cow;
 	uint64_t chunk_bytes;
 	const char *format;
+	const char *store;	/* check, dump, merge: the store's path */
+	const char *out;	/* merge --out */
+	int in_place;		/* merge --in-place */
+	int read_only;		/* create --read-only */
+	int base_ro;		/* create --base-ro */
 	int json;
 	char error[256];
 };

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <linux/fs.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +20,8 @@
 #include "cowctl-args.h"
 #include "dmdev.h"
 #include "log.h"
+#include "offline.h"
+#include "cowctl-store.h"
 #include "loopdev.h"
 #include "plugin-loader.h"
 #include "store.h"
@@ -156,50 +160,72 @@ static int attach(const char *path, int read_only, dev_t *dev, uint64_t *size, i
 	return 0;
 }
 
-/* The original UML behaviour: asking for a COW file that is missing makes it. */
-static int create_cow_file(const struct cowctl_args *a, uint64_t chunk_sectors)
+/* Zero what makes a store a store, so that the plugin makes a new one. */
+static int wipe_store(int fd, int is_file)
+{
+	static const char zero[1 << 16];
+	int i, r = 0;
+
+	if (is_file)
+		return ftruncate(fd, 0) < 0 ? -errno : 0;
+	for (i = 0; i < 16 && !r; i++)
+		r = pwrite_full(fd, zero, sizeof(zero), (uint64_t)i * sizeof(zero));
+	return r;
+}
+
+/*
+ * Make an empty store in @format at @cow for @base: a new file (@fresh, the
+ * original UML behaviour: asking for a COW file that is missing makes it),
+ * or over an existing store, whose changes are thrown away (reset).
+ */
+static int init_store(const char *base, const char *cow, uint64_t chunk_sectors,
+		      const char *format, int fresh)
 {
 	struct plugin_set set;
-	struct cow_store s = { .base_fd = -1, .cow_fd = -1, .cow_is_file = 1 };
+	struct cow_store s = { .base_fd = -1, .cow_fd = -1 };
 	const struct cow_plugin *p;
 	char base_abs[PATH_MAX];
-	int created, r;
+	int created, is_file = 0, r;
 
-	if (!realpath(a->base, base_abs)) {
-		log_err("%s: %s", a->base, strerror(errno));
+	if (!realpath(base, base_abs)) {
+		log_err("%s: %s", base, strerror(errno));
 		return -errno;
 	}
 	s.base_fd = open(base_abs, O_RDONLY | O_CLOEXEC);
 	if (s.base_fd < 0 || fd_size(s.base_fd, &s.base_size, NULL)) {
-		log_err("%s: %s", a->base, strerror(errno));
+		log_err("%s: %s", base, strerror(errno));
 		return -errno;
 	}
-	s.cow_fd = open(a->cow, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (s.cow_fd < 0) {
+	s.cow_fd = open(cow, O_RDWR | O_CLOEXEC | (fresh ? O_CREAT | O_EXCL : 0), 0600);
+	if (s.cow_fd < 0 || fd_size(s.cow_fd, &s.cow_size, &is_file)) {
 		r = -errno;
-		log_err("%s: cannot create: %s", a->cow, strerror(errno));
+		log_err("%s: cannot %s: %s", cow, fresh ? "create it" : "open it", strerror(errno));
 		close(s.base_fd);
 		return r;
 	}
+	s.cow_is_file = is_file;
 	s.base_name = base_abs;
 	s.chunk_sectors = (uint32_t)chunk_sectors;
-	r = plugins_load(&set, NULL);
-	if (r <= 0) {
+	r = fresh ? 0 : wipe_store(s.cow_fd, is_file);
+	if (r)
+		log_err("%s: cannot clear the store: %s", cow, strerror(-r));
+	else if (!fresh && is_file)
+		s.cow_size = 0;
+	if (!r && plugins_load(&set, NULL) <= 0) {
 		log_err("no store plugins in %s", set.dir);
 		r = -ENOENT;
-	} else {
-		r = store_open(&set, &s, a->format ? a->format : COW_DEFAULT_FILE_FORMAT, &p,
-			       &created);
+	} else if (!r) {
+		r = store_open(&set, &s, format ? format : COW_DEFAULT_FILE_FORMAT, &p, &created);
 		if (r)
-			log_err("%s: %s", a->cow, s.error);
+			log_err("%s: %s", cow, s.error);
 		else
 			p->close(&s);
 		plugins_unload(&set);
 	}
 	close(s.base_fd);
 	close(s.cow_fd);
-	if (r)
-		unlink(a->cow);
+	if (r && fresh)
+		unlink(cow);
 	return r;
 }
 
@@ -218,31 +244,25 @@ static int start_daemon(const char *name)
 	return run(argv);
 }
 
-static int cmd_create(const struct cowctl_args *a)
-{
-	uint64_t chunk_sectors = a->chunk_bytes / COW_SECTOR, base_size, cow_size;
-	int base_keep = -1, cow_keep = -1, r;
-	char params[256];
-	dev_t base_dev, cow_dev;
-	struct stat st;
+/* What a dm-cow device is made of. */
+struct device_spec {
+	const char *name, *base, *cow;
+	uint64_t chunk_sectors;
+	const char *features;	/* optional feature arguments, e.g. "1 daemon_timeout=5000" */
+	int read_only;
+};
 
-	if (dmdev_exists(a->name)) {
-		log_err("%s: a device-mapper device of that name exists", a->name);
+/* Attach BASE and COW, load the table, start cowd.  0 or 1 (said why). */
+static int make_device(const struct device_spec *d)
+{
+	uint64_t base_size, cow_size;
+	int base_keep = -1, cow_keep = -1, r;
+	char params[512];
+	dev_t base_dev, cow_dev;
+
+	if (attach(d->base, 1, &base_dev, &base_size, &base_keep))
 		return 1;
-	}
-	if (load_module())
-		return 1;
-	if (stat(a->cow, &st) < 0) {
-		if (errno != ENOENT) {
-			log_err("%s: %s", a->cow, strerror(errno));
-			return 1;
-		}
-		if (create_cow_file(a, chunk_sectors))
-			return 1;
-	}
-	if (attach(a->base, 1, &base_dev, &base_size, &base_keep))
-		return 1;
-	if (attach(a->cow, 0, &cow_dev, &cow_size, &cow_keep)) {
+	if (attach(d->cow, 0, &cow_dev, &cow_size, &cow_keep)) {
 		r = 1;
 		goto out;
 	}
@@ -252,25 +272,25 @@ static int cmd_create(const struct cowctl_args *a)
 		goto out;
 	}
 	if (base_size < COW_SECTOR) {
-		log_err("%s: smaller than one sector", a->base);
+		log_err("%s: smaller than one sector", d->base);
 		r = 1;
 		goto out;
 	}
-	snprintf(params, sizeof(params), "%s %u:%u %u:%u %llu", a->name, major(base_dev),
+	snprintf(params, sizeof(params), "%s %u:%u %u:%u %llu%s%s", d->name, major(base_dev),
 		 minor(base_dev), major(cow_dev), minor(cow_dev),
-		 (unsigned long long)chunk_sectors);
-	if (dmdev_create(a->name, base_size / COW_SECTOR, "cow", params)) {
-		log_err("%s: the kernel refused the table 'cow %s' (see dmesg)", a->name, params);
+		 (unsigned long long)d->chunk_sectors, d->features ? " " : "",
+		 d->features ? d->features : "");
+	if (dmdev_create(d->name, base_size / COW_SECTOR, "cow", params, d->read_only)) {
+		log_err("%s: the kernel refused the table 'cow %s' (see dmesg)", d->name, params);
 		r = 1;
 		goto out;
 	}
-	if (start_daemon(a->name)) {
-		log_err("%s: cowd could not serve the device; removing it", a->name);
-		dmdev_remove(a->name);
+	if (start_daemon(d->name)) {
+		log_err("%s: cowd could not serve the device; removing it", d->name);
+		dmdev_remove(d->name);
 		r = 1;
 		goto out;
 	}
-	printf("/dev/mapper/%s\n", a->name);
 	r = 0;
 out:
 	/* The dm table holds the loop devices now; autoclear does the rest. */
@@ -279,6 +299,62 @@ out:
 	if (cow_keep >= 0)
 		close(cow_keep);
 	return r;
+}
+
+/* --base-ro: the base must be read-only for everyone, root included. */
+static int base_is_read_only(const char *path)
+{
+	struct stat st;
+	int fd, ro = 0;
+
+	if (stat(path, &st) < 0)
+		return 0;
+	if (S_ISREG(st.st_mode))
+		return (st.st_mode & 0222) == 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (ioctl(fd, BLKROGET, &ro) < 0)
+		ro = 0;
+	close(fd);
+	return ro;
+}
+
+static int cmd_create(const struct cowctl_args *a)
+{
+	struct device_spec d = { .name = a->name, .base = a->base, .cow = a->cow,
+				 .chunk_sectors = a->chunk_bytes / COW_SECTOR,
+				 .read_only = a->read_only };
+	char who[300];
+	struct stat st;
+
+	if (dmdev_exists(a->name)) {
+		log_err("%s: a device-mapper device of that name exists", a->name);
+		return 1;
+	}
+	if (a->base_ro && !base_is_read_only(a->base)) {
+		log_err("--base-ro: %s is writable; make it read-only first (chmod a-w FILE, or blockdev --setro DEVICE)",
+			a->base);
+		return 1;
+	}
+	if (path_in_use(a->cow, who, sizeof(who))) {
+		log_err("%s is in use by %s: two devices must never share a CoW store", a->cow, who);
+		return 1;
+	}
+	if (load_module())
+		return 1;
+	if (stat(a->cow, &st) < 0) {
+		if (errno != ENOENT) {
+			log_err("%s: %s", a->cow, strerror(errno));
+			return 1;
+		}
+		if (init_store(a->base, a->cow, d.chunk_sectors, a->format, 1))
+			return 1;
+	}
+	if (make_device(&d))
+		return 1;
+	printf("/dev/mapper/%s\n", a->name);
+	return 0;
 }
 
 static pid_t daemon_pid(const char *name)
@@ -466,6 +542,69 @@ static int cmd_status(const struct cowctl_args *a)
 	return 0;
 }
 
+/* A path for the device MAJ:MIN of a table: the file behind a loop device. */
+static int device_path(unsigned int maj, unsigned int min, char *path, size_t len)
+{
+	char link[64];
+
+	if (!loop_backing_file(maj, min, path, len))
+		return 0;
+	snprintf(link, sizeof(link), "/dev/block/%u:%u", maj, min);
+	return realpath(link, path) ? 0 : -errno;
+}
+
+/* Throw away every change: the checkpoint restore of the UML design. */
+static int cmd_reset(const struct cowctl_args *a)
+{
+	char table[512], ident[80], features[256] = "", base[PATH_MAX], cow[PATH_MAX];
+	unsigned int bmaj, bmin, cmaj, cmin;
+	unsigned long long chunk;
+	struct daemon_fields df;
+	struct device_spec d;
+	int n = 0, open_count, read_only;
+
+	if (dmdev_target_params(a->name, 1, "cow", table, sizeof(table))) {
+		log_err("%s: no dm-cow device of that name", a->name);
+		return 1;
+	}
+	if (sscanf(table, "%79s %u:%u %u:%u %llu %n", ident, &bmaj, &bmin, &cmaj, &cmin, &chunk,
+		   &n) != 6) {
+		log_err("%s: cannot read its table", a->name);
+		return 1;
+	}
+	snprintf(features, sizeof(features), "%s", table + n);
+	open_count = dmdev_info(a->name, &read_only);
+	if (open_count != 0) {
+		log_err("%s: the device is in use (mounted or open %d times): unmount it first",
+			a->name, open_count);
+		return 1;
+	}
+	if (device_path(bmaj, bmin, base, sizeof(base)) ||
+	    device_path(cmaj, cmin, cow, sizeof(cow))) {
+		log_err("%s: cannot find the files behind its devices", a->name);
+		return 1;
+	}
+	read_daemon_status(ident, &df);
+	if (!df.found || !df.format[0]) {
+		log_err("%s: its daemon has not said the store's format; is cowd running?", a->name);
+		return 1;
+	}
+	if (cmd_remove(a))
+		return 1;
+	if (init_store(base, cow, chunk, df.format, 0)) {
+		log_err("%s: the store could not be cleared; the device is not re-created", a->name);
+		return 1;
+	}
+	d = (struct device_spec){ .name = a->name, .base = base, .cow = cow,
+				  .chunk_sectors = chunk, .features = features[0] ? features : NULL,
+				  .read_only = read_only };
+	if (make_device(&d))
+		return 1;
+	printf("%s: every change discarded; /dev/mapper/%s shows the base again\n", a->name,
+	       a->name);
+	return 0;
+}
+
 static void print_name(const char *name, void *ctx)
 {
 	printf("%s\n", name);
@@ -492,6 +631,14 @@ int main(int argc, char **argv)
 		return cmd_status(&a);
 	case CMD_LIST:
 		return dmdev_list("cow", print_name, NULL) ? 1 : 0;
+	case CMD_CHECK:
+		return cmd_check(&a);
+	case CMD_DUMP:
+		return cmd_dump(&a);
+	case CMD_MERGE:
+		return cmd_merge(&a);
+	case CMD_RESET:
+		return cmd_reset(&a);
 	}
 	return 2;
 }

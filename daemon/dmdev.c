@@ -37,13 +37,31 @@ int dmdev_exists(const char *name)
 	return exists;
 }
 
-int dmdev_create(const char *name, uint64_t sectors, const char *target, const char *params)
+int dmdev_info(const char *name, int *read_only)
+{
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_INFO);
+	struct dm_info info;
+	int r = -ENODEV;
+
+	if (!dmt)
+		return -ENOMEM;
+	if (dm_task_set_name(dmt, name) && dm_task_run(dmt) && dm_task_get_info(dmt, &info) &&
+	    info.exists) {
+		r = info.open_count;
+		*read_only = info.read_only;
+	}
+	dm_task_destroy(dmt);
+	return r;
+}
+
+int dmdev_create(const char *name, uint64_t sectors, const char *target, const char *params,
+		 int read_only)
 {
 	struct dm_task *dmt = dm_task_create(DM_DEVICE_CREATE);
 
 	if (!dmt)
 		return -ENOMEM;
-	if (!dm_task_set_name(dmt, name) ||
+	if (!dm_task_set_name(dmt, name) || (read_only && !dm_task_set_ro(dmt)) ||
 	    !dm_task_add_target(dmt, 0, sectors, target, params)) {
 		dm_task_destroy(dmt);
 		return -EINVAL;

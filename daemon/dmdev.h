@@ -7,8 +7,12 @@
 #include <stdint.h>
 
 int dmdev_exists(const char *name);
-/* Create and resume NAME with one target. */
-int dmdev_create(const char *name, uint64_t sectors, const char *target, const char *params);
+/* Create and resume NAME with one target (read-only when @read_only). */
+int dmdev_create(const char *name, uint64_t sectors, const char *target, const char *params,
+		 int read_only);
+/* How many openers NAME has (mounts included), or a negative errno;
+ * *read_only says whether it is a read-only device. */
+int dmdev_info(const char *name, int *read_only);
 int dmdev_remove(const char *name);
 /* Params of the first target of type @target in the STATUS or TABLE of NAME. */
 int dmdev_target_params(const char *name, int table, const char *target, char *params,

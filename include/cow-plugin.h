@@ -10,6 +10,12 @@
  *
  * Lifecycle:   probe -> open -> { locate | mark | commit }* -> close
  *              (or create -> open ... for a blank store)
+ * Offline:     probe -> inspect -> open (read_only) -> for_each_mapping,
+ *              check -> close
+ *
+ * Compatibility: cowd accepts a plugin whose api_version is
+ * COW_PLUGIN_API_VERSION and reads only the first @size bytes of its struct;
+ * callbacks added later are optional and appended at the end.
  *
  * The daemon guarantees the ordering that makes stores crash-safe: when
  * commit() is called, the data of every chunk passed to mark() since the
@@ -41,6 +47,18 @@ struct cow_store {
 	/* Plugin state. */
 	void *priv;
 	char error[256];	/* why the last call failed */
+
+	/*
+	 * Set by offline tools (cowctl check, dump): open() must not write.
+	 * Only open, for_each_mapping, check, used_bytes and close are called.
+	 */
+	int read_only;
+};
+
+/* What a store's header says about itself (see inspect()). */
+struct cow_store_info {
+	uint32_t chunk_sectors;	/* the store's allocation unit; 0: any */
+	char base_path[4096];	/* the base the header names; "" if none */
 };
 
 typedef int (*cow_mapping_fn)(void *ctx, uint64_t chunk, uint64_t sector);
@@ -89,7 +107,28 @@ struct cow_plugin {
 
 	/* Optional.  Bytes of the store in use (metadata + data). */
 	uint64_t (*used_bytes)(struct cow_store *s);
+
+	/*
+	 * Optional.  From the store's first @len bytes (at least 64 KiB, or
+	 * the whole store), fill @info, so that offline tools can open the
+	 * store without a device table.  0 or a negative errno.
+	 */
+	int (*inspect)(const void *head, size_t len, struct cow_store_info *info);
+
+	/*
+	 * Optional.  Deeper checks than open() makes, on an open store
+	 * (cowctl check).  0: consistent; 1: consistent but space is leaked
+	 * (s->error says how much); negative errno: corrupt (s->error says
+	 * why).  The generic checks (mappings in range, in phase, unique)
+	 * are made by the caller.
+	 */
+	int (*check)(struct cow_store *s);
 };
+
+/* Does plugin @p provide the optional callback @field? */
+#define COW_PLUGIN_HAS(p, field)                                              \
+	((p)->size >= offsetof(struct cow_plugin, field) + sizeof((p)->field) && \
+	 (p)->field)
 
 #define COW_PLUGIN_REGISTER(plugin)                                    \
 	const struct cow_plugin *cow_plugin_init(void);                \

@@ -755,6 +755,18 @@ static uint64_t pk_used_bytes(struct cow_store *s)
 	return slot_sector(p, p->next_slot) * COW_SECTOR;
 }
 
+static int pk_inspect(const void *head, size_t len, struct cow_store_info *info)
+{
+	struct pk_header h;
+
+	if (len < sizeof(h))
+		return -EINVAL;
+	header_from_disk(head, &h);
+	info->chunk_sectors = h.chunk_sectors;
+	info->base_path[0] = 0;	/* the header identifies the base, not its path */
+	return 0;
+}
+
 static const struct cow_plugin packed_plugin = {
 	.api_version = COW_PLUGIN_API_VERSION,
 	.size = sizeof(struct cow_plugin),
@@ -770,6 +782,7 @@ static const struct cow_plugin packed_plugin = {
 	.for_each_mapping = pk_for_each_mapping,
 	.data_phase = pk_data_phase,
 	.used_bytes = pk_used_bytes,
+	.inspect = pk_inspect,
 };
 
 COW_PLUGIN_REGISTER(packed_plugin)

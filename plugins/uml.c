@@ -91,6 +91,10 @@ static int ensure_size(struct cow_store *s, uint64_t need)
 {
 	if (s->cow_size >= need)
 		return 0;
+	if (s->cow_is_file && s->read_only) {
+		s->cow_size = need;	/* a sparse tail reads as zeros */
+		return 0;
+	}
 	if (!s->cow_is_file)
 		return cow_store_error(s, -ENOSPC,
 				       "CoW device too small for the UML format: %llu bytes, need %llu",
@@ -256,7 +260,7 @@ static int scan_bitmap(struct cow_store *s, struct uml_store *u)
 				set += test_bit64(window, sec - first_sector);
 			if (set == 0)
 				continue;
-			if (set < end - c * s->chunk_sectors) {
+			if (set < end - c * s->chunk_sectors && !s->read_only) {
 				r = complete_chunk(s, u, c, window, first_sector);
 				changed = 1;
 			}
@@ -450,6 +454,22 @@ static uint64_t uml_used_bytes(struct cow_store *s)
 	return u->data_off + u->nr_mapped * s->chunk_sectors * COW_SECTOR;
 }
 
+static int uml_inspect(const void *head, size_t len, struct cow_store_info *info)
+{
+	const struct uml_header *h = head;
+	size_t n;
+
+	if (len < sizeof(*h))
+		return -EINVAL;
+	n = strnlen(h->backing_file, UML_PATH_LEN);
+	if (n == UML_PATH_LEN || n >= sizeof(info->base_path))
+		return -ENAMETOOLONG;
+	memcpy(info->base_path, h->backing_file, n);
+	info->base_path[n] = 0;
+	info->chunk_sectors = 0;	/* sector bitmap: any chunk size */
+	return 0;
+}
+
 static const struct cow_plugin uml_plugin = {
 	.api_version = COW_PLUGIN_API_VERSION,
 	.size = sizeof(struct cow_plugin),
@@ -465,6 +485,7 @@ static const struct cow_plugin uml_plugin = {
 	.for_each_mapping = uml_for_each_mapping,
 	.data_phase = uml_data_phase,
 	.used_bytes = uml_used_bytes,
+	.inspect = uml_inspect,
 };
 
 COW_PLUGIN_REGISTER(uml_plugin)

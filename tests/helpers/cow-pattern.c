@@ -22,6 +22,15 @@
  *       byte FILE_OFFSET (to forge stores written by other programs)
  *   cow-pattern check FILE OFFSET LEN SEED GEN
  *       verify that a range holds the pattern (exit 1 and say where not)
+ *   cow-pattern epochs DEV SEED COUNT WRITES REGION [CMD]
+ *       COUNT epochs: epoch E (1..COUNT) makes WRITES O_DIRECT writes of
+ *       generation E at random places in the first REGION bytes of DEV,
+ *       then fsync()s, then runs CMD (with $EPOCH set) and prints
+ *       "epoch E durable": the power-cut workload
+ *   cow-pattern verify-epochs DEV SEED BASESEED EPOCH WRITES REGION
+ *       after a crash: every sector of the region holds the newest data
+ *       that epochs 1..EPOCH wrote to it (or a later epoch's data, which
+ *       may or may not have survived), or the base's when they wrote none
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -328,6 +337,132 @@ static int cmd_put(const char *file, uint64_t file_off, uint64_t sector, uint64_
 	return close(fd) ? 1 : 0;
 }
 
+/* Epoch @e's writes: the same sequence for the writer and the verifier. */
+struct epoch_rng {
+	uint64_t state;
+};
+
+static void epoch_write(struct epoch_rng *r, uint64_t region_sectors, uint64_t *start,
+			uint64_t *sectors)
+{
+	switch (splitmix(&r->state) % 4) {
+	case 0: *sectors = 1; break;
+	case 1: *sectors = 1 + splitmix(&r->state) % 16; break;
+	case 2: *sectors = 1 + splitmix(&r->state) % 256; break;
+	default: *sectors = 128; break;
+	}
+	if (*sectors > region_sectors)
+		*sectors = region_sectors;
+	*start = splitmix(&r->state) % (region_sectors - *sectors + 1);
+	if (splitmix(&r->state) % 3 == 0)
+		*start &= ~(uint64_t)127;
+}
+
+static struct epoch_rng epoch_rng(uint64_t seed, uint64_t epoch)
+{
+	return (struct epoch_rng){ seed * 1000003ULL + epoch };
+}
+
+static int cmd_epochs(const char *dev, uint64_t seed, uint64_t count, uint64_t writes,
+		      uint64_t region, const char *cmd)
+{
+	int fd = open(dev, O_RDWR | O_DIRECT);
+	char *buf = xalloc(256 * SECTOR);
+	uint64_t e, w, i;
+
+	if (fd < 0) {
+		perror(dev);
+		return 2;
+	}
+	for (e = 1; e <= count; e++) {
+		struct epoch_rng r = epoch_rng(seed, e);
+		char env[32];
+
+		for (w = 0; w < writes; w++) {
+			uint64_t start, sectors;
+
+			epoch_write(&r, region / SECTOR, &start, &sectors);
+			for (i = 0; i < sectors; i++)
+				make_sector((uint64_t *)(buf + i * SECTOR), start + i, seed, e);
+			if (write_all(fd, buf, sectors * SECTOR, (off_t)(start * SECTOR), dev))
+				return 1;
+		}
+		if (fsync(fd)) {
+			perror("fsync");
+			return 1;
+		}
+		snprintf(env, sizeof(env), "%" PRIu64, e);
+		setenv("EPOCH", env, 1);
+		if (cmd && system(cmd) != 0) {
+			fprintf(stderr, "cow-pattern: '%s' failed\n", cmd);
+			return 1;
+		}
+		printf("epoch %" PRIu64 " durable\n", e);
+		fflush(stdout);
+	}
+	free(buf);
+	return close(fd) ? 1 : 0;
+}
+
+static int cmd_verify_epochs(const char *dev, uint64_t seed, uint64_t base_seed, uint64_t epoch,
+			     uint64_t writes, uint64_t region)
+{
+	uint64_t nsect = region / SECTOR, e, w, s, later = 0;
+	uint32_t *newest = calloc(nsect, sizeof(*newest));
+	uint64_t *want = xalloc(SECTOR);
+	const size_t step = 1 << 20;
+	char *buf = xalloc(step);
+	int fd = open(dev, O_RDONLY | O_DIRECT), failed = 0;
+
+	if (fd < 0 || !newest) {
+		perror(dev);
+		return 2;
+	}
+	for (e = 1; e <= epoch; e++) {
+		struct epoch_rng r = epoch_rng(seed, e);
+
+		for (w = 0; w < writes; w++) {
+			uint64_t start, sectors;
+
+			epoch_write(&r, nsect, &start, &sectors);
+			for (s = start; s < start + sectors; s++)
+				newest[s] = (uint32_t)e;
+		}
+	}
+	for (s = 0; s < nsect && failed < 10; s++) {
+		uint64_t *got = (uint64_t *)(buf + (s * SECTOR) % step), gen;
+
+		if ((s * SECTOR) % step == 0) {
+			size_t len = (nsect - s) * SECTOR < step ? (nsect - s) * SECTOR : step;
+
+			if (pread(fd, buf, len, (off_t)(s * SECTOR)) != (ssize_t)len) {
+				perror("read");
+				return 1;
+			}
+		}
+		gen = got[3];
+		if (gen == 0)
+			make_sector(want, s, base_seed, 0);
+		else
+			make_sector(want, s, seed, gen);
+		if (!memcmp(got, want, SECTOR) && gen >= newest[s]) {
+			later += gen > epoch;
+			continue;
+		}
+		fprintf(stderr, "cow-pattern: after epoch %" PRIu64 ", sector %" PRIu64 " should hold generation %u or newer; it holds %s generation %" PRIu64 "\n",
+			epoch, s, newest[s], memcmp(got, want, SECTOR) ? "garbage claiming" : "", gen);
+		failed++;
+	}
+	if (!failed)
+		printf("epoch %" PRIu64 ": all %" PRIu64 " sectors right (%" PRIu64 " from later epochs)\n",
+		       epoch, nsect, later);
+	free(newest);
+	free(want);
+	free(buf);
+	close(fd);
+	return failed ? 1 : 0;
+}
+
 static uint64_t num(const char *s)
 {
 	char *end;
@@ -358,6 +493,12 @@ int main(int argc, char **argv)
 			       num(argv[7]));
 	if (argc == 7 && !strcmp(argv[1], "check"))
 		return cmd_check(argv[2], num(argv[3]), num(argv[4]), num(argv[5]), num(argv[6]));
+	if ((argc == 7 || argc == 8) && !strcmp(argv[1], "epochs"))
+		return cmd_epochs(argv[2], num(argv[3]), num(argv[4]), num(argv[5]), num(argv[6]),
+				  argc > 7 ? argv[7] : NULL);
+	if (argc == 8 && !strcmp(argv[1], "verify-epochs"))
+		return cmd_verify_epochs(argv[2], num(argv[3]), num(argv[4]), num(argv[5]),
+					 num(argv[6]), num(argv[7]));
 	fprintf(stderr, "usage: see the comment at the top of tests/helpers/cow-pattern.c\n");
 	return 2;
 }

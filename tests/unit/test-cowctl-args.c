@@ -82,6 +82,27 @@ static void test_commands(void)
 	CHECK(PARSE(&a, "--help") == 0 && a.cmd == CMD_HELP, "--help");
 	CHECK(PARSE(&a, "create", "--help") == 0 && a.cmd == CMD_HELP, "create --help");
 	CHECK(cowctl_parse(1, (char *[]){ "cowctl", NULL }, &a) == -1, "no command");
+
+	TEST("store commands");
+	CHECK(PARSE(&a, "check", "s.cow") == 0 && a.cmd == CMD_CHECK && !strcmp(a.store, "s.cow") &&
+	      !a.base, "check STORE: %s", a.error);
+	CHECK(PARSE(&a, "check", "s.cow", "base.img") == 0 && !strcmp(a.base, "base.img"),
+	      "check STORE BASE: %s", a.error);
+	CHECK(PARSE(&a, "check", "a", "b", "c") == -1 && strstr(a.error, "too many"), "check: 3");
+	CHECK(PARSE(&a, "check") == -1, "check needs a store");
+	CHECK(PARSE(&a, "dump", "s.cow", "--json") == 0 && a.cmd == CMD_DUMP && a.json, "dump --json");
+	CHECK(PARSE(&a, "merge", "s.cow", "--out", "new.img") == 0 && a.cmd == CMD_MERGE &&
+	      !strcmp(a.out, "new.img") && !a.in_place, "merge --out: %s", a.error);
+	CHECK(PARSE(&a, "merge", "s.cow", "b", "--in-place") == 0 && a.in_place && !a.out &&
+	      !strcmp(a.base, "b"), "merge --in-place: %s", a.error);
+	CHECK(PARSE(&a, "merge", "s.cow") == -1 && strstr(a.error, "--out"), "merge needs a target");
+	CHECK(PARSE(&a, "merge", "s.cow", "--out", "x", "--in-place") == -1, "merge: not both");
+	CHECK(PARSE(&a, "merge", "s.cow", "--out") == -1, "--out needs a file");
+	CHECK(PARSE(&a, "reset", "g1") == 0 && a.cmd == CMD_RESET && !strcmp(a.name, "g1"), "reset");
+	CHECK(PARSE(&a, "reset", "a/b") == -1, "reset: bad name");
+	CHECK(PARSE(&a, "create", "g1", "b", "c", "--read-only", "--base-ro") == 0 && a.read_only &&
+	      a.base_ro, "create --read-only --base-ro: %s", a.error);
+	CHECK(PARSE(&a, "check", "s", "--in-place") == -1, "--in-place is for merge");
 }
 
 int main(void)

@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * cowctl check, dump and merge: offline commands on a store that no device
+ * uses, through the store's plugin (see offline.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blkdev.h"
+#include "cowctl-store.h"
+#include "log.h"
+#include "offline.h"
+#include "store-check.h"
+#include "store.h"
+
+/* Offline commands must not race a cowd that serves the store. */
+static int refuse_if_used(const char *path, const char *what)
+{
+	char who[300];
+
+	if (!path_in_use(path, who, sizeof(who)))
+		return 0;
+	log_err("%s %s is in use by %s: remove the device first (cowctl remove)", what, path, who);
+	return -EBUSY;
+}
+
+int cmd_check(const struct cowctl_args *a)
+{
+	struct offline_store o;
+	struct check_report rep;
+	enum check_result res;
+	int r;
+
+	if (refuse_if_used(a->store, "store"))
+		return CHECK_EXIT_FAILED;
+	r = offline_open(&o, a->store, a->base, 1);
+	if (r) {
+		log_err("%s", o.error);
+		offline_close(&o);
+		/* open() refuses damage with EINVAL; anything else stopped us. */
+		return r == -EINVAL && o.p == NULL && o.s.base_fd >= 0 ? CHECK_EXIT_CORRUPT :
+									CHECK_EXIT_FAILED;
+	}
+	res = store_check(&o, &rep);
+	switch (res) {
+	case CHECK_CLEAN:
+		printf("%s: %s store, consistent: %llu chunks mapped, base %s\n", a->store,
+		       o.p->name, (unsigned long long)rep.mapped, o.base_path);
+		break;
+	case CHECK_LEAKS:
+		printf("%s: %s store, consistent, but %s\n", a->store, o.p->name, rep.first);
+		break;
+	case CHECK_CORRUPT:
+		printf("%s: %s store, CORRUPT: %s (%llu problem%s)\n", a->store, o.p->name,
+		       rep.first, (unsigned long long)rep.problems, rep.problems == 1 ? "" : "s");
+		break;
+	}
+	offline_close(&o);
+	return res == CHECK_CLEAN ? CHECK_EXIT_CLEAN :
+	       res == CHECK_LEAKS ? CHECK_EXIT_LEAKS : CHECK_EXIT_CORRUPT;
+}
+
+struct dump_ctx {
+	uint64_t chunk_bytes;
+	int json;
+	uint64_t n;
+};
+
+static int dump_one(void *ctx, uint64_t chunk, uint64_t sector)
+{
+	struct dump_ctx *d = ctx;
+
+	if (d->json)
+		printf("%s\n    {\"chunk\": %llu, \"offset\": %llu, \"cow_offset\": %llu}",
+		       d->n ? "," : "", (unsigned long long)chunk,
+		       (unsigned long long)(chunk * d->chunk_bytes),
+		       (unsigned long long)(sector * COW_SECTOR));
+	else
+		printf("%llu %llu %llu\n", (unsigned long long)chunk,
+		       (unsigned long long)(chunk * d->chunk_bytes),
+		       (unsigned long long)(sector * COW_SECTOR));
+	d->n++;
+	return 0;
+}
+
+int cmd_dump(const struct cowctl_args *a)
+{
+	struct offline_store o;
+	struct dump_ctx d = { .json = a->json };
+	int r;
+
+	if (refuse_if_used(a->store, "store"))
+		return 1;
+	r = offline_open(&o, a->store, a->base, 1);
+	if (r) {
+		log_err("%s", o.error);
+		offline_close(&o);
+		return 1;
+	}
+	d.chunk_bytes = (uint64_t)o.s.chunk_sectors * COW_SECTOR;
+	if (a->json)
+		printf("{\n  \"store\": \"%s\",\n  \"format\": \"%s\",\n  \"base\": \"%s\",\n"
+		       "  \"base_bytes\": %llu,\n  \"chunk_bytes\": %llu,\n  \"mappings\": [",
+		       a->store, o.p->name, o.base_path, (unsigned long long)o.s.base_size,
+		       (unsigned long long)d.chunk_bytes);
+	else
+		printf("# store %s: %s format, base %s (%llu bytes), chunks of %llu bytes\n"
+		       "# chunk offset cow_offset (bytes)\n",
+		       a->store, o.p->name, o.base_path, (unsigned long long)o.s.base_size,
+		       (unsigned long long)d.chunk_bytes);
+	r = o.p->for_each_mapping(&o.s, dump_one, &d);
+	if (a->json)
+		printf("\n  ],\n  \"chunks_mapped\": %llu\n}\n", (unsigned long long)d.n);
+	else
+		printf("# %llu chunks mapped\n", (unsigned long long)d.n);
+	if (r)
+		log_err("%s: cannot list the mappings: %s", a->store, o.s.error);
+	offline_close(&o);
+	return r ? 1 : 0;
+}
+
+/* ---- merge ---------------------------------------------------------------- */
+
+struct progress {
+	uint64_t done, total;
+	int tty, last_pct;
+	const char *what;
+};
+
+static void progress_show(struct progress *p, uint64_t add)
+{
+	int pct;
+
+	p->done += add;
+	if (!p->tty || !p->total)
+		return;
+	pct = (int)(p->done * 100 / p->total);
+	if (pct == p->last_pct)
+		return;
+	p->last_pct = pct;
+	fprintf(stderr, "\r%s [%-40.*s] %3d%%", p->what, pct * 40 / 100,
+		"########################################", pct);
+	if (p->done >= p->total)
+		fputc('\n', stderr);
+}
+
+/* Copy the base into a new image; zero blocks stay holes in a file. */
+static int copy_base(int from, int to, uint64_t size, int out_is_file, struct progress *pg)
+{
+	const size_t step = 1 << 20;
+	char *buf = malloc(step);
+	uint64_t off;
+	int r = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	for (off = 0; off < size && !r; off += step) {
+		size_t len = size - off < step ? (size_t)(size - off) : step;
+
+		r = pread_full(from, buf, len, off);
+		if (!r && !(out_is_file && buf_is_zero(buf, len)))
+			r = pwrite_full(to, buf, len, off);
+		progress_show(pg, len);
+	}
+	free(buf);
+	return r;
+}
+
+struct overlay_ctx {
+	struct offline_store *o;
+	int out_fd;
+	char *buf;
+	struct progress *pg;
+	int err;
+};
+
+/* Write one mapped chunk of the store over the image (clipped at its end). */
+static int overlay_one(void *ctx, uint64_t chunk, uint64_t sector)
+{
+	struct overlay_ctx *c = ctx;
+	uint64_t cb = (uint64_t)c->o->s.chunk_sectors * COW_SECTOR, off = chunk * cb;
+	uint64_t len = cb;
+	int r;
+
+	if (off >= c->o->s.base_size)
+		return 0;
+	if (off + len > c->o->s.base_size)
+		len = c->o->s.base_size - off;
+	r = pread_full(c->o->s.cow_fd, c->buf, len, sector * COW_SECTOR);
+	if (!r)
+		r = pwrite_full(c->out_fd, c->buf, len, off);
+	if (r)
+		c->err = r;
+	progress_show(c->pg, 1);
+	return r;
+}
+
+static int count_one(void *ctx, uint64_t chunk, uint64_t sector)
+{
+	(*(uint64_t *)ctx)++;
+	return 0;
+}
+
+int cmd_merge(const struct cowctl_args *a)
+{
+	struct offline_store o;
+	struct progress pg = { .tty = isatty(2), .last_pct = -1 };
+	struct overlay_ctx c = { .o = &o };
+	uint64_t mapped = 0, out_size;
+	const char *target;
+	int out_fd = -1, out_is_file = 0, created = 0, r;
+	struct stat st;
+
+	if (refuse_if_used(a->store, "store"))
+		return 1;
+	/* Read-write: a UML file's partly written chunks get completed first. */
+	r = offline_open(&o, a->store, a->base, 0);
+	if (r) {
+		log_err("%s", o.error);
+		goto out;
+	}
+	if (a->in_place) {
+		target = o.base_path;
+		r = refuse_if_used(target, "base");
+		if (!r) {
+			out_fd = open(target, O_RDWR | O_CLOEXEC);
+			if (out_fd < 0) {
+				r = -errno;
+				log_err("base %s: cannot open it for writing: %s", target, strerror(errno));
+			}
+		}
+	} else {
+		target = a->out;
+		if (stat(target, &st) == 0 && !S_ISBLK(st.st_mode)) {
+			log_err("%s exists: merge writes a new image (or a block device)", target);
+			r = -EEXIST;
+			goto out;
+		}
+		out_fd = open(target, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		if (out_fd < 0) {
+			r = -errno;
+			log_err("%s: %s", target, strerror(errno));
+			goto out;
+		}
+		created = fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode);
+		out_is_file = created;
+		if (out_is_file && ftruncate(out_fd, (off_t)o.s.base_size) < 0) {
+			r = -errno;
+			log_err("%s: %s", target, strerror(errno));
+		} else if (!out_is_file && (fd_size(out_fd, &out_size, NULL) || out_size < o.s.base_size)) {
+			r = -ENOSPC;
+			log_err("%s is smaller than the base (%llu bytes)", target,
+				(unsigned long long)o.s.base_size);
+		}
+		pg.what = "copying the base";
+		pg.total = o.s.base_size;
+		if (!r)
+			r = copy_base(o.s.base_fd, out_fd, o.s.base_size, out_is_file, &pg);
+		if (r)
+			log_err("copying the base to %s: %s", target, strerror(-r));
+	}
+	if (r)
+		goto out;
+	o.p->for_each_mapping(&o.s, count_one, &mapped);
+	c.out_fd = out_fd;
+	c.buf = malloc((size_t)o.s.chunk_sectors * COW_SECTOR);
+	c.pg = &pg;
+	pg = (struct progress){ .tty = isatty(2), .last_pct = -1, .what = "merging changes ",
+				.total = mapped };
+	r = c.buf ? o.p->for_each_mapping(&o.s, overlay_one, &c) : -ENOMEM;
+	free(c.buf);
+	if (!r && fsync(out_fd) < 0)
+		r = -errno;
+	if (r) {
+		log_err("merging into %s: %s", target, strerror(-(c.err ? c.err : r)));
+		goto out;
+	}
+	printf("%s: %llu changed chunks of %s merged into %s%s\n", a->store,
+	       (unsigned long long)mapped, o.p->name, a->in_place ? "the base " : "", target);
+	if (a->in_place)
+		printf("the base changed: stores made over its old content no longer match it\n");
+out:
+	if (out_fd >= 0)
+		close(out_fd);
+	if (r && created)
+		unlink(target);
+	offline_close(&o);
+	return r ? 1 : 0;
+}

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* cowctl's offline store commands: check, dump, merge. */
+#ifndef COWCTL_STORE_H
+#define COWCTL_STORE_H
+
+#include "cowctl-args.h"
+
+/* Exit codes of cowctl check (also in cowctl(8)). */
+#define CHECK_EXIT_CLEAN 0
+#define CHECK_EXIT_FAILED 1	/* could not check: missing base, I/O error */
+#define CHECK_EXIT_CORRUPT 3
+#define CHECK_EXIT_LEAKS 4	/* consistent, but space is leaked */
+
+int cmd_check(const struct cowctl_args *a);
+int cmd_dump(const struct cowctl_args *a);
+int cmd_merge(const struct cowctl_args *a);
+
+#endif

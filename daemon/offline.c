@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Opening a store with no device table.  cowd learns the geometry from the
+ * kernel; offline tools learn it from the store's header (inspect()) and
+ * find the base the header names, or the one the user gives.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "blkdev.h"
+#include "offline.h"
+#include "store.h"
+
+#define HEAD_BYTES (64 * 1024)
+
+static int fail(struct offline_store *o, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(struct offline_store *o, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(o->error, sizeof(o->error), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+/* A base named in a header: as given, else next to the store. */
+static void resolve_base(const char *store_path, const char *named, char *out, size_t len)
+{
+	char dir[PATH_MAX];
+
+	snprintf(out, len, "%s", named);
+	if (named[0] == '/' || access(named, F_OK) == 0)
+		return;
+	snprintf(dir, sizeof(dir), "%s", store_path);
+	snprintf(out, len, "%s/%s", dirname(dir), named);
+}
+
+int offline_open(struct offline_store *o, const char *store_path, const char *base_path,
+		 int read_only)
+{
+	struct cow_store_info info;
+	unsigned char *head;
+	size_t len = HEAD_BYTES;
+	int is_file = 0, blank, i, r;
+
+	memset(o, 0, sizeof(*o));
+	o->s.base_fd = o->s.cow_fd = -1;
+	o->s.read_only = read_only;
+	if (plugins_load(&o->set, NULL) <= 0)
+		return fail(o, -ENOENT, "no store plugins in %s", o->set.dir);
+	o->s.cow_fd = open(store_path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (o->s.cow_fd < 0 || fd_size(o->s.cow_fd, &o->s.cow_size, &is_file))
+		return fail(o, -errno, "%s: %s", store_path, strerror(errno));
+	o->s.cow_is_file = is_file;
+	if (o->s.cow_size < len)
+		len = (size_t)o->s.cow_size;
+	head = calloc(1, HEAD_BYTES);
+	if (!head)
+		return -ENOMEM;
+	r = len ? pread_full(o->s.cow_fd, head, len, 0) : 0;
+	if (r) {
+		free(head);
+		return fail(o, r, "%s: cannot read it: %s", store_path, strerror(-r));
+	}
+	for (i = 0; i < o->set.n && !o->p; i++)
+		if (o->set.plugin[i]->probe(head, len))
+			o->p = o->set.plugin[i];
+	memset(&info, 0, sizeof(info));
+	if (o->p && COW_PLUGIN_HAS(o->p, inspect))
+		r = o->p->inspect(head, len, &info);
+	blank = buf_is_zero(head, len);
+	free(head);
+	if (!o->p)
+		return fail(o, -EINVAL, "%s: %s", store_path,
+			    blank ? "blank: no store has been made on it yet" :
+				    "not a store in a format any plugin knows");
+	if (r)
+		return fail(o, r, "%s: cannot read its %s header: %s", store_path, o->p->name,
+			    strerror(-r));
+	if (base_path)
+		snprintf(o->base_path, sizeof(o->base_path), "%s", base_path);
+	else if (info.base_path[0])
+		resolve_base(store_path, info.base_path, o->base_path, sizeof(o->base_path));
+	else
+		return fail(o, -EINVAL, "%s: a %s store does not name its base: give the base too",
+			    store_path, o->p->name);
+	o->s.base_fd = open(o->base_path, O_RDONLY | O_CLOEXEC);
+	if (o->s.base_fd < 0 || fd_size(o->s.base_fd, &o->s.base_size, NULL))
+		return fail(o, -errno, "base %s: %s", o->base_path, strerror(errno));
+	o->s.base_name = o->base_path;
+	o->s.chunk_sectors = info.chunk_sectors ? info.chunk_sectors : OFFLINE_DEFAULT_CHUNK_SECTORS;
+	o->nr_chunks = (o->s.base_size + o->s.chunk_sectors * (uint64_t)COW_SECTOR - 1) /
+		       (o->s.chunk_sectors * (uint64_t)COW_SECTOR);
+	r = o->p->open(&o->s);
+	if (r) {
+		o->p = NULL;
+		return fail(o, r, "%s: %s", store_path, o->s.error[0] ? o->s.error : strerror(-r));
+	}
+	return 0;
+}
+
+void offline_close(struct offline_store *o)
+{
+	if (o->p && o->s.priv)
+		o->p->close(&o->s);
+	if (o->s.cow_fd >= 0)
+		close(o->s.cow_fd);
+	if (o->s.base_fd >= 0)
+		close(o->s.base_fd);
+	plugins_unload(&o->set);
+	o->p = NULL;
+}
+
+static int loop_uses(const char *real, char *who, size_t len)
+{
+	DIR *d = opendir("/sys/block");
+	struct dirent *e;
+	int found = 0;
+
+	if (!d)
+		return 0;
+	while (!found && (e = readdir(d))) {
+		char path[300], backing[PATH_MAX];
+		FILE *f;
+
+		if (strncmp(e->d_name, "loop", 4))
+			continue;
+		snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file", e->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		if (fgets(backing, sizeof(backing), f)) {
+			backing[strcspn(backing, "\n")] = 0;
+			if (!strcmp(backing, real)) {
+				snprintf(who, len, "/dev/%s", e->d_name);
+				found = 1;
+			}
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return found;
+}
+
+int path_in_use(const char *path, char *who, size_t len)
+{
+	char real[PATH_MAX], holders[128];
+	struct stat st;
+	DIR *d;
+	struct dirent *e;
+	int fd;
+
+	if (!realpath(path, real) || stat(real, &st) < 0)
+		return 0;
+	if (S_ISREG(st.st_mode))
+		return loop_uses(real, who, len);
+	if (!S_ISBLK(st.st_mode))
+		return 0;
+	snprintf(holders, sizeof(holders), "/sys/dev/block/%u:%u/holders", major(st.st_rdev),
+		 minor(st.st_rdev));
+	d = opendir(holders);
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] != '.') {
+			snprintf(who, len, "/dev/%s", e->d_name);
+			closedir(d);
+			return 1;
+		}
+	}
+	if (d)
+		closedir(d);
+	fd = open(real, O_RDONLY | O_EXCL | O_CLOEXEC);
+	if (fd < 0 && errno == EBUSY) {
+		snprintf(who, len, "a mount or another exclusive user");
+		return 1;
+	}
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}

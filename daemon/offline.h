@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Opening a store with no device table: for cowctl check, dump and merge. */
+#ifndef COW_OFFLINE_H
+#define COW_OFFLINE_H
+
+#include <limits.h>
+
+#include "plugin-loader.h"
+
+#define OFFLINE_DEFAULT_CHUNK_SECTORS 128 /* for formats that record none */
+
+struct offline_store {
+	struct plugin_set set;
+	struct cow_store s;
+	const struct cow_plugin *p;
+	char base_path[PATH_MAX];
+	char error[512];
+	uint64_t nr_chunks;	/* chunks of the base */
+};
+
+/*
+ * Open the store at @store_path with its plugin.  The base is @base_path,
+ * or the one the store's header names (relative to the store's directory
+ * when it is not found as given).  With @read_only nothing is written.
+ * 0, or a negative errno and o->error says why; offline_close() either way.
+ */
+int offline_open(struct offline_store *o, const char *store_path, const char *base_path,
+		 int read_only);
+void offline_close(struct offline_store *o);
+
+/* Is any device (a loop device, or a holder like device-mapper) using @path?
+ * Writes what uses it to @who. */
+int path_in_use(const char *path, char *who, size_t len);
+
+#endif

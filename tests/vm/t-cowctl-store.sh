@@ -1,0 +1,124 @@
+# cowctl's store commands, by content, for every format:
+# check (clean, corrupt, in use), dump (text and JSON agree with the
+# device), merge --out (equal to a raw model; for UML equal to uml_moo's),
+# merge --in-place (refused while a device uses the base), reset (refused
+# while mounted; afterwards the device reads as the base), create
+# --read-only and --base-ro.
+. ./lib.sh
+
+make_base base.img 16M 5
+base_sum=$(sha base.img)
+
+for fmt in uml packed; do
+	cp base.img model.img
+	track st
+	cowctl create st base.img "st-$fmt.cow" --format "$fmt" >/dev/null
+	cow-pattern random /dev/mapper/st model.img 60 13 2 262144 || fail "$fmt: writes failed"
+	cmp /dev/mapper/st model.img || fail "$fmt: device differs from the model"
+	mapped=$(mapped_total st)
+
+	# In use: the offline commands refuse.
+	if cowctl check "st-$fmt.cow" base.img 2>err.txt; then
+		fail "$fmt: check ran on a store a device uses"
+	fi
+	has "in use" err.txt || fail "$fmt: no reason for refusing: $(cat err.txt)"
+	cowctl remove st
+
+	cowctl check "st-$fmt.cow" base.img >check.txt || fail "$fmt: check: $(cat check.txt)"
+	has "consistent: $mapped chunks mapped" check.txt || fail "$fmt: check says: $(cat check.txt)"
+	cowctl dump "st-$fmt.cow" base.img >dump.txt || fail "$fmt: dump failed"
+	[ "$(grep -vc '^#' dump.txt)" -eq "$mapped" ] || fail "$fmt: dump lists $(grep -vc '^#' dump.txt) chunks, not $mapped"
+	cowctl dump "st-$fmt.cow" base.img --json >dump.json || fail "$fmt: dump --json failed"
+	python3 -c '
+import json, sys
+d = json.load(open("dump.json"))
+text = [l.split() for l in open("dump.txt") if not l.startswith("#")]
+assert d["format"] == sys.argv[1], d["format"]
+assert d["chunks_mapped"] == len(text) == len(d["mappings"])
+for m, t in zip(d["mappings"], text):
+    assert [m["chunk"], m["offset"], m["cow_offset"]] == [int(x) for x in t], (m, t)
+' "$fmt" || fail "$fmt: dump --json disagrees with the text dump"
+	# Each dumped chunk's data is where the dump says.
+	read -r chunk off cow_off < <(grep -v '^#' dump.txt | sed -n 3p)
+	cmp -n 65536 -i "$cow_off:$off" "st-$fmt.cow" model.img ||
+		fail "$fmt: chunk $chunk is not at the offset the dump gives"
+
+	cowctl merge "st-$fmt.cow" base.img --out "merged-$fmt.img" >/dev/null || fail "$fmt: merge failed"
+	cmp "merged-$fmt.img" model.img || fail "$fmt: merge --out differs from the model"
+	if [ "$fmt" = uml ]; then
+		uml_moo "st-$fmt.cow" moo.img >/dev/null
+		cmp moo.img "merged-$fmt.img" || fail "cowctl merge and uml_moo disagree"
+	fi
+	if cowctl merge "st-$fmt.cow" base.img --out "merged-$fmt.img" 2>err.txt; then
+		fail "$fmt: merge overwrote an existing file"
+	fi
+
+	# Damage: a store whose metadata is overwritten is reported corrupt (3).
+	cp "st-$fmt.cow" bad.cow
+	case $fmt in
+	uml) printf '\0\0\0\011' | dd of=bad.cow bs=1 seek=4 conv=notrunc status=none ;;
+	packed) dd if=/dev/urandom of=bad.cow bs=1 seek=100 count=8 conv=notrunc status=none ;;
+	esac
+	set +e
+	cowctl check bad.cow base.img >check.txt 2>&1
+	status=$?
+	set -e
+	[ $status -eq 3 ] || fail "$fmt: a damaged store gave exit $status: $(cat check.txt)"
+	note "$fmt: $mapped chunks; check, dump, merge agree; damage: $(tail -n1 check.txt)"
+done
+
+# reset: refused while mounted; afterwards the device is the base again.
+cowctl create rs base.img rs.cow --format packed >/dev/null
+track rs
+mkdir -p mnt
+dd if=/dev/urandom of=/dev/mapper/rs bs=64k count=4 seek=10 oflag=direct status=none
+if cowctl reset rs 2>/dev/null </dev/null; then :; else fail "reset of an unused device failed"; fi
+cmp /dev/mapper/rs base.img || fail "after reset the device is not the base"
+[ "$(mapped_total rs)" -eq 0 ] || fail "after reset $(mapped_total rs) chunks are still mapped"
+mkfs.ext4 -q /dev/mapper/rs
+mount /dev/mapper/rs mnt
+if cowctl reset rs 2>err.txt; then
+	umount mnt
+	fail "reset ran on a mounted device"
+fi
+has "in use" err.txt || fail "no reason for refusing reset: $(cat err.txt)"
+umount mnt
+cowctl reset rs >/dev/null || fail "reset after umount failed"
+cmp /dev/mapper/rs base.img || fail "after the second reset the device is not the base"
+
+# merge --in-place: refused while a device uses the base; then done.
+cp base.img inplace.img
+if cowctl merge rs.cow inplace.img --in-place 2>/dev/null; then
+	fail "merge ran on a store a device uses"
+fi
+dd if=/dev/urandom of=/dev/mapper/rs bs=64k count=3 seek=40 oflag=direct status=none
+cp base.img want.img
+dd if=/dev/mapper/rs of=want.img bs=64k count=3 skip=40 seek=40 conv=notrunc status=none
+cowctl remove rs
+cowctl merge rs.cow inplace.img --in-place >/dev/null || fail "merge --in-place failed"
+cmp inplace.img want.img || fail "merge --in-place gave the wrong content"
+B=$(loop -r inplace.img)
+if cowctl merge rs.cow inplace.img --in-place 2>err.txt; then
+	fail "merge --in-place ran while $B uses the base"
+fi
+has "in use" err.txt || fail "no reason for refusing: $(cat err.txt)"
+losetup -d "$B"
+
+# --read-only: writes fail, reads work; --base-ro insists on a read-only base.
+track ro
+cowctl create ro base.img ro.cow --read-only >/dev/null
+if dd if=/dev/zero of=/dev/mapper/ro bs=4k count=1 oflag=direct status=none 2>/dev/null; then
+	fail "a --read-only device took a write"
+fi
+cmp /dev/mapper/ro base.img || fail "the read-only device does not read as the base"
+cowctl remove ro
+if cowctl create rb base.img rb.cow --base-ro 2>err.txt; then
+	track rb
+	fail "--base-ro accepted a writable base"
+fi
+has "writable" err.txt || fail "no reason for refusing --base-ro: $(cat err.txt)"
+chmod a-w base.img
+track rb
+cowctl create rb base.img rb.cow --base-ro >/dev/null || fail "--base-ro refused a read-only base"
+cowctl remove rb
+[ "$(sha base.img)" = "$base_sum" ] || fail "the base changed"
