@@ -22,7 +22,7 @@ DAEMON_COMMON := daemon/log.c daemon/proto.c daemon/plugin-loader.c daemon/blkde
 COWD_SRC := daemon/cowd.c daemon/server.c daemon/table.c daemon/reload.c $(DAEMON_COMMON)
 COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/offline.c \
 	daemon/store-check.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
-PLUGINS := uml packed
+PLUGINS := uml packed qcow2
 HELPERS := cow-pattern cow-hostile log-replay
 
 .PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo bench install clean deps
@@ -44,9 +44,10 @@ $(B)/bin/cowctl: $(COWCTL_SRC) $(wildcard daemon/*.h include/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $(COWCTL_SRC) -ldevmapper -ldl
 
-$(B)/plugins/%.so: plugins/%.c daemon/store.c daemon/crc32c.c $(wildcard include/*.h daemon/store.h daemon/crc32c.h)
+PLUGIN_LIB := daemon/store.c daemon/store-grow.c daemon/blkdev.c daemon/crc32c.c
+$(B)/plugins/%.so: plugins/%.c $(PLUGIN_LIB) $(wildcard include/*.h daemon/store.h daemon/crc32c.h daemon/blkdev.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -shared -o $@ $< daemon/store.c daemon/crc32c.c
+	$(CC) $(CFLAGS) -shared -o $@ $< $(PLUGIN_LIB)
 
 $(B)/test-bin/%: tests/helpers/%.c $(wildcard include/*.h)
 	@mkdir -p $(@D)
@@ -65,7 +66,7 @@ $(KDIR)/dm-cow.ko: kernel/dm-cow.c kernel/Kbuild include/dm-cow-proto.h
 	@! grep -q 'warning:' $(KDIR)/build.log || { echo "module build has warnings" >&2; exit 1; }
 
 # ---- tests ----------------------------------------------------------------
-UNIT_TESTS := test-proto test-uml test-cowctl-args test-table test-packed
+UNIT_TESTS := test-proto test-uml test-cowctl-args test-table test-packed test-qcow2
 UNIT_BIN := $(UNIT_TESTS:%=$(B)/unit/%)
 
 $(B)/unit/test-proto: tests/unit/test-proto.c daemon/proto.c daemon/log.c tests/unit/check.h
@@ -81,6 +82,10 @@ $(B)/unit/test-cowctl-args: tests/unit/test-cowctl-args.c daemon/cowctl-args.c d
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
 $(B)/unit/test-packed: tests/unit/test-packed.c plugins/packed.c daemon/store.c daemon/crc32c.c tests/unit/check.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
+
+$(B)/unit/test-qcow2: tests/unit/test-qcow2.c plugins/qcow2.c $(PLUGIN_LIB) tests/unit/check.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 

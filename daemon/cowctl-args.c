@@ -135,6 +135,7 @@ int cowctl_parse(int argc, char **argv, struct cowctl_args *a)
 				return fail(a, "--chunk needs a size, e.g. --chunk 64k");
 			if (parse_size(v, &a->chunk_bytes))
 				return fail(a, "bad chunk size '%s'", v);
+			a->chunk_given = 1;
 			if (a->chunk_bytes < 4096 || a->chunk_bytes > (1ULL << 30) ||
 			    (a->chunk_bytes & (a->chunk_bytes - 1)))
 				return fail(a, "chunk size must be a power of two from 4k to 1G, not '%s'", v);

@@ -25,6 +25,7 @@ struct cowctl_args {
 	const char *base;
 	const char *cow;
 	uint64_t chunk_bytes;
+	int chunk_given;	/* --chunk was on the command line */
 	const char *format;
 	const char *store;	/* check, dump, merge: the store's path */
 	const char *out;	/* merge --out */

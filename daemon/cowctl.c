@@ -343,6 +343,15 @@ static int cmd_create(const struct cowctl_args *a)
 	}
 	if (load_module())
 		return 1;
+	if (stat(a->cow, &st) == 0 && !a->chunk_given) {
+		struct cow_store_info info;
+		char format[32];
+
+		/* An existing store decides the chunk size (qcow2: its clusters). */
+		if (offline_inspect(a->cow, format, sizeof(format), &info) == 0 &&
+		    info.chunk_sectors)
+			d.chunk_sectors = info.chunk_sectors;
+	}
 	if (stat(a->cow, &st) < 0) {
 		if (errno != ENOENT) {
 			log_err("%s: %s", a->cow, strerror(errno));

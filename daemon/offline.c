@@ -111,6 +111,44 @@ int offline_open(struct offline_store *o, const char *store_path, const char *ba
 	return 0;
 }
 
+int offline_inspect(const char *path, char *format, size_t len, struct cow_store_info *info)
+{
+	struct offline_store o;
+	unsigned char *head = calloc(1, HEAD_BYTES);
+	uint64_t size;
+	size_t n = HEAD_BYTES;
+	int fd, i, r = -ENOENT;
+
+	memset(info, 0, sizeof(*info));
+	memset(&o, 0, sizeof(o));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (!head || fd < 0 || fd_size(fd, &size, NULL)) {
+		r = head ? -errno : -ENOMEM;
+		goto out;
+	}
+	if (size < n)
+		n = (size_t)size;
+	if (n && pread_full(fd, head, n, 0) == 0 && !buf_is_zero(head, n) &&
+	    plugins_load(&o.set, NULL) > 0) {
+		r = -EINVAL;
+		for (i = 0; i < o.set.n; i++) {
+			const struct cow_plugin *p = o.set.plugin[i];
+
+			if (!p->probe(head, n))
+				continue;
+			snprintf(format, len, "%s", p->name);
+			r = COW_PLUGIN_HAS(p, inspect) ? p->inspect(head, n, info) : 0;
+			break;
+		}
+		plugins_unload(&o.set);
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free(head);
+	return r;
+}
+
 void offline_close(struct offline_store *o)
 {
 	if (o->p && o->s.priv)

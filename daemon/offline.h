@@ -28,6 +28,12 @@ int offline_open(struct offline_store *o, const char *store_path, const char *ba
 		 int read_only);
 void offline_close(struct offline_store *o);
 
+/*
+ * What the header of the store at @path says (format name to @format),
+ * without opening it.  0, -ENOENT for a blank store, or a negative errno.
+ */
+int offline_inspect(const char *path, char *format, size_t len, struct cow_store_info *info);
+
 /* Is any device (a loop device, or a holder like device-mapper) using @path?
  * Writes what uses it to @who. */
 int path_in_use(const char *path, char *who, size_t len);

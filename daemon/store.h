@@ -20,4 +20,10 @@ int buf_is_zero(const void *buf, size_t len);
  */
 int array_reserve(void *arr, size_t *max, size_t n, size_t elem);
 
+/*
+ * Make the store at least @need bytes: extend a file, or the file behind a
+ * loop device (and the device).  0 or a negative errno with s->error set.
+ */
+int store_grow(struct cow_store *s, uint64_t need);
+
 #endif

@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Growing a store that appends (qcow2): a file is extended; a loop device
+ * gets its backing file extended and its capacity re-read, so the kernel
+ * sees the new size at once (it checks CoW locations against the live size).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/loop.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "blkdev.h"
+#include "store.h"
+
+#define GROW_STEP (32ULL << 20)
+
+int store_grow(struct cow_store *s, uint64_t need)
+{
+	char backing[4096];
+	uint64_t want, size;
+	struct stat st;
+	int fd, r;
+
+	if (s->cow_size >= need)
+		return 0;
+	if (s->read_only)
+		return cow_store_error(s, -EROFS, "the store is open read-only");
+	/* Grow in steps: one resize per many allocations. */
+	want = (need + s->cow_size / 8 + GROW_STEP - 1) / GROW_STEP * GROW_STEP;
+	if (s->cow_is_file) {
+		if (ftruncate(s->cow_fd, (off_t)want) < 0)
+			return cow_store_error(s, -errno, "cannot extend the store to %llu bytes: %s",
+					       (unsigned long long)want, strerror(errno));
+		s->cow_size = want;
+		return 0;
+	}
+	if (fstat(s->cow_fd, &st) < 0 || !S_ISBLK(st.st_mode) ||
+	    loop_backing_file(major(st.st_rdev), minor(st.st_rdev), backing, sizeof(backing)))
+		return cow_store_error(s, -ENOSPC,
+				       "the CoW device is full (%llu bytes) and is not a loop device over a file that could grow",
+				       (unsigned long long)s->cow_size);
+	fd = open(backing, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cow_store_error(s, -errno, "cannot open %s to extend it: %s", backing,
+				       strerror(errno));
+	r = ftruncate(fd, (off_t)want) < 0 ? -errno : 0;
+	close(fd);
+	if (r)
+		return cow_store_error(s, r, "cannot extend %s to %llu bytes: %s", backing,
+				       (unsigned long long)want, strerror(-r));
+	if (ioctl(s->cow_fd, LOOP_SET_CAPACITY, 0) < 0 || fd_size(s->cow_fd, &size, NULL) ||
+	    size < need)
+		return cow_store_error(s, -EIO, "the loop device over %s did not grow", backing);
+	s->cow_size = size;
+	return 0;
+}

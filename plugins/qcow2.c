@@ -1,0 +1,870 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The qcow2 store: the CoW store is a qcow2 image whose backing file is the
+ * base, so qemu-img, QEMU and libvirt can use it afterwards.
+ *
+ * Cluster size = chunk size.  New clusters (data and L2 tables) are taken
+ * at the end of the image, in order, so first writes that follow each other
+ * get consecutive clusters and coalesce into linear segments.  A loop device
+ * over the image is grown as it fills (store_grow()).
+ *
+ * Crash consistency (qemu-img check must never find corruption, at most
+ * leaked clusters): commit() writes, with a sync after each step,
+ *   1. the refcounts of the new clusters (and new refcount blocks),
+ *   2. the L2 entries (cowd has made the clusters' data durable before),
+ *   3. the L1 entries of new L2 tables.
+ * A crash leaves clusters counted but unused (leaks), never the reverse.
+ *
+ * Version 3 images are read and written; version 2 images are served read
+ * only (first writes fail).  Compressed clusters, encryption, external data
+ * files, extended L2 entries, internal snapshots, dirty (lazy refcount)
+ * images and refcounts other than 16 bits are refused by name.  Zero
+ * clusters are turned into allocated clusters of zeros when the image is
+ * opened for writing, since a chunk is either the base's or has a location.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cow-plugin.h"
+#include "store.h"
+
+#define Q2_MAGIC 0x514649fbU /* "QFI\xfb" */
+#define Q2_HEADER_V2 72
+#define Q2_HEADER_V3 104
+#define Q2_EXT_BACKING_FORMAT 0xe2792acaU
+#define Q2_OFFSET_MASK 0x00fffffffffffe00ULL
+#define Q2_COPIED (1ULL << 63)
+#define Q2_COMPRESSED (1ULL << 62)
+#define Q2_ZERO 1ULL
+#define Q2_MAX_CLUSTER_BITS 21
+#define Q2_REFCOUNT_ORDER 4 /* 16-bit refcounts, the default */
+
+/* Incompatible feature bits (qcow2 v3). */
+#define Q2_INCOMPAT_DIRTY (1ULL << 0)
+#define Q2_INCOMPAT_CORRUPT (1ULL << 1)
+#define Q2_INCOMPAT_DATA_FILE (1ULL << 2)
+#define Q2_INCOMPAT_COMPRESSION (1ULL << 3)
+#define Q2_INCOMPAT_EXTL2 (1ULL << 4)
+
+struct q2_header {
+	uint32_t magic;
+	uint32_t version;
+	uint64_t backing_file_offset;
+	uint32_t backing_file_size;
+	uint32_t cluster_bits;
+	uint64_t size;
+	uint32_t crypt_method;
+	uint32_t l1_size;
+	uint64_t l1_table_offset;
+	uint64_t refcount_table_offset;
+	uint32_t refcount_table_clusters;
+	uint32_t nb_snapshots;
+	uint64_t snapshots_offset;
+	/* version 3 */
+	uint64_t incompatible_features;
+	uint64_t compatible_features;
+	uint64_t autoclear_features;
+	uint32_t refcount_order;
+	uint32_t header_length;
+} __attribute__((packed));
+
+_Static_assert(sizeof(struct q2_header) == Q2_HEADER_V3, "qcow2 v3 header size");
+
+struct q2_pending {
+	uint64_t chunk, offset;
+};
+
+struct q2 {
+	uint32_t version;
+	uint64_t cs;		/* cluster size, bytes */
+	uint64_t l2_entries;	/* per L2 table */
+	uint64_t *l1;		/* host order; 0: no L2 table */
+	uint64_t *l1_new;	/* L2 tables made since the last commit */
+	uint32_t l1_size;
+	uint64_t l1_offset;
+	uint64_t *rt;		/* refcount table, host order */
+	uint64_t rt_entries;
+	uint64_t rt_offset;
+	uint32_t rt_clusters;
+	uint64_t refs_per_block;
+	uint64_t next_free;	/* first byte past every allocated cluster */
+	uint64_t nr_mapped;
+	struct q2_pending *pending;
+	size_t npending, maxpending;
+};
+
+static uint64_t div_up(uint64_t a, uint64_t b)
+{
+	return (a + b - 1) / b;
+}
+
+static void header_from_disk(const void *buf, struct q2_header *h, int *v2)
+{
+	memcpy(h, buf, sizeof(*h));
+	h->magic = be32toh(h->magic);
+	h->version = be32toh(h->version);
+	h->backing_file_offset = be64toh(h->backing_file_offset);
+	h->backing_file_size = be32toh(h->backing_file_size);
+	h->cluster_bits = be32toh(h->cluster_bits);
+	h->size = be64toh(h->size);
+	h->crypt_method = be32toh(h->crypt_method);
+	h->l1_size = be32toh(h->l1_size);
+	h->l1_table_offset = be64toh(h->l1_table_offset);
+	h->refcount_table_offset = be64toh(h->refcount_table_offset);
+	h->refcount_table_clusters = be32toh(h->refcount_table_clusters);
+	h->nb_snapshots = be32toh(h->nb_snapshots);
+	h->snapshots_offset = be64toh(h->snapshots_offset);
+	*v2 = h->version == 2;
+	if (*v2) {
+		h->incompatible_features = h->compatible_features = h->autoclear_features = 0;
+		h->refcount_order = Q2_REFCOUNT_ORDER;
+		h->header_length = Q2_HEADER_V2;
+		return;
+	}
+	h->incompatible_features = be64toh(h->incompatible_features);
+	h->compatible_features = be64toh(h->compatible_features);
+	h->autoclear_features = be64toh(h->autoclear_features);
+	h->refcount_order = be32toh(h->refcount_order);
+	h->header_length = be32toh(h->header_length);
+}
+
+static int q2_probe(const void *head, size_t len)
+{
+	uint32_t magic;
+
+	if (len < 4)
+		return 0;
+	memcpy(&magic, head, 4);
+	return be32toh(magic) == Q2_MAGIC;
+}
+
+static int q2_inspect(const void *head, size_t len, struct cow_store_info *info)
+{
+	struct q2_header h;
+	int v2;
+
+	if (len < Q2_HEADER_V2)
+		return -EINVAL;
+	header_from_disk(head, &h, &v2);
+	if (h.cluster_bits < 9 || h.cluster_bits > Q2_MAX_CLUSTER_BITS)
+		return -EINVAL;
+	info->chunk_sectors = (1U << h.cluster_bits) / COW_SECTOR;
+	info->base_path[0] = 0;
+	if (h.backing_file_offset && h.backing_file_size) {
+		if (h.backing_file_size >= sizeof(info->base_path) ||
+		    h.backing_file_offset + h.backing_file_size > len)
+			return -ENAMETOOLONG;
+		memcpy(info->base_path, (const char *)head + h.backing_file_offset,
+		       h.backing_file_size);
+		info->base_path[h.backing_file_size] = 0;
+	}
+	return 0;
+}
+
+/* ---- refcounts ---------------------------------------------------------- */
+
+static int get_refcount(struct cow_store *s, struct q2 *q, uint64_t cluster, uint16_t *ref)
+{
+	uint64_t block = cluster / q->refs_per_block;
+	uint16_t v;
+	int r;
+
+	*ref = 0;
+	if (block >= q->rt_entries || !q->rt[block])
+		return 0;
+	r = pread_full(s->cow_fd, &v, 2, (q->rt[block] & Q2_OFFSET_MASK) +
+			(cluster % q->refs_per_block) * 2);
+	*ref = be16toh(v);
+	return r;
+}
+
+static int ensure_space(struct cow_store *s, struct q2 *q)
+{
+	return store_grow(s, q->next_free);
+}
+
+static int set_refcount(struct cow_store *s, struct q2 *q, uint64_t cluster, uint16_t ref);
+
+/* A refcount block for table slot @block, zeroed and made durable first. */
+static int new_refcount_block(struct cow_store *s, struct q2 *q, uint64_t block)
+{
+	uint64_t off = q->next_free, own = off / q->cs, v;
+	char *zero = calloc(1, q->cs);
+	int r;
+
+	if (!zero)
+		return -ENOMEM;
+	q->next_free += q->cs;
+	r = ensure_space(s, q);
+	if (!r && own / q->refs_per_block == block)
+		((uint16_t *)zero)[own % q->refs_per_block] = htobe16(1);
+	if (!r)
+		r = pwrite_full(s->cow_fd, zero, q->cs, off);
+	free(zero);
+	if (!r && fdatasync(s->cow_fd) < 0)
+		r = -errno;
+	if (r)
+		return cow_store_error(s, r, "cannot write a refcount block: %s", strerror(-r));
+	v = htobe64(off);
+	r = pwrite_full(s->cow_fd, &v, 8, q->rt_offset + block * 8);
+	if (r)
+		return cow_store_error(s, r, "cannot write the refcount table: %s", strerror(-r));
+	q->rt[block] = off;
+	if (own / q->refs_per_block != block)
+		return set_refcount(s, q, own, 1);
+	return 0;
+}
+
+static int set_refcount(struct cow_store *s, struct q2 *q, uint64_t cluster, uint16_t ref)
+{
+	uint64_t block = cluster / q->refs_per_block;
+	uint16_t v = htobe16(ref);
+	int r;
+
+	if (block >= q->rt_entries)
+		return cow_store_error(s, -ENOSPC,
+				       "the image's refcount table is full (it addresses %llu clusters)",
+				       (unsigned long long)(q->rt_entries * q->refs_per_block));
+	if (!q->rt[block]) {
+		r = new_refcount_block(s, q, block);
+		if (r)
+			return r;
+	}
+	r = pwrite_full(s->cow_fd, &v, 2, q->rt[block] + (cluster % q->refs_per_block) * 2);
+	if (r)
+		return cow_store_error(s, r, "cannot write a refcount: %s", strerror(-r));
+	return 0;
+}
+
+/* The first byte past the last cluster with a refcount. */
+static int find_end(struct cow_store *s, struct q2 *q)
+{
+	uint16_t *block = malloc(q->cs);
+	uint64_t b, i;
+	int r = 0;
+
+	if (!block)
+		return -ENOMEM;
+	q->next_free = q->cs;
+	for (b = 0; b < q->rt_entries && !r; b++) {
+		if (!q->rt[b])
+			continue;
+		if (q->rt[b] % q->cs) {
+			r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: refcount block %llu is not cluster aligned",
+					    (unsigned long long)b);
+			break;
+		}
+		r = pread_full(s->cow_fd, block, q->cs, q->rt[b]);
+		for (i = 0; i < q->refs_per_block && !r; i++)
+			if (block[i])
+				q->next_free = (b * q->refs_per_block + i + 1) * q->cs;
+	}
+	free(block);
+	return r;
+}
+
+/* ---- open ------------------------------------------------------------------- */
+
+static int refuse(struct cow_store *s, const char *feature)
+{
+	return cow_store_error(s, -EINVAL, "qcow2 image uses %s, which dm-cow does not support",
+			       feature);
+}
+
+static int check_header(struct cow_store *s, const struct q2_header *h)
+{
+	uint64_t incompat = h->incompatible_features;
+
+	if (h->magic != Q2_MAGIC)
+		return cow_store_error(s, -EINVAL, "not a qcow2 image (bad magic)");
+	if (h->version != 2 && h->version != 3)
+		return cow_store_error(s, -EINVAL, "qcow2 version %u is not supported (2 and 3 are)",
+				       h->version);
+	if (h->cluster_bits < 9 || h->cluster_bits > Q2_MAX_CLUSTER_BITS)
+		return cow_store_error(s, -EINVAL, "corrupt qcow2 image: cluster_bits %u",
+				       h->cluster_bits);
+	if ((1ULL << h->cluster_bits) != (uint64_t)s->chunk_sectors * COW_SECTOR)
+		return cow_store_error(s, -EINVAL,
+				       "the image has %llu-byte clusters, the device %llu-byte chunks (they must be equal)",
+				       1ULL << h->cluster_bits,
+				       (unsigned long long)s->chunk_sectors * COW_SECTOR);
+	if (h->crypt_method)
+		return refuse(s, "encryption");
+	if (incompat & Q2_INCOMPAT_DATA_FILE)
+		return refuse(s, "an external data file");
+	if (incompat & Q2_INCOMPAT_EXTL2)
+		return refuse(s, "extended L2 entries (subclusters)");
+	if (incompat & Q2_INCOMPAT_COMPRESSION)
+		return refuse(s, "a compression type other than zlib (compressed clusters)");
+	if (incompat & Q2_INCOMPAT_CORRUPT)
+		return cow_store_error(s, -EINVAL, "the qcow2 image is marked corrupt; repair it with qemu-img check -r all");
+	if (incompat & Q2_INCOMPAT_DIRTY)
+		return cow_store_error(s, -EINVAL, "the qcow2 image is dirty (lazy refcounts); repair it with qemu-img check -r all");
+	if (incompat)
+		return cow_store_error(s, -EINVAL, "qcow2 image uses unknown incompatible features (0x%llx)",
+				       (unsigned long long)incompat);
+	if (h->nb_snapshots)
+		return refuse(s, "internal snapshots");
+	if (h->refcount_order != Q2_REFCOUNT_ORDER)
+		return cow_store_error(s, -EINVAL, "qcow2 image uses %u-bit refcounts; only 16-bit ones are supported",
+				       1U << h->refcount_order);
+	if (h->size != s->base_size)
+		return cow_store_error(s, -EINVAL,
+				       "the image's virtual size is %llu bytes, but the base has %llu",
+				       (unsigned long long)h->size, (unsigned long long)s->base_size);
+	if (h->l1_table_offset % (1ULL << h->cluster_bits) ||
+	    h->refcount_table_offset % (1ULL << h->cluster_bits))
+		return cow_store_error(s, -EINVAL, "corrupt qcow2 image: tables not cluster aligned");
+	return 0;
+}
+
+static int read_be64_table(struct cow_store *s, uint64_t off, uint64_t n, uint64_t **out)
+{
+	uint64_t *t = calloc(n ? n : 1, 8), i;
+	int r;
+
+	if (!t)
+		return -ENOMEM;
+	r = n ? pread_full(s->cow_fd, t, n * 8, off) : 0;
+	for (i = 0; i < n; i++)
+		t[i] = be64toh(t[i]);
+	if (r)
+		free(t);
+	else
+		*out = t;
+	return r;
+}
+
+static void q2_close(struct cow_store *s)
+{
+	struct q2 *q = s->priv;
+
+	if (!q)
+		return;
+	free(q->l1);
+	free(q->l1_new);
+	free(q->rt);
+	free(q->pending);
+	free(q);
+	s->priv = NULL;
+}
+
+/* Zero clusters must read as zeros: give each a real cluster of zeros. */
+static int materialize_zero(struct cow_store *s, struct q2 *q, uint64_t l2_off, uint64_t idx,
+			    uint64_t entry, char *zero)
+{
+	uint64_t off = entry & Q2_OFFSET_MASK, v;
+	int r = 0;
+
+	if (!off) {
+		off = q->next_free;
+		q->next_free += q->cs;
+		r = ensure_space(s, q);
+		if (!r)
+			r = set_refcount(s, q, off / q->cs, 1);
+	}
+	if (!r)
+		r = pwrite_full(s->cow_fd, zero, q->cs, off);
+	if (!r && fdatasync(s->cow_fd) < 0)
+		r = -errno;
+	v = htobe64(off | Q2_COPIED);
+	if (!r)
+		r = pwrite_full(s->cow_fd, &v, 8, l2_off + idx * 8);
+	if (r)
+		return cow_store_error(s, r, "cannot allocate a zero cluster: %s", strerror(-r));
+	return 0;
+}
+
+/* Count the mappings; refuse compressed clusters; materialize zeros. */
+static int scan_l2(struct cow_store *s, struct q2 *q, int v2)
+{
+	uint64_t *l2 = malloc(q->cs), i, j;
+	char *zero = calloc(1, q->cs);
+	int r = 0, zeros = 0;
+
+	if (!l2 || !zero) {
+		free(l2);
+		free(zero);
+		return -ENOMEM;
+	}
+	for (i = 0; i < q->l1_size && !r; i++) {
+		uint64_t l2_off = q->l1[i] & Q2_OFFSET_MASK;
+
+		if (!l2_off)
+			continue;
+		if (l2_off % q->cs) {
+			r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: L2 table %llu not cluster aligned",
+					    (unsigned long long)i);
+			break;
+		}
+		r = pread_full(s->cow_fd, l2, q->cs, l2_off);
+		for (j = 0; j < q->l2_entries && !r; j++) {
+			uint64_t e = be64toh(l2[j]);
+
+			if (!e)
+				continue;
+			if (e & Q2_COMPRESSED) {
+				r = refuse(s, "compressed clusters");
+				break;
+			}
+			if ((e & Q2_OFFSET_MASK) % q->cs) {
+				r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: unaligned data cluster");
+				break;
+			}
+			if (!v2 && (e & Q2_ZERO)) {
+				if (s->read_only)
+					continue;
+				r = materialize_zero(s, q, l2_off, j, e, zero);
+				zeros++;
+			} else if (!(e & Q2_OFFSET_MASK)) {
+				continue;
+			}
+			q->nr_mapped++;
+		}
+	}
+	if (!r && zeros && fdatasync(s->cow_fd) < 0)
+		r = -errno;
+	free(l2);
+	free(zero);
+	return r;
+}
+
+static int q2_open(struct cow_store *s)
+{
+	struct q2_header h;
+	struct q2 *q = calloc(1, sizeof(*q));
+	char buf[Q2_HEADER_V3];
+	int v2, r;
+
+	if (!q)
+		return -ENOMEM;
+	s->priv = q;
+	memset(buf, 0, sizeof(buf));
+	r = pread_full(s->cow_fd, buf, s->cow_size < sizeof(buf) ? (size_t)s->cow_size : sizeof(buf), 0);
+	if (r) {
+		cow_store_error(s, r, "cannot read the qcow2 header: %s", strerror(-r));
+		goto fail;
+	}
+	header_from_disk(buf, &h, &v2);
+	r = check_header(s, &h);
+	if (r)
+		goto fail;
+	q->version = h.version;
+	q->cs = 1ULL << h.cluster_bits;
+	q->l2_entries = q->cs / 8;
+	q->refs_per_block = q->cs / 2;
+	q->l1_size = h.l1_size;
+	q->l1_offset = h.l1_table_offset;
+	q->rt_offset = h.refcount_table_offset;
+	q->rt_clusters = h.refcount_table_clusters;
+	q->rt_entries = (uint64_t)h.refcount_table_clusters * q->cs / 8;
+	if (div_up(div_up(h.size, q->cs), q->l2_entries) > q->l1_size) {
+		r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: its L1 table is too small");
+		goto fail;
+	}
+	r = read_be64_table(s, q->l1_offset, q->l1_size, &q->l1);
+	if (!r)
+		r = read_be64_table(s, q->rt_offset, q->rt_entries, &q->rt);
+	if (!r) {
+		q->l1_new = calloc(q->l1_size ? q->l1_size : 1, 8);
+		if (!q->l1_new)
+			r = -ENOMEM;
+	}
+	if (r) {
+		if (!s->error[0])
+			cow_store_error(s, r, "cannot read the qcow2 tables: %s", strerror(-r));
+		goto fail;
+	}
+	for (uint64_t i = 0; i < q->rt_entries; i++)
+		q->rt[i] &= ~0x1ffULL;	/* bits 0-8 are reserved */
+	r = find_end(s, q);
+	if (!r)
+		r = scan_l2(s, q, v2);
+	if (!r && !s->read_only && h.autoclear_features) {
+		/* Bitmaps and the like go stale once we write: say so, as qemu does. */
+		uint64_t zero = 0;
+
+		r = pwrite_full(s->cow_fd, &zero, 8, offsetof(struct q2_header, autoclear_features));
+		if (!r && fdatasync(s->cow_fd) < 0)
+			r = -errno;
+	}
+	if (r)
+		goto fail;
+	return 0;
+fail:
+	q2_close(s);
+	return r;
+}
+
+/* ---- create ------------------------------------------------------------------ */
+
+static int q2_create(struct cow_store *s)
+{
+	uint64_t cs = (uint64_t)s->chunk_sectors * COW_SECTOR, clusters, l1_size, l1_clusters;
+	uint64_t rt_clusters, refs_per_block = cs / 2, blocks, total, i, name_off;
+	size_t name_len = s->base_name ? strlen(s->base_name) : 0;
+	struct q2_header h;
+	char *meta;
+	uint32_t ext[2];
+	int r;
+
+	if (cs > (1ULL << Q2_MAX_CLUSTER_BITS))
+		return cow_store_error(s, -EINVAL, "qcow2 clusters are at most 2 MiB; use a chunk of 2 MiB or less");
+	if (!name_len)
+		return cow_store_error(s, -EINVAL, "a qcow2 store needs the base's path");
+	/* Header, backing format extension "raw", end marker, backing name. */
+	name_off = Q2_HEADER_V3 + 16 + 8;
+	if (name_off + name_len > cs)
+		return cow_store_error(s, -ENAMETOOLONG, "the base's path does not fit in a %llu-byte cluster",
+				       (unsigned long long)cs);
+	clusters = div_up(s->base_size, cs);
+	l1_size = div_up(clusters, cs / 8);
+	l1_clusters = div_up(l1_size * 8, cs);
+	/* Enough refcount blocks for a full image, with room for metadata. */
+	blocks = div_up(clusters + clusters / 8 + 64 + l1_clusters, refs_per_block);
+	rt_clusters = div_up(blocks * 8, cs);
+	total = 1 + rt_clusters + 1 + l1_clusters;
+	if (total > refs_per_block)
+		return cow_store_error(s, -EINVAL, "the base is too large for %llu-byte qcow2 clusters",
+				       (unsigned long long)cs);
+	meta = calloc(total, cs);
+	if (!meta)
+		return -ENOMEM;
+
+	memset(&h, 0, sizeof(h));
+	h.magic = htobe32(Q2_MAGIC);
+	h.version = htobe32(3);
+	h.backing_file_offset = htobe64(name_off);
+	h.backing_file_size = htobe32((uint32_t)name_len);
+	h.cluster_bits = htobe32((uint32_t)__builtin_ctzll(cs));
+	h.size = htobe64(s->base_size);
+	h.l1_size = htobe32((uint32_t)l1_size);
+	h.l1_table_offset = htobe64((2 + rt_clusters) * cs);
+	h.refcount_table_offset = htobe64(cs);
+	h.refcount_table_clusters = htobe32((uint32_t)rt_clusters);
+	h.refcount_order = htobe32(Q2_REFCOUNT_ORDER);
+	h.header_length = htobe32(Q2_HEADER_V3);
+	memcpy(meta, &h, sizeof(h));
+	ext[0] = htobe32(Q2_EXT_BACKING_FORMAT);
+	ext[1] = htobe32(3);
+	memcpy(meta + Q2_HEADER_V3, ext, 8);
+	memcpy(meta + Q2_HEADER_V3 + 8, "raw", 3);
+	/* The end-of-extensions marker is the zeros that follow. */
+	memcpy(meta + name_off, s->base_name, name_len);
+	/* Refcount table -> the one refcount block, which counts every cluster. */
+	*(uint64_t *)(meta + cs) = htobe64((1 + rt_clusters) * cs);
+	for (i = 0; i < total; i++)
+		((uint16_t *)(meta + (1 + rt_clusters) * cs))[i] = htobe16(1);
+
+	if (s->cow_size < total * cs) {
+		if (!s->cow_is_file) {
+			free(meta);
+			return cow_store_error(s, -ENOSPC, "the CoW device is too small for a qcow2 image");
+		}
+		if (ftruncate(s->cow_fd, (off_t)(total * cs)) < 0) {
+			free(meta);
+			return cow_store_error(s, -errno, "cannot size the image: %s", strerror(errno));
+		}
+		s->cow_size = total * cs;
+	}
+	/* Everything but the header first: a crash leaves no half image. */
+	r = pwrite_full(s->cow_fd, meta + cs, (total - 1) * cs, cs);
+	if (!r && fdatasync(s->cow_fd) < 0)
+		r = -errno;
+	if (!r)
+		r = pwrite_full(s->cow_fd, meta, cs, 0);
+	if (!r && fdatasync(s->cow_fd) < 0)
+		r = -errno;
+	free(meta);
+	if (r)
+		return cow_store_error(s, r, "cannot write the qcow2 image: %s", strerror(-r));
+	return 0;
+}
+
+/* ---- mapping ---------------------------------------------------------------- */
+
+/* Take the next cluster for L1 entry @l1i's new L2 table (written at commit). */
+static int reserve_l2(struct cow_store *s, struct q2 *q, uint64_t l1i)
+{
+	q->l1_new[l1i] = q->next_free;
+	q->next_free += q->cs;
+	return ensure_space(s, q);
+}
+
+static int q2_locate(struct cow_store *s, uint64_t chunk, uint64_t *sector, int *data_valid)
+{
+	struct q2 *q = s->priv;
+	uint64_t l1i = chunk / q->l2_entries;
+	int r;
+
+	if (q->version == 2)
+		return cow_store_error(s, -EROFS,
+				       "qcow2 version 2 images are read only here; convert with qemu-img amend -o compat=v3");
+	if (l1i >= q->l1_size)
+		return cow_store_error(s, -EINVAL, "chunk %llu is past the image",
+				       (unsigned long long)chunk);
+	/* The table goes before the run of data clusters, not inside it. */
+	if (!q->l1[l1i] && !q->l1_new[l1i]) {
+		r = reserve_l2(s, q, l1i);
+		if (r)
+			return r;
+	}
+	*sector = q->next_free / COW_SECTOR;
+	*data_valid = 0;
+	q->next_free += q->cs;
+	r = ensure_space(s, q);
+	if (r)
+		q->next_free -= q->cs;
+	return r;
+}
+
+static int q2_mark(struct cow_store *s, uint64_t chunk, uint64_t sector)
+{
+	struct q2 *q = s->priv;
+	uint64_t off = sector * COW_SECTOR;
+
+	if (chunk / q->l2_entries >= q->l1_size || off % q->cs)
+		return cow_store_error(s, -EINVAL, "bad mapping: chunk %llu at sector %llu",
+				       (unsigned long long)chunk, (unsigned long long)sector);
+	/* A location an earlier daemon gave out counts as allocated too. */
+	if (off + q->cs > q->next_free)
+		q->next_free = off + q->cs;
+	if (array_reserve(&q->pending, &q->maxpending, q->npending, sizeof(*q->pending)))
+		return -ENOMEM;
+	q->pending[q->npending++] = (struct q2_pending){ chunk, off };
+	return 0;
+}
+
+static int sync_step(struct cow_store *s, const char *what)
+{
+	if (fdatasync(s->cow_fd) < 0)
+		return cow_store_error(s, -errno, "cannot sync the %s: %s", what, strerror(errno));
+	return 0;
+}
+
+static int q2_commit(struct cow_store *s)
+{
+	struct q2 *q = s->priv;
+	char *zero = NULL;
+	size_t i, nl1 = 0;
+	uint64_t v;
+	int r = 0;
+
+	if (!q->npending)
+		return 0;
+	/* 1. Refcounts of the data clusters and of new, zeroed L2 tables. */
+	for (i = 0; i < q->npending && !r; i++) {
+		uint64_t l1i = q->pending[i].chunk / q->l2_entries;
+
+		/* A mapping an earlier daemon made may need a table. */
+		if (!q->l1[l1i] && !q->l1_new[l1i])
+			r = reserve_l2(s, q, l1i);
+	}
+	for (i = 0; i < q->l1_size && !r; i++) {
+		if (!q->l1_new[i])
+			continue;
+		if (!zero && !(zero = calloc(1, q->cs)))
+			return -ENOMEM;
+		r = pwrite_full(s->cow_fd, zero, q->cs, q->l1_new[i]);
+		if (!r)
+			r = set_refcount(s, q, q->l1_new[i] / q->cs, 1);
+		nl1++;
+	}
+	for (i = 0; i < q->npending && !r; i++)
+		r = set_refcount(s, q, q->pending[i].offset / q->cs, 1);
+	free(zero);
+	if (r)
+		return s->error[0] ? r : cow_store_error(s, r, "cannot allocate clusters: %s", strerror(-r));
+	r = sync_step(s, "refcounts");
+	/* 2. The L2 entries. */
+	for (i = 0; i < q->npending && !r; i++) {
+		uint64_t l1i = q->pending[i].chunk / q->l2_entries;
+		uint64_t l2 = q->l1[l1i] ? q->l1[l1i] & Q2_OFFSET_MASK : q->l1_new[l1i];
+
+		v = htobe64(q->pending[i].offset | Q2_COPIED);
+		r = pwrite_full(s->cow_fd, &v, 8, l2 + (q->pending[i].chunk % q->l2_entries) * 8);
+		if (r)
+			cow_store_error(s, r, "cannot write an L2 entry: %s", strerror(-r));
+	}
+	if (!r)
+		r = sync_step(s, "L2 tables");
+	/* 3. The L1 entries of new L2 tables. */
+	for (i = 0; i < q->l1_size && nl1 && !r; i++) {
+		if (!q->l1_new[i])
+			continue;
+		v = htobe64(q->l1_new[i] | Q2_COPIED);
+		r = pwrite_full(s->cow_fd, &v, 8, q->l1_offset + i * 8);
+		if (r) {
+			cow_store_error(s, r, "cannot write the L1 table: %s", strerror(-r));
+			break;
+		}
+		q->l1[i] = q->l1_new[i] | Q2_COPIED;
+		q->l1_new[i] = 0;
+		nl1--;
+	}
+	if (!r)
+		r = sync_step(s, "L1 table");
+	if (!r) {
+		q->nr_mapped += q->npending;
+		q->npending = 0;
+	}
+	return r;
+}
+
+static int q2_for_each_mapping(struct cow_store *s, cow_mapping_fn fn, void *ctx)
+{
+	struct q2 *q = s->priv;
+	uint64_t *l2 = malloc(q->cs), i, j;
+	int r = 0;
+
+	if (!l2)
+		return -ENOMEM;
+	for (i = 0; i < q->l1_size && !r; i++) {
+		uint64_t l2_off = q->l1[i] & Q2_OFFSET_MASK;
+
+		if (!l2_off)
+			continue;
+		r = pread_full(s->cow_fd, l2, q->cs, l2_off);
+		for (j = 0; j < q->l2_entries && !r; j++) {
+			uint64_t e = be64toh(l2[j]), off = e & Q2_OFFSET_MASK;
+
+			if (!off || (e & Q2_COMPRESSED) || (q->version == 3 && (e & Q2_ZERO)))
+				continue;
+			r = fn(ctx, i * q->l2_entries + j, off / COW_SECTOR);
+		}
+	}
+	free(l2);
+	return r;
+}
+
+static uint64_t q2_data_phase(struct cow_store *s)
+{
+	return 0; /* clusters are chunk-sized and cluster aligned */
+}
+
+static uint64_t q2_used_bytes(struct cow_store *s)
+{
+	struct q2 *q = s->priv;
+
+	return q->next_free;
+}
+
+/* ---- check ------------------------------------------------------------------ */
+
+struct q2_check {
+	uint16_t *want;		/* refcount each cluster should have */
+	uint64_t n;
+	uint64_t outside;	/* references past the end of the image */
+};
+
+static void count_ref(struct q2_check *c, uint64_t off, uint64_t cs)
+{
+	if (off / cs >= c->n)
+		c->outside++;
+	else
+		c->want[off / cs]++;
+}
+
+/*
+ * Rebuild the refcounts from the metadata, as qemu-img check does, and
+ * compare: a cluster used more than counted is corruption, one counted
+ * more than used is a leak.  OFLAG_COPIED must match a refcount of 1.
+ */
+static int q2_check(struct cow_store *s)
+{
+	struct q2 *q = s->priv;
+	struct q2_check c;
+	uint64_t *l2 = malloc(q->cs), i, j, leaks = 0, bad = 0, first_bad = 0;
+	uint16_t ref;
+	int r = 0;
+
+	c.n = div_up(s->cow_size > q->next_free ? s->cow_size : q->next_free, q->cs);
+	c.want = calloc(c.n ? c.n : 1, sizeof(*c.want));
+	c.outside = 0;
+	if (!l2 || !c.want) {
+		free(l2);
+		free(c.want);
+		return -ENOMEM;
+	}
+	count_ref(&c, 0, q->cs);
+	for (i = 0; i < q->rt_clusters; i++)
+		count_ref(&c, q->rt_offset + i * q->cs, q->cs);
+	for (i = 0; i < div_up((uint64_t)q->l1_size * 8, q->cs); i++)
+		count_ref(&c, q->l1_offset + i * q->cs, q->cs);
+	for (i = 0; i < q->rt_entries; i++)
+		if (q->rt[i])
+			count_ref(&c, q->rt[i], q->cs);
+	for (i = 0; i < q->l1_size && !r; i++) {
+		uint64_t l2_off = q->l1[i] & Q2_OFFSET_MASK;
+
+		if (!l2_off)
+			continue;
+		count_ref(&c, l2_off, q->cs);
+		r = get_refcount(s, q, l2_off / q->cs, &ref);
+		if (!r && (ref == 1) != !!(q->l1[i] & Q2_COPIED) && !bad++)
+			first_bad = l2_off;
+		if (!r)
+			r = pread_full(s->cow_fd, l2, q->cs, l2_off);
+		for (j = 0; j < q->l2_entries && !r; j++) {
+			uint64_t e = be64toh(l2[j]), off = e & Q2_OFFSET_MASK;
+
+			if (!off || (e & Q2_COMPRESSED))
+				continue;
+			count_ref(&c, off, q->cs);
+			r = get_refcount(s, q, off / q->cs, &ref);
+			if (!r && (ref == 1) != !!(e & Q2_COPIED) && !bad++)
+				first_bad = off;
+		}
+	}
+	free(l2);
+	if (!r && bad)
+		r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: %llu entries with a wrong copied flag (first at %llu)",
+				    (unsigned long long)bad, (unsigned long long)first_bad);
+	if (!r && c.outside)
+		r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: %llu references past its end",
+				    (unsigned long long)c.outside);
+	for (i = 0; i < c.n && !r; i++) {
+		r = get_refcount(s, q, i, &ref);
+		if (r)
+			break;
+		if (ref < c.want[i])
+			r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: cluster %llu is used %u times but counted %u",
+					    (unsigned long long)i, c.want[i], ref);
+		else if (ref > c.want[i])
+			leaks++;
+	}
+	free(c.want);
+	if (r)
+		return r;
+	if (leaks) {
+		cow_store_error(s, 0, "%llu leaked clusters (counted, unused: space lost, no data harmed)",
+				(unsigned long long)leaks);
+		return 1;
+	}
+	return 0;
+}
+
+static const struct cow_plugin qcow2_plugin = {
+	.api_version = COW_PLUGIN_API_VERSION,
+	.size = sizeof(struct cow_plugin),
+	.name = "qcow2",
+	.description = "qcow2 v3 image with the base as its raw backing file",
+	.probe = q2_probe,
+	.create = q2_create,
+	.open = q2_open,
+	.close = q2_close,
+	.locate = q2_locate,
+	.mark = q2_mark,
+	.commit = q2_commit,
+	.for_each_mapping = q2_for_each_mapping,
+	.data_phase = q2_data_phase,
+	.used_bytes = q2_used_bytes,
+	.inspect = q2_inspect,
+	.check = q2_check,
+};
+
+COW_PLUGIN_REGISTER(qcow2_plugin)

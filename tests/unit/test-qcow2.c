@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The qcow2 store on regular files, with qemu-img and qemu-io as the
+ * outside judges: an image we create and write passes qemu-img check and
+ * compares equal to a raw model; clusters come in order; an overlay made
+ * and written by qemu opens with its clusters mapped and its zero clusters
+ * reading as zeros; unsupported features are refused by name; a version 2
+ * image is served read only; uncommitted mappings vanish cleanly.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "cow-plugin.h"
+#include "store.h"
+
+const struct cow_plugin *cow_plugin_init(void);
+static const struct cow_plugin *P;
+static char dir[] = "/tmp/test-qcow2.XXXXXX";
+
+#define CHUNK 65536
+#define BASE_SIZE (4 * 1024 * 1024 + 12288) /* a partial last chunk */
+
+struct fixture {
+	struct cow_store s;
+	char base[256], cow[256], model[256];
+};
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int sh(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	r = system(cmd);
+	return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
+}
+
+static void fill(const char *path, uint64_t size, int seed)
+{
+	char buf[4096];
+	uint64_t off;
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+	for (off = 0; off < size; off += sizeof(buf)) {
+		size_t len = size - off < sizeof(buf) ? size - off : sizeof(buf);
+
+		memset(buf, (int)((off >> 12) + seed) & 0xff, sizeof(buf));
+		if (pwrite(fd, buf, len, (off_t)off) != (ssize_t)len)
+			abort();
+	}
+	close(fd);
+}
+
+/* Base and model files; the store is opened by the caller. */
+static void setup(struct fixture *f, const char *name)
+{
+	memset(f, 0, sizeof(*f));
+	snprintf(f->base, sizeof(f->base), "%s/%s.base", dir, name);
+	snprintf(f->cow, sizeof(f->cow), "%s/%s.qcow2", dir, name);
+	snprintf(f->model, sizeof(f->model), "%s/%s.model", dir, name);
+	fill(f->base, BASE_SIZE, 1);
+	sh("cp %s %s", f->base, f->model);
+	f->s.base_fd = open(f->base, O_RDONLY);
+	f->s.cow_fd = -1;
+	f->s.base_size = BASE_SIZE;
+	f->s.chunk_sectors = CHUNK / COW_SECTOR;
+	f->s.base_name = f->base;
+	f->s.cow_is_file = 1;
+}
+
+static int open_cow(struct fixture *f)
+{
+	struct stat st;
+
+	if (f->s.priv)
+		P->close(&f->s);
+	if (f->s.cow_fd >= 0)
+		close(f->s.cow_fd);
+	f->s.cow_fd = open(f->cow, O_RDWR);
+	if (f->s.cow_fd < 0 || fstat(f->s.cow_fd, &st))
+		return -errno;
+	f->s.cow_size = (uint64_t)st.st_size;
+	f->s.error[0] = 0;
+	return P->open(&f->s);
+}
+
+static void teardown(struct fixture *f)
+{
+	P->close(&f->s);
+	close(f->s.base_fd);
+	if (f->s.cow_fd >= 0)
+		close(f->s.cow_fd);
+	unlink(f->base);
+	unlink(f->cow);
+	unlink(f->model);
+}
+
+/* What the kernel does for a first write: copy, then the daemon marks. */
+static uint64_t write_chunk(struct fixture *f, uint64_t chunk, int byte)
+{
+	static char buf[CHUNK];
+	uint64_t sector = 0, len = CHUNK;
+	int valid, mfd;
+
+	if (P->locate(&f->s, chunk, &sector, &valid))
+		return 0;
+	if (chunk * CHUNK + len > BASE_SIZE)
+		len = BASE_SIZE - chunk * CHUNK;
+	memset(buf, byte, sizeof(buf));
+	if (pwrite(f->s.cow_fd, buf, len, (off_t)(sector * COW_SECTOR)) != (ssize_t)len)
+		return 0;
+	mfd = open(f->model, O_RDWR);
+	if (pwrite(mfd, buf, len, (off_t)(chunk * CHUNK)) != (ssize_t)len)
+		abort();
+	close(mfd);
+	if (P->mark(&f->s, chunk, sector))
+		return 0;
+	return sector;
+}
+
+struct seen {
+	uint64_t chunk[64], sector[64];
+	int n;
+};
+
+static int collect(void *ctx, uint64_t chunk, uint64_t sector)
+{
+	struct seen *s = ctx;
+
+	if (s->n < 64) {
+		s->chunk[s->n] = chunk;
+		s->sector[s->n] = sector;
+	}
+	s->n++;
+	return 0;
+}
+
+static int qemu_check(const char *path)
+{
+	return sh("qemu-img check -q %s >/dev/null 2>&1", path);
+}
+
+static int qemu_compare(struct fixture *f)
+{
+	return sh("qemu-img compare -q -f qcow2 -F raw %s %s", f->cow, f->model);
+}
+
+static void test_create_write(void)
+{
+	struct fixture f;
+	struct seen seen = { 0 };
+	uint64_t s3, s4, s5, s64;
+	int fd;
+
+	TEST("create, write, commit: qemu-img agrees");
+	setup(&f, "cw");
+	fd = open(f.cow, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	f.s.cow_fd = fd;
+	f.s.cow_size = 0;
+	CHECK(P->create(&f.s) == 0, "%s", f.s.error);
+	CHECK(open_cow(&f) == 0, "%s", f.s.error);
+	CHECK(qemu_check(f.cow) == 0, "qemu-img check of a new image");
+	CHECK(qemu_compare(&f) == 0, "a new image reads as the base");
+
+	s3 = write_chunk(&f, 3, 0xa3);
+	s4 = write_chunk(&f, 4, 0xa4);
+	s5 = write_chunk(&f, 5, 0xa5);
+	s64 = write_chunk(&f, 64, 0xb6); /* the partial last chunk */
+	CHECK(s3 && s4 == s3 + 128 && s5 == s4 + 128, "consecutive clusters: %llu %llu %llu",
+	      (unsigned long long)s3, (unsigned long long)s4, (unsigned long long)s5);
+	CHECK(s3 % 128 == P->data_phase(&f.s), "cluster aligned");
+	CHECK(s64 > s5, "in order");
+	CHECK(P->commit(&f.s) == 0, "%s", f.s.error);
+	CHECK(qemu_check(f.cow) == 0, "qemu-img check after a commit");
+	CHECK(qemu_compare(&f) == 0, "qemu-img compare with the raw model");
+
+	CHECK(open_cow(&f) == 0, "reopen: %s", f.s.error);
+	CHECK(P->for_each_mapping(&f.s, collect, &seen) == 0 && seen.n == 4, "4 mappings, got %d",
+	      seen.n);
+	CHECK(seen.chunk[0] == 3 && seen.sector[0] == s3 && seen.chunk[3] == 64 &&
+	      seen.sector[3] == s64, "chunk order and locations survive");
+	CHECK(P->check(&f.s) == 0, "our own check: %s", f.s.error);
+
+	/* Marked but never committed: gone after a reopen, image still clean. */
+	CHECK(write_chunk(&f, 20, 0xcc) != 0, "map chunk 20");
+	P->close(&f.s);
+	sh("cp %s %s.m && dd if=%s of=%s.m bs=65536 skip=20 seek=20 count=1 conv=notrunc status=none",
+	   f.base, f.model, f.base, f.model);
+	sh("mv %s.m %s", f.model, f.model);
+	CHECK(qemu_check(f.cow) == 0, "uncommitted mapping: clean");
+	CHECK(open_cow(&f) == 0, "%s", f.s.error);
+	seen.n = 0;
+	P->for_each_mapping(&f.s, collect, &seen);
+	CHECK(seen.n == 4, "the uncommitted chunk is not mapped (%d)", seen.n);
+	CHECK(P->used_bytes(&f.s) >= (s64 + 128) * COW_SECTOR, "used bytes cover the data");
+	teardown(&f);
+}
+
+static void test_qemu_overlay(void)
+{
+	struct fixture f;
+	struct seen seen = { 0 };
+	char zero[CHUNK], buf[CHUNK];
+	int i, all_zero;
+
+	TEST("an overlay made and written by qemu");
+	setup(&f, "ov");
+	CHECK(sh("qemu-img create -q -f qcow2 -b %s -F raw %s", f.base, f.cow) == 0, "qemu-img create");
+	CHECK(sh("qemu-io -f qcow2 -c 'write -P 0xab 128k 64k' -c 'write -z 1M 64k' "
+		 "-c 'write -P 0xcd 200k 4k' %s >/dev/null", f.cow) == 0, "qemu-io");
+	sh("qemu-io -f raw -c 'write -P 0xab 128k 64k' -c 'write -z 1M 64k' "
+	   "-c 'write -P 0xcd 200k 4k' %s >/dev/null", f.model);
+	CHECK(open_cow(&f) == 0, "open: %s", f.s.error);
+	CHECK(P->for_each_mapping(&f.s, collect, &seen) == 0 && seen.n == 3,
+	      "3 mapped chunks (2, 3, 16), got %d", seen.n);
+	CHECK(seen.chunk[0] == 2 && seen.chunk[1] == 3 && seen.chunk[2] == 16, "chunks %llu %llu %llu",
+	      (unsigned long long)seen.chunk[0], (unsigned long long)seen.chunk[1],
+	      (unsigned long long)seen.chunk[2]);
+	memset(zero, 0, sizeof(zero));
+	all_zero = pread(f.s.cow_fd, buf, CHUNK, (off_t)(seen.sector[2] * COW_SECTOR)) == CHUNK &&
+		   !memcmp(buf, zero, CHUNK);
+	CHECK(all_zero, "the zero cluster became a cluster of zeros");
+	CHECK(P->check(&f.s) == 0, "our check: %s", f.s.error);
+	CHECK(qemu_check(f.cow) == 0, "qemu-img check after the zero cluster was allocated");
+	CHECK(qemu_compare(&f) == 0, "qemu-img compare with the raw model");
+	for (i = 0; i < 3; i++)
+		write_chunk(&f, 30 + (uint64_t)i, 0x30 + i);
+	CHECK(P->commit(&f.s) == 0, "%s", f.s.error);
+	CHECK(qemu_check(f.cow) == 0, "qemu-img check after our writes");
+	CHECK(qemu_compare(&f) == 0, "compare after our writes");
+	teardown(&f);
+}
+
+static void expect_refused(const char *name, const char *create, const char *io,
+			   const char *want)
+{
+	struct fixture f;
+	int r;
+
+	TEST(name);
+	setup(&f, "rf");
+	CHECK(sh("qemu-img create -q -f qcow2 -b %s -F raw %s %s >/dev/null", f.base, create,
+		 f.cow) == 0, "qemu-img create %s", create);
+	if (io)
+		CHECK(sh("%s %s >/dev/null", io, f.cow) == 0, "%s", io);
+	r = open_cow(&f);
+	CHECK(r < 0 && strstr(f.s.error, want), "want '%s', got %d '%s'", want, r, f.s.error);
+	if (!r)
+		P->close(&f.s);
+	close(f.s.base_fd);
+	close(f.s.cow_fd);
+	sh("rm -f %s/rf.*", dir);
+}
+
+static void test_refusals(void)
+{
+	struct fixture f;
+	uint64_t sector;
+	int valid;
+
+	expect_refused("compressed clusters refused", "",
+		       "qemu-io -f qcow2 -c 'write -c -P 1 0 64k'", "compressed clusters");
+	expect_refused("extended L2 refused", "-o extended_l2=on", NULL, "extended L2");
+	expect_refused("external data file refused", "-o data_file=" "/tmp/test-qcow2-data.raw",
+		       NULL, "external data file");
+	unlink("/tmp/test-qcow2-data.raw");
+	expect_refused("encryption refused",
+		       "--object secret,id=s0,data=pw -o encrypt.format=luks,encrypt.key-secret=s0",
+		       NULL, "encryption");
+	expect_refused("internal snapshots refused", "", "qemu-img snapshot -c snap1",
+		       "internal snapshots");
+	expect_refused("other cluster size refused", "-o cluster_size=4096", NULL,
+		       "4096-byte clusters");
+
+	TEST("version 2: read only");
+	setup(&f, "v2");
+	sh("qemu-img create -q -f qcow2 -o compat=0.10 -b %s -F raw %s", f.base, f.cow);
+	sh("qemu-io -f qcow2 -c 'write -P 0x22 64k 64k' %s >/dev/null", f.cow);
+	CHECK(open_cow(&f) == 0, "a v2 image opens: %s", f.s.error);
+	CHECK(P->locate(&f.s, 9, &sector, &valid) == -EROFS && strstr(f.s.error, "compat"),
+	      "first writes refused: %s", f.s.error);
+	teardown(&f);
+}
+
+int main(void)
+{
+	P = cow_plugin_init();
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 2;
+	}
+	if (system("qemu-img --version >/dev/null 2>&1")) {
+		fprintf(stderr, "test-qcow2: qemu-img is missing (make deps installs qemu-utils)\n");
+		return 1;
+	}
+	test_create_write();
+	test_qemu_overlay();
+	test_refusals();
+	sh("rm -rf %s", dir);
+	return check_done("test-qcow2");
+}
