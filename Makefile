@@ -9,6 +9,7 @@ KVER ?= $(shell scripts/kver 2>/dev/null)
 PREFIX ?= /usr/local
 DESTDIR ?=
 PLUGINDIR ?= $(PREFIX)/lib/dm-cow/plugins
+UNITDIR ?= /etc/systemd/system
 B := build
 
 CC ?= cc
@@ -65,8 +66,12 @@ $(KDIR)/dm-cow.ko: kernel/dm-cow.c kernel/Kbuild include/dm-cow-proto.h
 	$(MAKE) -C /lib/modules/$(KVER)/build M=$(CURDIR)/$(KDIR) W=1 modules 2>&1 | tee $(KDIR)/build.log
 	@! grep -q 'warning:' $(KDIR)/build.log || { echo "module build has warnings" >&2; exit 1; }
 
+$(B)/systemd/cowd@.service: systemd/cowd@.service.in
+	@mkdir -p $(@D)
+	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' $< >$@
+
 # ---- tests ----------------------------------------------------------------
-UNIT_TESTS := test-proto test-uml test-cowctl-args test-table test-packed test-qcow2
+UNIT_TESTS := test-proto test-uml test-cowctl-args test-table test-packed test-qcow2 test-plugin-api
 UNIT_BIN := $(UNIT_TESTS:%=$(B)/unit/%)
 
 $(B)/unit/test-proto: tests/unit/test-proto.c daemon/proto.c daemon/log.c tests/unit/check.h
@@ -88,6 +93,18 @@ $(B)/unit/test-packed: tests/unit/test-packed.c plugins/packed.c daemon/store.c 
 $(B)/unit/test-qcow2: tests/unit/test-qcow2.c plugins/qcow2.c $(PLUGIN_LIB) tests/unit/check.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
+
+# The example plugin of dm-cow-plugin(3), compiled from the manual page itself.
+$(B)/example/flat.c: man/dm-cow-plugin.3
+	@mkdir -p $(@D)
+	sed -n '/^\/\* flat.c: cc/,/^\.EE/p' $< | sed '$$d; s/\\-/-/g; s/\\e/\\/g' >$@
+
+$(B)/example/flat.so: $(B)/example/flat.c include/cow-plugin.h
+	$(CC) $(CFLAGS) -shared -o $@ $<
+
+$(B)/unit/test-plugin-api: tests/unit/test-plugin-api.c daemon/plugin-loader.c daemon/store.c daemon/log.c daemon/blkdev.c tests/unit/check.h $(B)/example/flat.so
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^) -ldl
 
 $(B)/unit/test-table: tests/unit/test-table.c daemon/table.c daemon/store.c tests/unit/check.h
 	@mkdir -p $(@D)
@@ -117,11 +134,15 @@ bench: deps
 	$(MAKE) all
 	scripts/bench
 
-install: programs plugins
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(PREFIX)/share/man/man8
+install: programs plugins $(B)/systemd/cowd@.service
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(PREFIX)/share/man/man3 $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(UNITDIR)
 	install -m 755 $(B)/bin/cowd $(B)/bin/cowctl $(DESTDIR)$(PREFIX)/sbin/
 	install -m 644 $(PLUGINS:%=$(B)/plugins/%.so) $(DESTDIR)$(PLUGINDIR)/
 	install -m 644 man/cowd.8 man/cowctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 644 man/dm-cow-plugin.3 $(DESTDIR)$(PREFIX)/share/man/man3/
+	install -m 644 include/cow-plugin.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(B)/systemd/cowd@.service $(DESTDIR)$(UNITDIR)/
 	if [ -n "$(KVER)" ]; then \
 		$(MAKE) module && \
 		install -D -m 644 $(KDIR)/dm-cow.ko $(DESTDIR)/lib/modules/$(KVER)/updates/dm-cow.ko && \

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <sys/mman.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,10 @@ static void usage(FILE *f)
 		"      --min-run N          runs shorter than N chunks stay in the kernel's\n"
 		"                           remap tree (default 4)\n"
 		"      --no-reload          never reload the table\n"
+		"      --root-storage       serve a root disk: lock memory and mark argv[0]\n"
+		"                           with '@', so the shutdown killing spree of\n"
+		"                           systemd spares the daemon (also when started\n"
+		"                           as '@cowd')\n"
 		"  -v, --verbose            log every decision\n"
 		"  -V, --version            print the version\n"
 		"  -h, --help               this text\n",
@@ -106,6 +111,7 @@ int main(int argc, char **argv)
 		{ "max-segments", required_argument, NULL, 'M' },
 		{ "min-run", required_argument, NULL, 'm' },
 		{ "no-reload", no_argument, NULL, 'N' },
+		{ "root-storage", no_argument, NULL, 'r' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
@@ -115,7 +121,7 @@ int main(int argc, char **argv)
 			  .max_segments = 10000, .min_run = 4, .ctl_fd = -1 };
 	unsigned long long n;
 	const char *log_file = NULL, *pidfile = NULL;
-	int foreground = 0, use_syslog = 0, verbose = 0, c, r;
+	int foreground = 0, use_syslog = 0, verbose = 0, root_storage = 0, c, r;
 	char *end;
 
 	while ((c = getopt_long(argc, argv, "fvVh", opts, NULL)) != -1) {
@@ -157,6 +163,7 @@ int main(int argc, char **argv)
 				d.min_run = n;
 			break;
 		case 'N': d.no_reload = 1; break;
+		case 'r': root_storage = 1; break;
 		case 'v': verbose = 1; break;
 		case 'V': printf("cowd %s (protocol %u, plugin API %u)\n", COWD_VERSION,
 				 COW_PROTO_VERSION, COW_PLUGIN_API_VERSION);
@@ -170,6 +177,19 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	d.ident = argv[optind];
+	/*
+	 * A daemon that serves the root disk must outlive the switch from the
+	 * initramfs and the final killing of processes at shutdown; systemd
+	 * spares processes whose argv[0] starts with '@'.  It must not wait
+	 * for memory that only writes to its own disk could free, either.
+	 */
+	if (argv[0][0] == '@')
+		root_storage = 1;
+	if (root_storage) {
+		argv[0][0] = '@';
+		if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
+			fprintf(stderr, "cowd: cannot lock memory: %s\n", strerror(errno));
+	}
 	/* Start-up errors go to the caller's stderr, whatever comes later. */
 	log_init("cowd", use_syslog, verbose);
 	r = cowd_start(&d);
