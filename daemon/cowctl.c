@@ -451,7 +451,7 @@ static void parse_status(const char *params, struct status_fields *f)
 /* What cowd publishes about its store and table in /run/dm-cow/IDENT.status. */
 struct daemon_fields {
 	char format[32];
-	unsigned long long used, reloads, linear_segments, cow_segments, linear_chunks,
+	unsigned long long used, size, reloads, linear_segments, cow_segments, linear_chunks,
 		tree_chunks;
 	int capped, found;
 	double last_suspend_ms, max_suspend_ms;
@@ -471,6 +471,7 @@ static void read_daemon_status(const char *ident, struct daemon_fields *f)
 	while (fgets(line, sizeof(line), file)) {
 		sscanf(line, "format=%31s", f->format);
 		sscanf(line, "store_used_bytes=%llu", &f->used);
+		sscanf(line, "store_size_bytes=%llu", &f->size);
 		sscanf(line, "reloads=%llu", &f->reloads);
 		sscanf(line, "linear_segments=%llu", &f->linear_segments);
 		sscanf(line, "cow_segments=%llu", &f->cow_segments);
@@ -509,12 +510,14 @@ static int cmd_status(const struct cowctl_args *a)
 		       "\"copies_in_flight\": %llu, \"commits\": %llu, \"daemon\": \"%s\", "
 		       "\"daemon_pid\": %d, \"rejected_messages\": %llu, \"copy_errors\": %llu, "
 		       "\"failed_faults\": %llu, \"format\": \"%s\", \"store_used_bytes\": %llu, "
+		       "\"store_free_bytes\": %llu, "
 		       "\"reloads\": %llu, \"linear_segments\": %llu, \"cow_segments\": %llu, "
 		       "\"linear_chunks\": %llu, \"tree_chunks\": %llu, \"segment_limit_reached\": %s, "
 		       "\"last_suspend_ms\": %.3f, \"full\": %s}\n",
 		       a->name, ident, base, cow, chunk * COW_SECTOR, f.mapped, f.pending,
 		       f.copying, f.commits, f.daemon, (int)pid, f.rejected, f.copy_errors,
-		       f.failed, df.format, df.used, df.reloads, df.linear_segments,
+		       f.failed, df.format, df.used, df.size > df.used ? df.size - df.used : 0,
+		       df.reloads, df.linear_segments,
 		       df.cow_segments, df.linear_chunks, df.tree_chunks,
 		       df.capped ? "true" : "false", df.last_suspend_ms, f.full ? "true" : "false");
 		return 0;
@@ -525,7 +528,9 @@ static int cmd_status(const struct cowctl_args *a)
 	printf("  CoW device:        %s\n", cow);
 	printf("  chunk size:        %llu KiB\n", chunk * COW_SECTOR / 1024);
 	if (df.found)
-		printf("  store:             %s, %llu KiB used\n", df.format, df.used / 1024);
+		printf("  store:             %s, %llu KiB used, %llu KiB free%s\n", df.format,
+		       df.used / 1024, df.size > df.used ? (df.size - df.used) / 1024 : 0,
+		       !strcmp(df.format, "qcow2") ? " (the image grows when it is a file)" : "");
 	printf("  chunks in the kernel's remap tree: %llu (%llu KiB)\n", f.mapped,
 	       f.mapped * chunk / 2);
 	if (df.found) {

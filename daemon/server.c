@@ -220,12 +220,12 @@ static void write_status(struct cowd *d)
 	f = fopen(tmp, "we");
 	if (!f)
 		return;
-	fprintf(f, "format=%s\nstore_used_bytes=%llu\nreloads=%llu\nlinear_segments=%zu\n"
+	fprintf(f, "format=%s\nstore_used_bytes=%llu\nstore_size_bytes=%llu\nreloads=%llu\nlinear_segments=%zu\n"
 		"cow_segments=%zu\nlinear_chunks=%llu\ntree_chunks=%llu\ncapped=%d\n"
 		"last_suspend_ms=%.3f\nmax_suspend_ms=%.3f\npid=%d\n",
 		d->plugin->name,
 		(unsigned long long)(COW_PLUGIN_HAS(d->plugin, used_bytes) ? d->plugin->used_bytes(&d->store) : 0),
-		(unsigned long long)d->nr_reloads, d->stats.linear_segments, d->stats.cow_segments,
+		(unsigned long long)d->store.cow_size, (unsigned long long)d->nr_reloads, d->stats.linear_segments, d->stats.cow_segments,
 		(unsigned long long)d->stats.linear_chunks, (unsigned long long)d->stats.tree_chunks,
 		d->stats.capped, d->last_suspend_ms, d->max_suspend_ms, (int)getpid());
 	fclose(f);

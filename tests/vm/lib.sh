@@ -81,3 +81,13 @@ wait_attached() {
 loop() {
 	losetup -f --show "$@"
 }
+
+# restart_cowd NAME: kill -9 the group's cowd, wait until it is gone, and
+# start a new one (reloading often, to mix reloads into the test).
+restart_cowd() {
+	local pid
+	pid=$(cat "/run/dm-cow/$1.pid")
+	kill -9 "$pid"
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+	cowd --pidfile "/run/dm-cow/$1.pid" --log-file "/run/dm-cow/$1.log" --reload-interval 0.5 "$1"
+}

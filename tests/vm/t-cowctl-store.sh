@@ -16,6 +16,13 @@ for fmt in uml packed; do
 	cow-pattern random /dev/mapper/st model.img 60 13 2 262144 || fail "$fmt: writes failed"
 	cmp /dev/mapper/st model.img || fail "$fmt: device differs from the model"
 	mapped=$(mapped_total st)
+	cowctl status st --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["format"] == sys.argv[1], d
+assert d["chunk_bytes"] == 65536 and d["daemon"] == "attached", d
+assert d["store_used_bytes"] > 0 and d["store_free_bytes"] > 0, d
+' "$fmt" || fail "$fmt: cowctl status --json lacks the format, chunk size or store use"
 
 	# In use: the offline commands refuse.
 	if cowctl check "st-$fmt.cow" base.img 2>err.txt; then

@@ -29,10 +29,7 @@ cow-pattern random /dev/mapper/pk model.img 300 41 4 65536 &
 workload=$!
 for k in 1 2 3; do
 	sleep 0.$((RANDOM % 6 + 3))
-	pid=$(cat /run/dm-cow/pk.pid)
-	kill -9 "$pid"
-	while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
-	cowd --pidfile /run/dm-cow/pk.pid --log-file /run/dm-cow/pk.log --reload-interval 0.5 pk
+	restart_cowd pk
 done
 wait $workload || fail "writes failed across daemon kills"
 cmp /dev/mapper/pk model.img || fail "device differs from the model"

@@ -22,10 +22,7 @@ cow-pattern random /dev/mapper/q model.img 300 17 4 262144 &
 workload=$!
 for k in 1 2; do
 	sleep 0.$((RANDOM % 6 + 3))
-	pid=$(cat /run/dm-cow/q.pid)
-	kill -9 "$pid"
-	while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
-	cowd --pidfile /run/dm-cow/q.pid --log-file /run/dm-cow/q.log --reload-interval 0.5 q
+	restart_cowd q
 done
 wait $workload || fail "writes failed across daemon kills"
 cmp /dev/mapper/q model.img || fail "device differs from the model"
