@@ -40,11 +40,13 @@ int cmd_check(const struct cowctl_args *a)
 		return CHECK_EXIT_FAILED;
 	r = offline_open(&o, a->store, a->base, 1);
 	if (r) {
+		/* The plugin's open() refuses damage with EINVAL (the base was
+		 * found); anything else stopped the check itself. */
+		int corrupt = r == -EINVAL && o.s.base_fd >= 0;
+
 		log_err("%s", o.error);
 		offline_close(&o);
-		/* open() refuses damage with EINVAL; anything else stopped us. */
-		return r == -EINVAL && o.p == NULL && o.s.base_fd >= 0 ? CHECK_EXIT_CORRUPT :
-									CHECK_EXIT_FAILED;
+		return corrupt ? CHECK_EXIT_CORRUPT : CHECK_EXIT_FAILED;
 	}
 	res = store_check(&o, &rep);
 	switch (res) {

@@ -157,6 +157,7 @@ void offline_close(struct offline_store *o)
 		close(o->s.cow_fd);
 	if (o->s.base_fd >= 0)
 		close(o->s.base_fd);
+	o->s.cow_fd = o->s.base_fd = -1;
 	plugins_unload(&o->set);
 	o->p = NULL;
 }
