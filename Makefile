@@ -110,8 +110,9 @@ $(B)/unit/test-table: tests/unit/test-table.c daemon/table.c daemon/store.c test
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
-unit-test: $(UNIT_BIN)
+unit-test: $(UNIT_BIN) programs
 	tests/run-unit $(UNIT_BIN)
+	tests/check-systemd-unit
 
 vm-test: all
 	tests/run-vm
