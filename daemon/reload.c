@@ -59,15 +59,36 @@ static int task_for(struct dm_task **dmt, int type, const struct reload_job *job
 	return 0;
 }
 
+/* A read-only device (cowctl create --read-only) must stay read-only. */
+static int device_read_only(const struct reload_job *job)
+{
+	struct dm_task *dmt;
+	struct dm_info info;
+	int ro = 0;
+
+	if (task_for(&dmt, DM_DEVICE_INFO, job))
+		return 0;
+	if (dm_task_run(dmt) && dm_task_get_info(dmt, &info) && info.exists)
+		ro = info.read_only;
+	dm_task_destroy(dmt);
+	return ro;
+}
+
 static void run_job(struct reload_job *job)
 {
 	struct dm_task *dmt;
 	char params[600];
 	double t0;
 	size_t i;
+	int ro = device_read_only(job);
 
 	if ((job->error = task_for(&dmt, DM_DEVICE_RELOAD, job)))
 		return;
+	if (ro && !dm_task_set_ro(dmt)) {
+		dm_task_destroy(dmt);
+		job->error = -ENOMEM;
+		return;
+	}
 	for (i = 0; i < job->nsegs; i++) {
 		const struct segment *s = &job->segs[i];
 

@@ -160,6 +160,15 @@ struct cow_group {
 	wait_queue_head_t wait;		/* readers and pollers */
 };
 
+/* Open modes became blk_mode_t in 6.5. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0)
+#define COW_OPEN_READ BLK_OPEN_READ
+#define COW_OPEN_WRITE BLK_OPEN_WRITE
+#else
+#define COW_OPEN_READ FMODE_READ
+#define COW_OPEN_WRITE FMODE_WRITE
+#endif
+
 struct cow_target {
 	struct rb_node live_node;	/* in group->live_targets while live */
 	struct dm_target *ti;
@@ -168,6 +177,7 @@ struct cow_target {
 	struct dm_dev *base;
 	struct dm_dev *cow;
 	unsigned int daemon_timeout_ms;	/* feature argument, 0 if not given */
+	bool read_only;			/* the table is read-only: refuse writes */
 	dev_t md_dev;
 };
 
@@ -1392,11 +1402,7 @@ static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		return r;
 	}
 	/* The base is only ever read: open it read-only. */
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0)
-	r = dm_get_device(ti, argv[1], BLK_OPEN_READ, &ct->base);
-#else
-	r = dm_get_device(ti, argv[1], FMODE_READ, &ct->base);
-#endif
+	r = dm_get_device(ti, argv[1], COW_OPEN_READ, &ct->base);
 	if (r) {
 		ti->error = "Cannot open the base device";
 		goto bad_base;
@@ -1406,6 +1412,11 @@ static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Cannot open the CoW device";
 		goto bad_cow;
 	}
+	/*
+	 * The block layer only warns about writes to a read-only disk; a
+	 * read-only table must not copy chunks or write the CoW device.
+	 */
+	ct->read_only = !(dm_table_get_mode(ti->table) & COW_OPEN_WRITE);
 	r = -EINVAL;
 	if (ct->base->bdev == ct->cow->bdev) {
 		ti->error = "The base and the CoW device must differ";
@@ -1548,6 +1559,9 @@ static int cow_map(struct dm_target *ti, struct bio *bio)
 	u64 chunk;
 
 	cb->covering = NULL;
+
+	if (unlikely(ct->read_only) && op_is_write(bio_op(bio)) && bio_sectors(bio))
+		return DM_MAPIO_KILL;
 
 	if (unlikely(bio->bi_opf & REQ_PREFLUSH) && !bio_sectors(bio)) {
 		spin_lock_irqsave(&g->lock, flags);

@@ -98,9 +98,9 @@ cp base.img inplace.img
 if cowctl merge rs.cow inplace.img --in-place 2>/dev/null; then
 	fail "merge ran on a store a device uses"
 fi
-dd if=/dev/urandom of=/dev/mapper/rs bs=64k count=3 seek=40 oflag=direct status=none
+dd if=/dev/urandom of=/dev/mapper/rs bs=64k count=8 seek=40 oflag=direct status=none
 cp base.img want.img
-dd if=/dev/mapper/rs of=want.img bs=64k count=3 skip=40 seek=40 conv=notrunc status=none
+dd if=/dev/mapper/rs of=want.img bs=64k count=8 skip=40 seek=40 conv=notrunc status=none
 cowctl remove rs
 cowctl merge rs.cow inplace.img --in-place >/dev/null || fail "merge --in-place failed"
 cmp inplace.img want.img || fail "merge --in-place gave the wrong content"
@@ -112,12 +112,21 @@ has "in use" err.txt || fail "no reason for refusing: $(cat err.txt)"
 losetup -d "$B"
 
 # --read-only: writes fail, reads work; --base-ro insists on a read-only base.
+# rs.cow has mapped chunks, so cowd's start-up reload makes linear
+# segments: the reloaded table must stay read-only.
 track ro
-cowctl create ro base.img ro.cow --read-only >/dev/null
-if dd if=/dev/zero of=/dev/mapper/ro bs=4k count=1 oflag=direct status=none 2>/dev/null; then
+cowctl create ro base.img rs.cow --read-only >/dev/null
+for _ in $(seq 50); do
+	dmsetup table ro | has ' linear ' && break
+	sleep 0.1
+done
+dmsetup table ro | has ' linear ' || fail "no start-up reload happened"
+dmsetup info ro | has 'READ-ONLY' || fail "the reload made the device writable"
+if dd if=/dev/zero of=/dev/mapper/ro bs=4k count=1 oflag=direct status=none 2>/dev/null ||
+	dd if=/dev/zero of=/dev/mapper/ro bs=4k count=1 seek=5000 oflag=direct status=none 2>/dev/null; then
 	fail "a --read-only device took a write"
 fi
-cmp /dev/mapper/ro base.img || fail "the read-only device does not read as the base"
+cmp /dev/mapper/ro want.img || fail "the read-only device does not read as its store says"
 cowctl remove ro
 if cowctl create rb base.img rb.cow --base-ro 2>err.txt; then
 	track rb
