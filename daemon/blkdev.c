@@ -33,7 +33,7 @@ int fd_size(int fd, uint64_t *bytes, int *is_file)
 	return 0;
 }
 
-static int read_sysfs_line(const char *path, char *buf, size_t len)
+int read_sysfs_line(const char *path, char *buf, size_t len)
 {
 	FILE *f = fopen(path, "re");
 

@@ -13,6 +13,9 @@ int fd_size(int fd, uint64_t *bytes, int *is_file);
 /* Open the block device MAJ:MIN; its path goes to @path. */
 int open_devt(unsigned int major, unsigned int minor, int flags, char *path, size_t len);
 
+/* The first line of a sysfs file, without its newline.  0 or a negative errno. */
+int read_sysfs_line(const char *path, char *buf, size_t len);
+
 /*
  * The file behind loop device MAJ:MIN, if it is one (0), else -ENOENT.
  */

@@ -47,13 +47,39 @@ static void resolve_base(const char *store_path, const char *named, char *out, s
 	snprintf(out, len, "%s/%s", dirname(dir), named);
 }
 
+/*
+ * Read the first HEAD_BYTES of the store on @fd (@size bytes), find its
+ * plugin (*plugin, NULL if none knows it) and what its header says.
+ * *blank says whether those bytes are all zeros.  0, or a negative errno
+ * from the read or from inspect().
+ */
+static int read_header(const struct plugin_set *set, int fd, uint64_t size,
+		       const struct cow_plugin **plugin, struct cow_store_info *info, int *blank)
+{
+	size_t len = size < HEAD_BYTES ? (size_t)size : HEAD_BYTES;
+	unsigned char *head = calloc(1, HEAD_BYTES);
+	int r;
+
+	*plugin = NULL;
+	memset(info, 0, sizeof(*info));
+	if (!head)
+		return -ENOMEM;
+	r = len ? pread_full(fd, head, len, 0) : 0;
+	if (!r) {
+		*blank = buf_is_zero(head, len);
+		*plugin = plugins_probe(set, head, len);
+		if (*plugin && COW_PLUGIN_HAS(*plugin, inspect))
+			r = (*plugin)->inspect(head, len, info);
+	}
+	free(head);
+	return r;
+}
+
 int offline_open(struct offline_store *o, const char *store_path, const char *base_path,
 		 int read_only)
 {
 	struct cow_store_info info;
-	unsigned char *head;
-	size_t len = HEAD_BYTES;
-	int is_file = 0, blank, i, r;
+	int is_file = 0, blank = 0, r;
 
 	memset(o, 0, sizeof(*o));
 	o->s.base_fd = o->s.cow_fd = -1;
@@ -64,24 +90,9 @@ int offline_open(struct offline_store *o, const char *store_path, const char *ba
 	if (o->s.cow_fd < 0 || fd_size(o->s.cow_fd, &o->s.cow_size, &is_file))
 		return fail(o, -errno, "%s: %s", store_path, strerror(errno));
 	o->s.cow_is_file = is_file;
-	if (o->s.cow_size < len)
-		len = (size_t)o->s.cow_size;
-	head = calloc(1, HEAD_BYTES);
-	if (!head)
-		return -ENOMEM;
-	r = len ? pread_full(o->s.cow_fd, head, len, 0) : 0;
-	if (r) {
-		free(head);
+	r = read_header(&o->set, o->s.cow_fd, o->s.cow_size, &o->p, &info, &blank);
+	if (r && !o->p)
 		return fail(o, r, "%s: cannot read it: %s", store_path, strerror(-r));
-	}
-	for (i = 0; i < o->set.n && !o->p; i++)
-		if (o->set.plugin[i]->probe(head, len))
-			o->p = o->set.plugin[i];
-	memset(&info, 0, sizeof(info));
-	if (o->p && COW_PLUGIN_HAS(o->p, inspect))
-		r = o->p->inspect(head, len, &info);
-	blank = buf_is_zero(head, len);
-	free(head);
 	if (!o->p)
 		return fail(o, -EINVAL, "%s: %s", store_path,
 			    blank ? "blank: no store has been made on it yet" :
@@ -113,39 +124,32 @@ int offline_open(struct offline_store *o, const char *store_path, const char *ba
 
 int offline_inspect(const char *path, char *format, size_t len, struct cow_store_info *info)
 {
-	struct offline_store o;
-	unsigned char *head = calloc(1, HEAD_BYTES);
+	const struct cow_plugin *p = NULL;
+	struct plugin_set set;
 	uint64_t size;
-	size_t n = HEAD_BYTES;
-	int fd, i, r = -ENOENT;
+	int fd, blank = 1, r;
 
 	memset(info, 0, sizeof(*info));
-	memset(&o, 0, sizeof(o));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (!head || fd < 0 || fd_size(fd, &size, NULL)) {
-		r = head ? -errno : -ENOMEM;
-		goto out;
+	if (fd < 0 || fd_size(fd, &size, NULL)) {
+		r = -errno;
+		if (fd >= 0)
+			close(fd);
+		return r;
 	}
-	if (size < n)
-		n = (size_t)size;
-	if (n && pread_full(fd, head, n, 0) == 0 && !buf_is_zero(head, n) &&
-	    plugins_load(&o.set, NULL) > 0) {
-		r = -EINVAL;
-		for (i = 0; i < o.set.n; i++) {
-			const struct cow_plugin *p = o.set.plugin[i];
-
-			if (!p->probe(head, n))
-				continue;
-			snprintf(format, len, "%s", p->name);
-			r = COW_PLUGIN_HAS(p, inspect) ? p->inspect(head, n, info) : 0;
-			break;
-		}
-		plugins_unload(&o.set);
-	}
-out:
-	if (fd >= 0)
+	if (plugins_load(&set, NULL) <= 0) {
 		close(fd);
-	free(head);
+		return -ENOENT;
+	}
+	r = read_header(&set, fd, size, &p, info, &blank);
+	if (!r && blank)
+		r = -ENOENT;
+	else if (!r && !p)
+		r = -EINVAL;
+	if (p)
+		snprintf(format, len, "%s", p->name);
+	plugins_unload(&set);
+	close(fd);
 	return r;
 }
 
@@ -172,22 +176,14 @@ static int loop_uses(const char *real, char *who, size_t len)
 		return 0;
 	while (!found && (e = readdir(d))) {
 		char path[300], backing[PATH_MAX];
-		FILE *f;
 
 		if (strncmp(e->d_name, "loop", 4))
 			continue;
 		snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file", e->d_name);
-		f = fopen(path, "re");
-		if (!f)
-			continue;
-		if (fgets(backing, sizeof(backing), f)) {
-			backing[strcspn(backing, "\n")] = 0;
-			if (!strcmp(backing, real)) {
-				snprintf(who, len, "/dev/%s", e->d_name);
-				found = 1;
-			}
+		if (!read_sysfs_line(path, backing, sizeof(backing)) && !strcmp(backing, real)) {
+			snprintf(who, len, "/dev/%s", e->d_name);
+			found = 1;
 		}
-		fclose(f);
 	}
 	closedir(d);
 	return found;

@@ -133,13 +133,23 @@ const struct cow_plugin *plugins_find(const struct plugin_set *set, const char *
 	return NULL;
 }
 
+const struct cow_plugin *plugins_probe(const struct plugin_set *set, const void *head, size_t len)
+{
+	int i;
+
+	for (i = 0; i < set->n; i++)
+		if (set->plugin[i]->probe(head, len))
+			return set->plugin[i];
+	return NULL;
+}
+
 int store_open(const struct plugin_set *set, struct cow_store *s, const char *format,
 	       const struct cow_plugin **plugin, int *created)
 {
 	unsigned char head[4096];
 	const struct cow_plugin *p = NULL;
 	size_t len = sizeof(head);
-	int i, r;
+	int r;
 
 	*created = 0;
 	if (s->cow_size < len)
@@ -161,9 +171,7 @@ int store_open(const struct plugin_set *set, struct cow_store *s, const char *fo
 			return r;
 		*created = 1;
 	} else {
-		for (i = 0; i < set->n && !p; i++)
-			if (set->plugin[i]->probe(head, len))
-				p = set->plugin[i];
+		p = plugins_probe(set, head, len);
 		if (!p)
 			return cow_store_error(s, -EINVAL,
 					       "unknown store format (not blank, and no plugin in %s recognises it)",

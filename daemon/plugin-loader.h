@@ -22,6 +22,8 @@ struct plugin_set {
 int plugins_load(struct plugin_set *set, const char *dir);
 void plugins_unload(struct plugin_set *set);
 const struct cow_plugin *plugins_find(const struct plugin_set *set, const char *name);
+/* The plugin whose probe() recognises @head (a store's first @len bytes), or NULL. */
+const struct cow_plugin *plugins_probe(const struct plugin_set *set, const void *head, size_t len);
 
 /*
  * Open the store on s->cow_fd: probe its format, or create it with
