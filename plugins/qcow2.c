@@ -167,21 +167,6 @@ static int q2_inspect(const void *head, size_t len, struct cow_store_info *info)
 
 /* ---- refcounts ---------------------------------------------------------- */
 
-static int get_refcount(struct cow_store *s, struct q2 *q, uint64_t cluster, uint16_t *ref)
-{
-	uint64_t block = cluster / q->refs_per_block;
-	uint16_t v;
-	int r;
-
-	*ref = 0;
-	if (block >= q->rt_entries || !q->rt[block])
-		return 0;
-	r = pread_full(s->cow_fd, &v, 2, (q->rt[block] & Q2_OFFSET_MASK) +
-			(cluster % q->refs_per_block) * 2);
-	*ref = be16toh(v);
-	return r;
-}
-
 static int ensure_space(struct cow_store *s, struct q2 *q)
 {
 	return store_grow(s, q->next_free);
@@ -353,6 +338,38 @@ static void q2_close(struct cow_store *s)
 	s->priv = NULL;
 }
 
+/*
+ * Call @fn for every L2 table of the image, with its entries as on disk
+ * (big endian); stop at the first error.
+ */
+typedef int (*l2_table_fn)(struct cow_store *s, struct q2 *q, uint64_t l1i, uint64_t l2_off,
+			   const uint64_t *l2, void *ctx);
+
+static int walk_l2(struct cow_store *s, struct q2 *q, l2_table_fn fn, void *ctx)
+{
+	uint64_t *l2 = malloc(q->cs), i;
+	int r = 0;
+
+	if (!l2)
+		return -ENOMEM;
+	for (i = 0; i < q->l1_size && !r; i++) {
+		uint64_t l2_off = q->l1[i] & Q2_OFFSET_MASK;
+
+		if (!l2_off)
+			continue;
+		if (l2_off % q->cs) {
+			r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: L2 table %llu not cluster aligned",
+					    (unsigned long long)i);
+			break;
+		}
+		r = pread_full(s->cow_fd, l2, q->cs, l2_off);
+		if (!r)
+			r = fn(s, q, i, l2_off, l2, ctx);
+	}
+	free(l2);
+	return r;
+}
+
 /* Zero clusters must read as zeros: give each a real cluster of zeros. */
 static int materialize_zero(struct cow_store *s, struct q2 *q, uint64_t l2_off, uint64_t idx,
 			    uint64_t entry, char *zero)
@@ -379,57 +396,53 @@ static int materialize_zero(struct cow_store *s, struct q2 *q, uint64_t l2_off, 
 	return 0;
 }
 
+struct scan_ctx {
+	int v2;
+	char *zero;	/* a cluster of zeros */
+	uint64_t zeros;	/* zero clusters made real */
+};
+
 /* Count the mappings; refuse compressed clusters; materialize zeros. */
+static int scan_table(struct cow_store *s, struct q2 *q, uint64_t l1i, uint64_t l2_off,
+		      const uint64_t *l2, void *ctx)
+{
+	struct scan_ctx *c = ctx;
+	uint64_t j;
+	int r = 0;
+
+	for (j = 0; j < q->l2_entries && !r; j++) {
+		uint64_t e = be64toh(l2[j]);
+
+		if (!e)
+			continue;
+		if (e & Q2_COMPRESSED)
+			return refuse(s, "compressed clusters");
+		if ((e & Q2_OFFSET_MASK) % q->cs)
+			return cow_store_error(s, -EINVAL, "corrupt qcow2 image: unaligned data cluster");
+		if (!c->v2 && (e & Q2_ZERO)) {
+			if (s->read_only)
+				continue;
+			r = materialize_zero(s, q, l2_off, j, e, c->zero);
+			c->zeros++;
+		} else if (!(e & Q2_OFFSET_MASK)) {
+			continue;
+		}
+		q->nr_mapped++;
+	}
+	return r;
+}
+
 static int scan_l2(struct cow_store *s, struct q2 *q, int v2)
 {
-	uint64_t *l2 = malloc(q->cs), i, j;
-	char *zero = calloc(1, q->cs);
-	int r = 0, zeros = 0;
+	struct scan_ctx c = { .v2 = v2, .zero = calloc(1, q->cs) };
+	int r;
 
-	if (!l2 || !zero) {
-		free(l2);
-		free(zero);
+	if (!c.zero)
 		return -ENOMEM;
-	}
-	for (i = 0; i < q->l1_size && !r; i++) {
-		uint64_t l2_off = q->l1[i] & Q2_OFFSET_MASK;
-
-		if (!l2_off)
-			continue;
-		if (l2_off % q->cs) {
-			r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: L2 table %llu not cluster aligned",
-					    (unsigned long long)i);
-			break;
-		}
-		r = pread_full(s->cow_fd, l2, q->cs, l2_off);
-		for (j = 0; j < q->l2_entries && !r; j++) {
-			uint64_t e = be64toh(l2[j]);
-
-			if (!e)
-				continue;
-			if (e & Q2_COMPRESSED) {
-				r = refuse(s, "compressed clusters");
-				break;
-			}
-			if ((e & Q2_OFFSET_MASK) % q->cs) {
-				r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: unaligned data cluster");
-				break;
-			}
-			if (!v2 && (e & Q2_ZERO)) {
-				if (s->read_only)
-					continue;
-				r = materialize_zero(s, q, l2_off, j, e, zero);
-				zeros++;
-			} else if (!(e & Q2_OFFSET_MASK)) {
-				continue;
-			}
-			q->nr_mapped++;
-		}
-	}
-	if (!r && zeros && fdatasync(s->cow_fd) < 0)
+	r = walk_l2(s, q, scan_table, &c);
+	if (!r && c.zeros && fdatasync(s->cow_fd) < 0)
 		r = -errno;
-	free(l2);
-	free(zero);
+	free(c.zero);
 	return r;
 }
 
@@ -715,30 +728,33 @@ static int q2_commit(struct cow_store *s)
 	return r;
 }
 
-static int q2_for_each_mapping(struct cow_store *s, cow_mapping_fn fn, void *ctx)
+struct mapping_ctx {
+	cow_mapping_fn fn;
+	void *ctx;
+};
+
+static int table_mappings(struct cow_store *s, struct q2 *q, uint64_t l1i, uint64_t l2_off,
+			  const uint64_t *l2, void *ctx)
 {
-	struct q2 *q = s->priv;
-	uint64_t *l2 = malloc(q->cs), i, j;
+	struct mapping_ctx *m = ctx;
+	uint64_t j;
 	int r = 0;
 
-	if (!l2)
-		return -ENOMEM;
-	for (i = 0; i < q->l1_size && !r; i++) {
-		uint64_t l2_off = q->l1[i] & Q2_OFFSET_MASK;
+	for (j = 0; j < q->l2_entries && !r; j++) {
+		uint64_t e = be64toh(l2[j]), off = e & Q2_OFFSET_MASK;
 
-		if (!l2_off)
+		if (!off || (e & Q2_COMPRESSED) || (q->version == 3 && (e & Q2_ZERO)))
 			continue;
-		r = pread_full(s->cow_fd, l2, q->cs, l2_off);
-		for (j = 0; j < q->l2_entries && !r; j++) {
-			uint64_t e = be64toh(l2[j]), off = e & Q2_OFFSET_MASK;
-
-			if (!off || (e & Q2_COMPRESSED) || (q->version == 3 && (e & Q2_ZERO)))
-				continue;
-			r = fn(ctx, i * q->l2_entries + j, off / COW_SECTOR);
-		}
+		r = m->fn(m->ctx, l1i * q->l2_entries + j, off / COW_SECTOR);
 	}
-	free(l2);
 	return r;
+}
+
+static int q2_for_each_mapping(struct cow_store *s, cow_mapping_fn fn, void *ctx)
+{
+	struct mapping_ctx m = { fn, ctx };
+
+	return walk_l2(s, s->priv, table_mappings, &m);
 }
 
 static uint64_t q2_data_phase(struct cow_store *s)
@@ -757,16 +773,59 @@ static uint64_t q2_used_bytes(struct cow_store *s)
 
 struct q2_check {
 	uint16_t *want;		/* refcount each cluster should have */
+	uint16_t *have;		/* refcount each cluster has */
 	uint64_t n;
 	uint64_t outside;	/* references past the end of the image */
+	uint64_t bad_copied, first_bad;
 };
 
-static void count_ref(struct q2_check *c, uint64_t off, uint64_t cs)
+/* Count a reference to the cluster at @off; check its copied flag. */
+static void count_ref(struct q2_check *c, uint64_t off, uint64_t cs, int copied_flag)
 {
-	if (off / cs >= c->n)
+	uint64_t i = off / cs;
+
+	if (i >= c->n) {
 		c->outside++;
-	else
-		c->want[off / cs]++;
+		return;
+	}
+	c->want[i]++;
+	if (copied_flag >= 0 && (c->have[i] == 1) != copied_flag && !c->bad_copied++)
+		c->first_bad = off;
+}
+
+/* The refcounts on disk of clusters 0..c->n-1, a refcount block at a time. */
+static int read_refcounts(struct cow_store *s, struct q2 *q, struct q2_check *c)
+{
+	uint16_t *block = malloc(q->cs);
+	uint64_t b, i;
+	int r = 0;
+
+	if (!block)
+		return -ENOMEM;
+	for (b = 0; b * q->refs_per_block < c->n && b < q->rt_entries && !r; b++) {
+		if (!q->rt[b])
+			continue;
+		r = pread_full(s->cow_fd, block, q->cs, q->rt[b]);
+		for (i = 0; i < q->refs_per_block && b * q->refs_per_block + i < c->n; i++)
+			c->have[b * q->refs_per_block + i] = be16toh(block[i]);
+	}
+	free(block);
+	return r;
+}
+
+static int table_refs(struct cow_store *s, struct q2 *q, uint64_t l1i, uint64_t l2_off,
+		      const uint64_t *l2, void *ctx)
+{
+	uint64_t j;
+
+	count_ref(ctx, l2_off, q->cs, !!(q->l1[l1i] & Q2_COPIED));
+	for (j = 0; j < q->l2_entries; j++) {
+		uint64_t e = be64toh(l2[j]), off = e & Q2_OFFSET_MASK;
+
+		if (off && !(e & Q2_COMPRESSED))
+			count_ref(ctx, off, q->cs, !!(e & Q2_COPIED));
+	}
+	return 0;
 }
 
 /*
@@ -777,67 +836,40 @@ static void count_ref(struct q2_check *c, uint64_t off, uint64_t cs)
 static int q2_check(struct cow_store *s)
 {
 	struct q2 *q = s->priv;
-	struct q2_check c;
-	uint64_t *l2 = malloc(q->cs), i, j, leaks = 0, bad = 0, first_bad = 0;
-	uint16_t ref;
-	int r = 0;
+	struct q2_check c = { 0 };
+	uint64_t i, leaks = 0;
+	int r;
 
 	c.n = div_up(s->cow_size > q->next_free ? s->cow_size : q->next_free, q->cs);
 	c.want = calloc(c.n ? c.n : 1, sizeof(*c.want));
-	c.outside = 0;
-	if (!l2 || !c.want) {
-		free(l2);
-		free(c.want);
-		return -ENOMEM;
+	c.have = calloc(c.n ? c.n : 1, sizeof(*c.have));
+	r = c.want && c.have ? read_refcounts(s, q, &c) : -ENOMEM;
+	if (!r) {
+		count_ref(&c, 0, q->cs, -1);
+		for (i = 0; i < q->rt_clusters; i++)
+			count_ref(&c, q->rt_offset + i * q->cs, q->cs, -1);
+		for (i = 0; i < div_up((uint64_t)q->l1_size * 8, q->cs); i++)
+			count_ref(&c, q->l1_offset + i * q->cs, q->cs, -1);
+		for (i = 0; i < q->rt_entries; i++)
+			if (q->rt[i])
+				count_ref(&c, q->rt[i], q->cs, -1);
+		r = walk_l2(s, q, table_refs, &c);
 	}
-	count_ref(&c, 0, q->cs);
-	for (i = 0; i < q->rt_clusters; i++)
-		count_ref(&c, q->rt_offset + i * q->cs, q->cs);
-	for (i = 0; i < div_up((uint64_t)q->l1_size * 8, q->cs); i++)
-		count_ref(&c, q->l1_offset + i * q->cs, q->cs);
-	for (i = 0; i < q->rt_entries; i++)
-		if (q->rt[i])
-			count_ref(&c, q->rt[i], q->cs);
-	for (i = 0; i < q->l1_size && !r; i++) {
-		uint64_t l2_off = q->l1[i] & Q2_OFFSET_MASK;
-
-		if (!l2_off)
-			continue;
-		count_ref(&c, l2_off, q->cs);
-		r = get_refcount(s, q, l2_off / q->cs, &ref);
-		if (!r && (ref == 1) != !!(q->l1[i] & Q2_COPIED) && !bad++)
-			first_bad = l2_off;
-		if (!r)
-			r = pread_full(s->cow_fd, l2, q->cs, l2_off);
-		for (j = 0; j < q->l2_entries && !r; j++) {
-			uint64_t e = be64toh(l2[j]), off = e & Q2_OFFSET_MASK;
-
-			if (!off || (e & Q2_COMPRESSED))
-				continue;
-			count_ref(&c, off, q->cs);
-			r = get_refcount(s, q, off / q->cs, &ref);
-			if (!r && (ref == 1) != !!(e & Q2_COPIED) && !bad++)
-				first_bad = off;
-		}
-	}
-	free(l2);
-	if (!r && bad)
+	if (!r && c.bad_copied)
 		r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: %llu entries with a wrong copied flag (first at %llu)",
-				    (unsigned long long)bad, (unsigned long long)first_bad);
+				    (unsigned long long)c.bad_copied, (unsigned long long)c.first_bad);
 	if (!r && c.outside)
 		r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: %llu references past its end",
 				    (unsigned long long)c.outside);
 	for (i = 0; i < c.n && !r; i++) {
-		r = get_refcount(s, q, i, &ref);
-		if (r)
-			break;
-		if (ref < c.want[i])
+		if (c.have[i] < c.want[i])
 			r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: cluster %llu is used %u times but counted %u",
-					    (unsigned long long)i, c.want[i], ref);
-		else if (ref > c.want[i])
+					    (unsigned long long)i, c.want[i], c.have[i]);
+		else if (c.have[i] > c.want[i])
 			leaks++;
 	}
 	free(c.want);
+	free(c.have);
 	if (r)
 		return r;
 	if (leaks) {

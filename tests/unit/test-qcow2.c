@@ -7,6 +7,7 @@
  * reading as zeros; unsupported features are refused by name; a version 2
  * image is served read only; uncommitted mappings vanish cleanly.
  */
+#include <endian.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <sys/wait.h>
@@ -147,6 +148,19 @@ static int collect(void *ctx, uint64_t chunk, uint64_t sector)
 	return 0;
 }
 
+/* Overwrite the 16-bit refcount of @cluster in the image's first refcount block. */
+static void set_refcount(const char *path, uint64_t cluster, uint16_t ref)
+{
+	uint64_t rt, block;
+	uint16_t v = htobe16(ref);
+	int fd = open(path, O_RDWR);
+
+	if (pread(fd, &rt, 8, 48) != 8 || pread(fd, &block, 8, (off_t)be64toh(rt)) != 8 ||
+	    pwrite(fd, &v, 2, (off_t)(be64toh(block) + cluster * 2)) != 2)
+		abort();
+	close(fd);
+}
+
 static int qemu_check(const char *path)
 {
 	return sh("qemu-img check -q %s >/dev/null 2>&1", path);
@@ -205,6 +219,19 @@ static void test_create_write(void)
 	P->for_each_mapping(&f.s, collect, &seen);
 	CHECK(seen.n == 4, "the uncommitted chunk is not mapped (%d)", seen.n);
 	CHECK(P->used_bytes(&f.s) >= (s64 + 128) * COW_SECTOR, "used bytes cover the data");
+
+	/* A cluster counted but unused is a leak; one used but not counted is corruption. */
+	TEST("check: leaks and corruption, as qemu-img sees them");
+	P->close(&f.s);
+	set_refcount(f.cow, (s64 + 128) * COW_SECTOR / CHUNK + 3, 1);
+	CHECK(open_cow(&f) == 0 && P->check(&f.s) == 1 && strstr(f.s.error, "1 leaked"),
+	      "a leak: %s", f.s.error);
+	CHECK(qemu_check(f.cow) == 3, "qemu-img check sees the leak too");
+	P->close(&f.s);
+	set_refcount(f.cow, s4 * COW_SECTOR / CHUNK, 0);
+	CHECK(open_cow(&f) == 0 && P->check(&f.s) < 0 && strstr(f.s.error, "corrupt qcow2 image"),
+	      "corruption: %s", f.s.error);
+	CHECK(qemu_check(f.cow) == 2, "qemu-img check sees the corruption too");
 	teardown(&f);
 }
 
