@@ -343,22 +343,19 @@ static int cmd_create(const struct cowctl_args *a)
 	}
 	if (load_module())
 		return 1;
-	if (stat(a->cow, &st) == 0 && !a->chunk_given) {
+	if (stat(a->cow, &st) == 0) {
 		struct cow_store_info info;
 		char format[32];
 
 		/* An existing store decides the chunk size (qcow2: its clusters). */
-		if (offline_inspect(a->cow, format, sizeof(format), &info) == 0 &&
+		if (!a->chunk_given && offline_inspect(a->cow, format, sizeof(format), &info) == 0 &&
 		    info.chunk_sectors)
 			d.chunk_sectors = info.chunk_sectors;
-	}
-	if (stat(a->cow, &st) < 0) {
-		if (errno != ENOENT) {
-			log_err("%s: %s", a->cow, strerror(errno));
-			return 1;
-		}
-		if (init_store(a->base, a->cow, d.chunk_sectors, a->format, 1))
-			return 1;
+	} else if (errno != ENOENT) {
+		log_err("%s: %s", a->cow, strerror(errno));
+		return 1;
+	} else if (init_store(a->base, a->cow, d.chunk_sectors, a->format, 1)) {
+		return 1;
 	}
 	if (make_device(&d))
 		return 1;
