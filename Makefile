@@ -54,17 +54,22 @@ $(B)/test-bin/%: tests/helpers/%.c $(wildcard include/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $< -lpthread
 
-# kbuild cannot build out of tree into another directory on 6.1, so each
-# kernel version gets a directory of links to the sources.
+# kernel/ builds on its own (as DKMS builds it: the protocol header is found
+# through $(src)/../include).  kbuild on 6.1 writes its objects next to the
+# sources, so each kernel version builds in its own copy of kernel/ and
+# include/.
 KDIR := $(B)/kernel/$(KVER)
+KBUILD_DIR ?= /lib/modules/$(KVER)/build
+KSRC := $(wildcard kernel/*.c kernel/*.h) kernel/Kbuild include/dm-cow-proto.h
 module: $(KDIR)/dm-cow.ko
-$(KDIR)/dm-cow.ko: kernel/dm-cow.c kernel/Kbuild include/dm-cow-proto.h
-	@test -e /lib/modules/$(KVER)/build/Makefile || { echo "no headers for $(KVER): make deps" >&2; exit 1; }
-	@mkdir -p $(KDIR)/include
-	@ln -sf $(CURDIR)/kernel/dm-cow.c $(CURDIR)/kernel/Kbuild $(KDIR)/
-	@ln -sf $(CURDIR)/include/dm-cow-proto.h $(KDIR)/include/
-	$(MAKE) -C /lib/modules/$(KVER)/build M=$(CURDIR)/$(KDIR) W=1 modules 2>&1 | tee $(KDIR)/build.log
+$(KDIR)/dm-cow.ko: $(KSRC)
+	@test -e $(KBUILD_DIR)/Makefile || { echo "no kernel build tree for $(KVER): make deps" >&2; exit 1; }
+	@mkdir -p $(KDIR)/kernel $(KDIR)/include
+	@cp -p $(filter kernel/%,$(KSRC)) $(KDIR)/kernel/
+	@cp -p include/dm-cow-proto.h $(KDIR)/include/
+	$(MAKE) -C $(KBUILD_DIR) M=$(CURDIR)/$(KDIR)/kernel W=1 modules 2>&1 | tee $(KDIR)/build.log
 	@! grep -q 'warning:' $(KDIR)/build.log || { echo "module build has warnings" >&2; exit 1; }
+	@cp $(KDIR)/kernel/dm-cow.ko $@
 
 $(B)/systemd/cowd@.service: systemd/cowd@.service.in
 	@mkdir -p $(@D)
@@ -118,7 +123,7 @@ vm-test: all
 	tests/run-vm
 
 checkpatch:
-	scripts/checkpatch kernel/dm-cow.c
+	scripts/checkpatch kernel/*.c kernel/*.h
 
 check: deps
 	$(MAKE) all

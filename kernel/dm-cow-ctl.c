@@ -1,0 +1,641 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * dm-cow control device: /dev/dm-cow/IDENT, through which cowd learns of
+ * faults, READY chunks and commit requests, and answers them (see
+ * include/dm-cow-proto.h).  A new daemon is told everything its
+ * predecessor may not have seen.  The locking rules are in dm-cow.h.
+ */
+
+#include "dm-cow.h"
+
+static DEFINE_XARRAY_ALLOC(cow_minors);	/* minor -> group, under the mutex */
+static dev_t cow_ctl_base;
+static struct cdev cow_cdev;
+static struct class *cow_class;
+
+/* ---------------------------------------------------------------------- */
+/* Control device                                                          */
+
+static void msg_init(struct cow_msg *m, u16 type)
+{
+	memset(m, 0, sizeof(*m));
+	m->version = COW_PROTO_VERSION;
+	m->type = type;
+}
+
+static bool ctl_has_messages(struct cow_group *g)
+{
+	return g->hello_pending || g->replaying || !list_empty(&g->ready) ||
+	       !list_empty(&g->fault_queued) || g->commit_wanted;
+}
+
+/*
+ * Fill @msgs with up to @max messages, in the order that keeps the protocol
+ * sound: READY before the COMMIT that must cover it.  Caller holds g->lock.
+ * READY entries handed out are moved to @freed for the caller to free.
+ */
+static unsigned int ctl_collect(struct cow_group *g, struct cow_msg *msgs,
+				unsigned int max, struct list_head *freed)
+{
+	struct pending_chunk *pc, *tmp;
+	unsigned int n = 0;
+	void *entry;
+
+	if (g->hello_pending && n < max) {
+		struct cow_msg *m = &msgs[n++];
+
+		msg_init(m, COW_MSG_HELLO);
+		m->chunk = g->nr_chunks;
+		m->sector = g->base_sectors;
+		m->arg[0] = g->chunk_sectors;
+		m->arg[1] = g->cow_bdev ? bdev_nr_sectors(g->cow_bdev) : 0;
+		m->arg[2] = ((u64)new_encode_dev(g->base_dev) << 32) |
+			    new_encode_dev(g->cow_dev);
+		m->seq = new_encode_dev(g->md_dev);
+		g->hello_pending = false;
+	}
+	while (g->replaying && n < max) {
+		unsigned long index = g->replay_next;
+
+		entry = xa_find(&g->remaps, &index, ULONG_MAX, XA_PRESENT);
+		if (!entry) {
+			g->replaying = false;
+			break;
+		}
+		g->replay_next = index + 1;
+		if (!xa_is_value(entry))
+			continue;
+		msg_init(&msgs[n], COW_MSG_READY);
+		msgs[n].flags = COW_READY_REPLAY;
+		msgs[n].chunk = index;
+		msgs[n].sector = xa_to_value(entry);
+		msgs[n].seq = g->replay_seq;
+		n++;
+	}
+	list_for_each_entry_safe(pc, tmp, &g->ready, list) {
+		if (n >= max)
+			break;
+		msg_init(&msgs[n], COW_MSG_READY);
+		msgs[n].chunk = pc->chunk;
+		msgs[n].sector = pc->cow_sector;
+		msgs[n].seq = pc->ready_seq;
+		n++;
+		list_move_tail(&pc->list, freed);
+	}
+	list_for_each_entry_safe(pc, tmp, &g->fault_queued, list) {
+		if (n >= max)
+			break;
+		msg_init(&msgs[n], COW_MSG_FAULT);
+		msgs[n].chunk = pc->chunk;
+		n++;
+		pc->state = PENDING_FAULT_SENT;
+		list_move_tail(&pc->list, &g->fault_sent);
+	}
+	/* A COMMIT must follow every READY it is meant to cover. */
+	if (g->commit_wanted && n < max && !g->replaying &&
+	    list_empty(&g->ready) && !g->filled_unqueued) {
+		msg_init(&msgs[n], COW_MSG_COMMIT);
+		msgs[n].seq = g->ready_seq;
+		n++;
+		g->commit_wanted = false;
+	}
+	return n;
+}
+
+static ssize_t ctl_read(struct file *file, char __user *buf, size_t len,
+			loff_t *ppos)
+{
+	struct cow_group *g = file->private_data;
+	struct cow_msg *msgs;
+	struct pending_chunk *pc, *tmp;
+	unsigned int max = min_t(size_t, len / sizeof(*msgs), COW_MSG_BATCH);
+	unsigned int n;
+	LIST_HEAD(freed);
+	ssize_t r;
+
+	if (!max)
+		return -EINVAL;
+	msgs = kmalloc_array(max, sizeof(*msgs), GFP_KERNEL);
+	if (!msgs)
+		return -ENOMEM;
+	for (;;) {
+		spin_lock_irq(&g->lock);
+		n = ctl_collect(g, msgs, max, &freed);
+		if (n || g->dead) {
+			spin_unlock_irq(&g->lock);
+			break;
+		}
+		spin_unlock_irq(&g->lock);
+		if (file->f_flags & O_NONBLOCK) {
+			r = -EAGAIN;
+			goto out;
+		}
+		r = wait_event_interruptible(g->wait,
+					     ctl_has_messages(g) || g->dead);
+		if (r)
+			goto out;
+	}
+	list_for_each_entry_safe(pc, tmp, &freed, list) {
+		list_del(&pc->list);
+		mempool_free(pc, &g->pending_pool);
+	}
+	/*
+	 * Messages lost to a bad buffer are not lost for good: FAULTs and
+	 * READYs are sent again when a daemon re-opens the device.
+	 */
+	r = n * sizeof(*msgs);
+	if (copy_to_user(buf, msgs, r))
+		r = -EFAULT;
+out:
+	kfree(msgs);
+	return r;
+}
+
+static __poll_t ctl_poll(struct file *file, poll_table *wait)
+{
+	struct cow_group *g = file->private_data;
+	__poll_t mask = EPOLLOUT | EPOLLWRNORM;
+
+	poll_wait(file, &g->wait, wait);
+	spin_lock_irq(&g->lock);
+	if (ctl_has_messages(g))
+		mask |= EPOLLIN | EPOLLRDNORM;
+	if (g->dead)
+		mask |= EPOLLHUP;
+	spin_unlock_irq(&g->lock);
+	return mask;
+}
+
+static int ctl_reject(struct cow_group *g, const struct cow_msg *m, int err,
+		      const char *why)
+{
+	spin_lock_irq(&g->lock);
+	g->nr_rejected++;
+	spin_unlock_irq(&g->lock);
+	DMWARN_LIMIT("%s: control message type %u chunk %llu refused: %s",
+		     g->ident, m->type, m->chunk, why);
+	return err;
+}
+
+/* Validate a CoW location for @chunk; returns its slot or a negative error. */
+static long ctl_check_location(struct cow_group *g, const struct cow_msg *m,
+			       const char **why)
+{
+	sector_t cow_size = bdev_nr_sectors(g->cow_bdev);
+	sector_t len = chunk_len(g, m->chunk);
+
+	if (m->sector < g->phase ||
+	    ((m->sector - g->phase) & (g->chunk_sectors - 1))) {
+		*why = "CoW location not aligned to the daemon's data phase";
+		return -EINVAL;
+	}
+	if (m->sector > cow_size || cow_size - m->sector < len) {
+		*why = "CoW location outside the CoW device";
+		return -ERANGE;
+	}
+	return (m->sector - g->phase) >> g->chunk_shift;
+}
+
+/*
+ * Take CoW slot @slot for m->chunk.  Returns 1 if newly taken, 0 if the
+ * chunk holds it already (a reload dropped its remap, the location stayed
+ * its own), or a negative error: -EEXIST for another chunk's location.
+ */
+static int claim_slot(struct cow_group *g, const struct cow_msg *m, long slot)
+{
+	int r = xa_insert(&g->cow_slots, slot, xa_mk_value(m->chunk), GFP_KERNEL);
+
+	if (!r)
+		return 1;
+	if (r == -EBUSY && xa_load(&g->cow_slots, slot) == xa_mk_value(m->chunk))
+		return 0;
+	if (r == -EBUSY)
+		return ctl_reject(g, m, -EEXIST,
+				  "CoW location inside another mapping");
+	return r;
+}
+
+static int ctl_map(struct cow_group *g, const struct cow_msg *m)
+{
+	struct pending_chunk *pc;
+	const char *why = NULL;
+	int claimed, r;
+	long slot;
+
+	spin_lock_irq(&g->lock);
+	pc = pending_find(g, m->chunk);
+	if (!pc || pc->state != PENDING_FAULT_SENT) {
+		spin_unlock_irq(&g->lock);
+		return ctl_reject(g, m, -ENOENT, "chunk was not asked for");
+	}
+	spin_unlock_irq(&g->lock);
+
+	slot = ctl_check_location(g, m, &why);
+	if (slot < 0)
+		return ctl_reject(g, m, slot, why);
+	claimed = claim_slot(g, m, slot);
+	if (claimed < 0)
+		return claimed;
+	r = xa_reserve(&g->remaps, m->chunk, GFP_KERNEL);
+	if (r) {
+		if (claimed)
+			xa_erase(&g->cow_slots, slot);
+		return r;
+	}
+
+	spin_lock_irq(&g->lock);
+	pc->state = PENDING_COPYING;
+	g->full = false;
+	pc->cow_sector = m->sector;
+	pc->data_valid = m->flags & COW_MAP_DATA_VALID;
+	list_del_init(&pc->list);
+	g->faults--;
+	spin_unlock_irq(&g->lock);
+	fill_chunk(g, pc);
+	return 0;
+}
+
+static int ctl_load(struct cow_group *g, const struct cow_msg *m)
+{
+	struct pending_chunk *pc;
+	const char *why = NULL;
+	int claimed, r;
+	sector_t cur;
+	long slot;
+
+	if (remap_lookup(g, m->chunk, &cur)) {
+		if (cur == m->sector)
+			return 0;
+		return ctl_reject(g, m, -EEXIST, "chunk already mapped elsewhere");
+	}
+	spin_lock_irq(&g->lock);
+	pc = pending_find(g, m->chunk);
+	spin_unlock_irq(&g->lock);
+	if (pc)
+		return ctl_reject(g, m, -EBUSY, "chunk has a pending fault");
+	slot = ctl_check_location(g, m, &why);
+	if (slot < 0)
+		return ctl_reject(g, m, slot, why);
+	claimed = claim_slot(g, m, slot);
+	if (claimed < 0)
+		return claimed;
+
+	/*
+	 * A chunk with a pending fault must be answered with MAP (DATA_VALID)
+	 * instead.  Only ctl_map(), under the ctl_mutex we hold, reserves
+	 * remap entries, so the reservation below is ours to release.  The
+	 * entry is published under g->lock: a bio that misses the pending
+	 * tree re-reads the remaps under the same lock.
+	 */
+	r = xa_reserve(&g->remaps, m->chunk, GFP_KERNEL);
+	if (r) {
+		if (claimed)
+			xa_erase(&g->cow_slots, slot);
+		return r;
+	}
+	spin_lock_irq(&g->lock);
+	if (pending_find(g, m->chunk)) {
+		spin_unlock_irq(&g->lock);
+		xa_release(&g->remaps, m->chunk);
+		if (claimed)
+			xa_erase(&g->cow_slots, slot);
+		return ctl_reject(g, m, -EBUSY, "chunk has a pending fault");
+	}
+	xa_store(&g->remaps, m->chunk, xa_mk_value(m->sector), GFP_ATOMIC);
+	g->nr_mapped++;
+	spin_unlock_irq(&g->lock);
+	return 0;
+}
+
+static int ctl_fail(struct cow_group *g, const struct cow_msg *m)
+{
+	struct pending_chunk *pc;
+	struct bio_list bios;
+	blk_status_t status;
+
+	if (m->error >= 0 || m->error < -MAX_ERRNO)
+		return ctl_reject(g, m, -EINVAL, "FAIL needs a negative errno");
+	spin_lock_irq(&g->lock);
+	pc = pending_find(g, m->chunk);
+	if (!pc || pc->state != PENDING_FAULT_SENT) {
+		spin_unlock_irq(&g->lock);
+		return ctl_reject(g, m, -ENOENT, "chunk was not asked for");
+	}
+	rb_erase(&pc->node, &g->pending);
+	list_del(&pc->list);
+	g->faults--;
+	g->nr_failed_faults++;
+	if (m->error == -ENOSPC)
+		g->full = true;
+	bios = pc->bios;
+	spin_unlock_irq(&g->lock);
+
+	status = errno_to_blk_status(m->error);
+	fail_bios(&bios, status);
+	mempool_free(pc, &g->pending_pool);
+	return 0;
+}
+
+/*
+ * Does a live cow target serve any sector of [start, end)?  The live
+ * targets do not overlap, so only the last one starting before @end can.
+ * Caller holds g->lock.
+ */
+static bool live_target_covers(struct cow_group *g, sector_t start, sector_t end)
+{
+	struct rb_node *n = g->live_targets.rb_node;
+	struct cow_target *best = NULL;
+
+	while (n) {
+		struct cow_target *ct = rb_entry(n, struct cow_target, live_node);
+
+		if (ct->ti->begin < end) {
+			best = ct;
+			n = n->rb_right;
+		} else {
+			n = n->rb_left;
+		}
+	}
+	return best && best->ti->begin + best->ti->len > start;
+}
+
+/*
+ * After a reload made chunks linear segments, their remaps are dead weight.
+ * Refuse if a live cow target still covers any of them: the remap tree must
+ * never lose a chunk that is served by a cow segment.
+ */
+static int ctl_drop(struct cow_group *g, const struct cow_msg *m)
+{
+	u64 first = m->chunk, count = m->arg[0];
+	unsigned long index;
+	sector_t start, end;
+	void *entry;
+
+	if (!count || count > g->nr_chunks - first)
+		return ctl_reject(g, m, -ERANGE, "DROP range beyond the device");
+	start = chunk_to_sector(g, first);
+	end = chunk_to_sector(g, first + count);
+	spin_lock_irq(&g->lock);
+	if (live_target_covers(g, start, end)) {
+		spin_unlock_irq(&g->lock);
+		return ctl_reject(g, m, -EBUSY,
+				  "DROP of chunks a live cow target serves");
+	}
+	/*
+	 * No live cow target covers the range, so no new bio can look these
+	 * chunks up.  Their CoW slots stay taken: the locations are in use.
+	 */
+	xa_for_each_range(&g->remaps, index, entry, first, first + count - 1) {
+		if (!xa_is_value(entry))
+			continue;	/* reserved: a copy in flight */
+		xa_erase(&g->remaps, index);
+		g->nr_mapped--;
+		g->nr_dropped++;
+	}
+	spin_unlock_irq(&g->lock);
+	return 0;
+}
+
+static int ctl_committed(struct cow_group *g, const struct cow_msg *m)
+{
+
+	spin_lock_irq(&g->lock);
+	if (m->seq > g->ready_seq) {
+		spin_unlock_irq(&g->lock);
+		return ctl_reject(g, m, -ERANGE, "commit of a chunk not READY");
+	}
+	g->nr_commits++;
+	if (m->seq > g->committed_seq)
+		g->committed_seq = m->seq;
+	/* Every waiter needs at most commit_wait_seq; release them all then. */
+	if (g->committed_seq >= g->commit_wait_seq) {
+		bio_list_merge(&g->commit_released, &g->commit_wait);
+		bio_list_init(&g->commit_wait);
+	} else if (!bio_list_empty(&g->commit_wait)) {
+		/* Some READY was still on its way: ask again after it. */
+		g->commit_wanted = true;
+		wake_up_interruptible(&g->wait);
+	}
+	spin_unlock_irq(&g->lock);
+	queue_work(cow_wq, &g->work);
+	return 0;
+}
+
+static int ctl_attach(struct cow_group *g, const struct cow_msg *m)
+{
+	spin_lock_irq(&g->lock);
+	if (g->attached) {
+		spin_unlock_irq(&g->lock);
+		return ctl_reject(g, m, -EINVAL, "already attached");
+	}
+	if (m->arg[0] >= g->chunk_sectors ||
+	    (g->nr_mapped && m->arg[0] != g->phase)) {
+		spin_unlock_irq(&g->lock);
+		return ctl_reject(g, m, -EINVAL, "data phase does not match");
+	}
+	g->phase = m->arg[0];
+	g->attached = true;
+	spin_unlock_irq(&g->lock);
+	return 0;
+}
+
+static int ctl_handle(struct cow_group *g, const struct cow_msg *m)
+{
+	if (m->version != COW_PROTO_VERSION)
+		return ctl_reject(g, m, -EPROTO, "protocol version mismatch");
+	if (m->reserved)
+		return ctl_reject(g, m, -EINVAL, "reserved field not zero");
+	if (m->type == COW_MSG_ATTACH)
+		return ctl_attach(g, m);
+	if (!g->attached)
+		return ctl_reject(g, m, -EPROTO, "ATTACH must come first");
+	if ((m->type == COW_MSG_MAP || m->type == COW_MSG_LOAD ||
+	     m->type == COW_MSG_FAIL || m->type == COW_MSG_DROP) &&
+	    m->chunk >= g->nr_chunks)
+		return ctl_reject(g, m, -ERANGE, "chunk beyond the device");
+
+	switch (m->type) {
+	case COW_MSG_MAP:
+		return ctl_map(g, m);
+	case COW_MSG_LOAD:
+		return ctl_load(g, m);
+	case COW_MSG_FAIL:
+		return ctl_fail(g, m);
+	case COW_MSG_COMMITTED:
+		return ctl_committed(g, m);
+	case COW_MSG_DROP:
+		return ctl_drop(g, m);
+	default:
+		return ctl_reject(g, m, -EINVAL, "unknown message type");
+	}
+}
+
+static ssize_t ctl_write(struct file *file, const char __user *buf,
+			 size_t len, loff_t *ppos)
+{
+	struct cow_group *g = file->private_data;
+	struct cow_msg *msgs;
+	size_t done = 0;
+	int r = 0;
+
+	if (!len || len % sizeof(*msgs))
+		return -EINVAL;
+	msgs = kmalloc_array(COW_MSG_BATCH, sizeof(*msgs), GFP_KERNEL);
+	if (!msgs)
+		return -ENOMEM;
+
+	mutex_lock(&g->ctl_mutex);
+	while (done < len && !r) {
+		size_t chunk = min_t(size_t, len - done,
+				     COW_MSG_BATCH * sizeof(*msgs));
+		unsigned int i;
+
+		if (g->dead) {
+			r = -ENODEV;
+			break;
+		}
+		if (copy_from_user(msgs, buf + done, chunk)) {
+			r = -EFAULT;
+			break;
+		}
+		for (i = 0; i < chunk / sizeof(*msgs); i++) {
+			r = ctl_handle(g, &msgs[i]);
+			if (r)
+				break;
+			done += sizeof(*msgs);
+		}
+		/* A daemon may write hundreds of thousands of messages at once. */
+		cond_resched();
+	}
+	mutex_unlock(&g->ctl_mutex);
+	kfree(msgs);
+	/* A partial write tells the daemon which message was refused. */
+	return done ? done : r;
+}
+
+static int ctl_open(struct inode *inode, struct file *file)
+{
+	struct cow_group *g;
+	struct pending_chunk *pc;
+
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	mutex_lock(&cow_groups_mutex);
+	g = xa_load(&cow_minors, iminor(inode));
+	if (!g) {
+		mutex_unlock(&cow_groups_mutex);
+		return -ENODEV;
+	}
+	spin_lock_irq(&g->lock);
+	if (g->ctl_open) {
+		spin_unlock_irq(&g->lock);
+		mutex_unlock(&cow_groups_mutex);
+		return -EBUSY;
+	}
+	g->ctl_open = true;
+	g->attached = false;
+	g->hello_pending = true;
+	/* A new daemon learns everything the last one may not have seen. */
+	list_for_each_entry(pc, &g->fault_sent, list)
+		pc->state = PENDING_FAULT_QUEUED;
+	list_splice_init(&g->fault_sent, &g->fault_queued);
+	g->replaying = true;
+	g->replay_next = 0;
+	g->replay_seq = g->ready_seq;
+	if (g->committed_seq < g->ready_seq || !bio_list_empty(&g->commit_wait))
+		g->commit_wanted = true;
+	spin_unlock_irq(&g->lock);
+	kref_get(&g->kref);
+	mutex_unlock(&cow_groups_mutex);
+
+	file->private_data = g;
+	return stream_open(inode, file);
+}
+
+static int ctl_release(struct inode *inode, struct file *file)
+{
+	struct cow_group *g = file->private_data;
+
+	spin_lock_irq(&g->lock);
+	g->ctl_open = false;
+	g->attached = false;
+	g->detached_since = jiffies;
+	if (g->faults || !bio_list_empty(&g->commit_wait))
+		arm_daemon_timeout(g);
+	spin_unlock_irq(&g->lock);
+	group_put(g);
+	return 0;
+}
+
+static const struct file_operations cow_ctl_fops = {
+	.owner = THIS_MODULE,
+	.open = ctl_open,
+	.release = ctl_release,
+	.read = ctl_read,
+	.write = ctl_write,
+	.poll = ctl_poll,
+};
+
+/* Give @g a minor and its /dev/dm-cow/IDENT node.  Under cow_groups_mutex. */
+int cow_ctl_add(struct cow_group *g)
+{
+	struct device *dev;
+	u32 minor;
+	int r;
+
+	r = xa_alloc(&cow_minors, &minor, g, XA_LIMIT(0, COW_MAX_GROUPS - 1),
+		     GFP_KERNEL);
+	if (r)
+		return r;
+	dev = device_create(cow_class, NULL, cow_ctl_base + minor, g,
+			    "dm-cow!%s", g->ident);
+	if (IS_ERR(dev)) {
+		xa_erase(&cow_minors, minor);
+		return PTR_ERR(dev);
+	}
+	g->minor = minor;
+	return 0;
+}
+
+/* No new open can find @g after this.  Under cow_groups_mutex. */
+void cow_ctl_remove(struct cow_group *g)
+{
+	device_destroy(cow_class, cow_ctl_base + g->minor);
+	xa_erase(&cow_minors, g->minor);
+}
+
+int cow_ctl_init(void)
+{
+	int r;
+
+	r = alloc_chrdev_region(&cow_ctl_base, 0, COW_MAX_GROUPS, "dm-cow");
+	if (r)
+		return r;
+	cdev_init(&cow_cdev, &cow_ctl_fops);
+	r = cdev_add(&cow_cdev, cow_ctl_base, COW_MAX_GROUPS);
+	if (r)
+		goto bad_cdev;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
+	cow_class = class_create("dm-cow");
+#else
+	cow_class = class_create(THIS_MODULE, "dm-cow");
+#endif
+	if (IS_ERR(cow_class)) {
+		r = PTR_ERR(cow_class);
+		goto bad_class;
+	}
+	return 0;
+
+bad_class:
+	cdev_del(&cow_cdev);
+bad_cdev:
+	unregister_chrdev_region(cow_ctl_base, COW_MAX_GROUPS);
+	return r;
+}
+
+void cow_ctl_exit(void)
+{
+	class_destroy(cow_class);
+	cdev_del(&cow_cdev);
+	unregister_chrdev_region(cow_ctl_base, COW_MAX_GROUPS);
+}

@@ -1,0 +1,538 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * dm-cow group state: the lifetime of a group, its pending chunks, the
+ * copies that fill them, daemon timeouts and the bios that wait for a
+ * commit.  The locking rules are in dm-cow.h.
+ */
+
+#include "dm-cow.h"
+
+DEFINE_MUTEX(cow_groups_mutex);
+static LIST_HEAD(cow_groups);
+struct kmem_cache *pending_cache;
+struct workqueue_struct *cow_wq;
+
+/* ---------------------------------------------------------------------- */
+/* Pending chunks                                                          */
+
+struct pending_chunk *pending_find(struct cow_group *g, u64 chunk)
+{
+	struct rb_node *n = g->pending.rb_node;
+
+	while (n) {
+		struct pending_chunk *pc = rb_entry(n, struct pending_chunk, node);
+
+		if (chunk < pc->chunk)
+			n = n->rb_left;
+		else if (chunk > pc->chunk)
+			n = n->rb_right;
+		else
+			return pc;
+	}
+	return NULL;
+}
+
+void pending_insert(struct cow_group *g, struct pending_chunk *new)
+{
+	struct rb_node **p = &g->pending.rb_node, *parent = NULL;
+
+	while (*p) {
+		struct pending_chunk *pc = rb_entry(*p, struct pending_chunk, node);
+
+		parent = *p;
+		if (new->chunk < pc->chunk)
+			p = &(*p)->rb_left;
+		else
+			p = &(*p)->rb_right;
+	}
+	rb_link_node(&new->node, parent, p);
+	rb_insert_color(&new->node, &g->pending);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Waiting for a daemon: daemon_timeout                                    */
+
+/*
+ * With daemon_timeout=<ms>, a first write or a flush that has waited that
+ * long while no daemon was attached fails with EIO instead of waiting
+ * forever.  Caller holds g->lock.
+ */
+void arm_daemon_timeout(struct cow_group *g)
+{
+	if (g->daemon_timeout_ms && !g->attached)
+		queue_delayed_work(cow_wq, &g->timeout_work,
+				   msecs_to_jiffies(min(g->daemon_timeout_ms / 4 + 1, 1000U)));
+}
+
+static bool waited_too_long(struct cow_group *g, unsigned long since)
+{
+	if (time_before(since, g->detached_since))
+		since = g->detached_since;
+	return time_after(jiffies, since + msecs_to_jiffies(g->daemon_timeout_ms));
+}
+
+void fail_bios(struct bio_list *bios, blk_status_t status)
+{
+	struct bio *bio;
+
+	while ((bio = bio_list_pop(bios))) {
+		bio->bi_status = status;
+		bio_endio(bio);
+	}
+}
+
+static void expire_list(struct cow_group *g, struct list_head *head,
+			struct bio_list *bios, struct list_head *freed)
+{
+	struct pending_chunk *pc, *tmp;
+
+	list_for_each_entry_safe(pc, tmp, head, list) {
+		if (!waited_too_long(g, pc->since))
+			continue;
+		rb_erase(&pc->node, &g->pending);
+		list_move_tail(&pc->list, freed);
+		bio_list_merge(bios, &pc->bios);
+		g->faults--;
+		g->nr_timed_out++;
+	}
+}
+
+static void daemon_timeout_work(struct work_struct *work)
+{
+	struct cow_group *g = container_of(to_delayed_work(work),
+					   struct cow_group, timeout_work);
+	struct bio_list bios = BIO_EMPTY_LIST;
+	struct pending_chunk *pc, *tmp;
+	LIST_HEAD(freed);
+	unsigned long flags;
+
+	spin_lock_irqsave(&g->lock, flags);
+	if (g->attached || !g->daemon_timeout_ms) {
+		spin_unlock_irqrestore(&g->lock, flags);
+		return;
+	}
+	expire_list(g, &g->fault_queued, &bios, &freed);
+	expire_list(g, &g->fault_sent, &bios, &freed);
+	if (!bio_list_empty(&g->commit_wait) &&
+	    waited_too_long(g, g->commit_wait_since)) {
+		bio_list_merge(&bios, &g->commit_wait);
+		bio_list_init(&g->commit_wait);
+	}
+	if (g->faults || !bio_list_empty(&g->commit_wait))
+		arm_daemon_timeout(g);
+	spin_unlock_irqrestore(&g->lock, flags);
+
+	if (!bio_list_empty(&bios))
+		DMWARN_LIMIT("%s: no daemon for %u ms: failing waiting I/O",
+			     g->ident, g->daemon_timeout_ms);
+	fail_bios(&bios, BLK_STS_IOERR);
+	list_for_each_entry_safe(pc, tmp, &freed, list) {
+		list_del(&pc->list);
+		mempool_free(pc, &g->pending_pool);
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* Commit waiters: empty flushes and FUA writes                            */
+
+/*
+ * A flush (or a FUA write) may only complete once every chunk that became
+ * READY before it is committed by the daemon: otherwise a power cut after
+ * the flush could lose the mapping of data the flush promised durable.
+ * The caller holds g->lock.  Returns true if @bio was parked.
+ */
+bool park_for_commit(struct cow_group *g, struct bio *bio)
+{
+	if (g->committed_seq >= g->ready_seq)
+		return false;
+	if (bio_list_empty(&g->commit_wait))
+		g->commit_wait_since = jiffies;
+	bio_list_add(&g->commit_wait, bio);
+	arm_daemon_timeout(g);
+	g->commit_wait_seq = g->ready_seq;
+	g->commit_wanted = true;
+	wake_up_interruptible(&g->wait);
+	return true;
+}
+
+/* Issue a bio released by a commit (or one that needed none). */
+static void issue_committed_bio(struct cow_group *g, struct bio *bio)
+{
+	sector_t cow_sector;
+
+	if (bio_sectors(bio)) {
+		u64 chunk = sector_to_chunk(g, bio->bi_iter.bi_sector);
+
+		if (WARN_ON_ONCE(!remap_lookup(g, chunk, &cow_sector))) {
+			bio_io_error(bio);
+			return;
+		}
+		remap_bio_to_cow(g, bio, cow_sector);
+	} else {
+		bio_set_dev(bio, g->cow_bdev);
+	}
+	dm_submit_bio_remap(bio, NULL);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Copies                                                                  */
+
+/*
+ * The chunk's CoW location has been filled (by a copy, by a covering write
+ * or not at all for DATA_VALID), or failed to.  Caller holds g->lock.
+ */
+void fill_done(struct cow_group *g, struct pending_chunk *pc, int error)
+{
+	pc->error = error;
+	if (!error) {
+		pc->ready_seq = ++g->ready_seq;
+		g->filled_unqueued++;
+	}
+	list_add_tail(&pc->list, &g->copy_done);
+}
+
+static void copy_complete(int read_err, unsigned long write_err, void *context)
+{
+	struct pending_chunk *pc = context;
+	struct cow_group *g = pc->group;
+	unsigned long flags;
+
+	spin_lock_irqsave(&g->lock, flags);
+	g->copies--;
+	fill_done(g, pc, read_err || write_err ? -EIO : 0);
+	spin_unlock_irqrestore(&g->lock, flags);
+	queue_work(cow_wq, &g->work);
+}
+
+static void start_copy(struct cow_group *g, struct pending_chunk *pc)
+{
+	struct dm_io_region from, to;
+
+	from.bdev = g->base_bdev;
+	from.sector = chunk_to_sector(g, pc->chunk);
+	from.count = chunk_len(g, pc->chunk);
+	to.bdev = g->cow_bdev;
+	to.sector = pc->cow_sector;
+	to.count = from.count;
+	pc->copy_tried = true;
+	pc->error = 0;
+	dm_kcopyd_copy(g->kcopyd, &from, 1, &to, 0, copy_complete, pc);
+}
+
+/*
+ * A queued write that covers the whole chunk makes the copy unnecessary:
+ * find one and take it off the queue.  Caller holds g->lock.
+ */
+static struct bio *take_covering_write(struct cow_group *g,
+				       struct pending_chunk *pc)
+{
+	struct bio_list keep = BIO_EMPTY_LIST;
+	struct bio *bio, *found = NULL;
+	sector_t start = chunk_to_sector(g, pc->chunk);
+	sector_t len = chunk_len(g, pc->chunk);
+
+	while ((bio = bio_list_pop(&pc->bios))) {
+		if (!found && bio_data_dir(bio) == WRITE &&
+		    !(bio->bi_opf & REQ_FUA) &&
+		    bio->bi_iter.bi_sector == start && bio_sectors(bio) == len)
+			found = bio;
+		else
+			bio_list_add(&keep, bio);
+	}
+	pc->bios = keep;
+	return found;
+}
+
+/*
+ * Begin filling the CoW location of a freshly mapped chunk, within the
+ * copy budget; called from process context without g->lock.
+ */
+void fill_chunk(struct cow_group *g, struct pending_chunk *pc)
+{
+	struct bio *cover;
+	unsigned long flags;
+
+	spin_lock_irqsave(&g->lock, flags);
+	if (pc->data_valid) {
+		fill_done(g, pc, 0);
+		spin_unlock_irqrestore(&g->lock, flags);
+		queue_work(cow_wq, &g->work);
+		return;
+	}
+	cover = take_covering_write(g, pc);
+	if (!cover && g->copies >= COW_MAX_COPIES) {
+		list_add_tail(&pc->list, &g->copy_wait);
+		spin_unlock_irqrestore(&g->lock, flags);
+		return;
+	}
+	if (!cover)
+		g->copies++;
+	spin_unlock_irqrestore(&g->lock, flags);
+
+	if (cover) {
+		struct cow_bio *cb = dm_per_bio_data(cover, sizeof(struct cow_bio));
+
+		cb->covering = pc;
+		remap_bio_to_cow(g, cover, pc->cow_sector);
+		dm_submit_bio_remap(cover, NULL);
+	} else {
+		start_copy(g, pc);
+	}
+}
+
+/*
+ * The chunk's data is in place (or could not be put there): publish the
+ * mapping and let the queued bios through.  Process context.
+ */
+static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
+{
+	struct bio_list bios, go = BIO_EMPTY_LIST;
+	sector_t cow_sector;
+	struct bio *bio;
+	unsigned long flags;
+
+	if (pc->error && !pc->copy_tried) {
+		/* The covering write failed: fall back to a real copy. */
+		spin_lock_irqsave(&g->lock, flags);
+		g->copies++;
+		spin_unlock_irqrestore(&g->lock, flags);
+		start_copy(g, pc);
+		return;
+	}
+
+	if (pc->error) {
+		DMERR_LIMIT("%s: copy of chunk %llu failed; failing its I/O",
+			    g->ident, pc->chunk);
+		xa_release(&g->remaps, pc->chunk);
+		mutex_lock(&g->ctl_mutex);
+		xa_erase(&g->cow_slots, (pc->cow_sector - g->phase) >> g->chunk_shift);
+		mutex_unlock(&g->ctl_mutex);
+		spin_lock_irqsave(&g->lock, flags);
+		rb_erase(&pc->node, &g->pending);
+		bios = pc->bios;
+		bio_list_init(&pc->bios);
+		g->nr_copy_errors++;
+		spin_unlock_irqrestore(&g->lock, flags);
+		fail_bios(&bios, BLK_STS_IOERR);
+		mempool_free(pc, &g->pending_pool);
+		return;
+	}
+
+	/* Reserved at MAP time: this store does not allocate. */
+	xa_store(&g->remaps, pc->chunk, xa_mk_value(pc->cow_sector), GFP_NOIO);
+
+	/*
+	 * Once on g->ready, a daemon's read() may free @pc at any moment:
+	 * take what the queued bios need first.
+	 */
+	cow_sector = pc->cow_sector;
+	spin_lock_irqsave(&g->lock, flags);
+	rb_erase(&pc->node, &g->pending);
+	bios = pc->bios;
+	bio_list_init(&pc->bios);
+	pc->state = PENDING_READY;
+	g->filled_unqueued--;
+	g->nr_mapped++;
+	list_add_tail(&pc->list, &g->ready);
+	while ((bio = bio_list_pop(&bios))) {
+		if ((bio->bi_opf & REQ_FUA) && park_for_commit(g, bio))
+			continue;
+		bio_list_add(&go, bio);
+	}
+	spin_unlock_irqrestore(&g->lock, flags);
+	wake_up_interruptible(&g->wait);
+
+	while ((bio = bio_list_pop(&go))) {
+		remap_bio_to_cow(g, bio, cow_sector);
+		dm_submit_bio_remap(bio, NULL);
+	}
+}
+
+static void cow_work(struct work_struct *work)
+{
+	struct cow_group *g = container_of(work, struct cow_group, work);
+	struct pending_chunk *pc, *tmp;
+	struct bio_list released;
+	struct bio *bio;
+	LIST_HEAD(done);
+	LIST_HEAD(start);
+	unsigned long flags;
+
+	spin_lock_irqsave(&g->lock, flags);
+	list_splice_init(&g->copy_done, &done);
+	while (g->copies < COW_MAX_COPIES && !list_empty(&g->copy_wait)) {
+		pc = list_first_entry(&g->copy_wait, struct pending_chunk, list);
+		list_move_tail(&pc->list, &start);
+		g->copies++;
+	}
+	released = g->commit_released;
+	bio_list_init(&g->commit_released);
+	spin_unlock_irqrestore(&g->lock, flags);
+
+	list_for_each_entry_safe(pc, tmp, &start, list) {
+		list_del_init(&pc->list);
+		start_copy(g, pc);
+	}
+	list_for_each_entry_safe(pc, tmp, &done, list) {
+		list_del_init(&pc->list);
+		chunk_filled(g, pc);
+	}
+	while ((bio = bio_list_pop(&released)))
+		issue_committed_bio(g, bio);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Groups                                                                  */
+
+bool ident_valid(const char *ident)
+{
+	size_t len = strlen(ident), i;
+
+	if (!len || len > COW_IDENT_MAX || ident[0] == '.' || ident[0] == '-')
+		return false;
+	for (i = 0; i < len; i++) {
+		char c = ident[i];
+
+		if (!isalnum(c) && c != '-' && c != '_' && c != '.')
+			return false;
+	}
+	return true;
+}
+
+struct cow_group *group_find(const char *ident)
+{
+	struct cow_group *g;
+
+	list_for_each_entry(g, &cow_groups, list)
+		if (!strcmp(g->ident, ident))
+			return g;
+	return NULL;
+}
+
+static void group_free(struct kref *kref)
+{
+	struct cow_group *g = container_of(kref, struct cow_group, kref);
+	struct pending_chunk *pc, *tmp;
+
+	/* Only READY entries whose message was never read can be left. */
+	list_for_each_entry_safe(pc, tmp, &g->ready, list) {
+		list_del(&pc->list);
+		mempool_free(pc, &g->pending_pool);
+	}
+	WARN_ON(!RB_EMPTY_ROOT(&g->pending));
+	xa_destroy(&g->remaps);
+	xa_destroy(&g->cow_slots);
+	mempool_exit(&g->pending_pool);
+	kfree(g);
+}
+
+void group_put(struct cow_group *g)
+{
+	kref_put(&g->kref, group_free);
+}
+
+struct cow_group *group_create(const char *ident, struct cow_target *ct,
+				      u32 chunk_sectors, char **error)
+{
+	struct cow_group *g;
+	int r;
+
+	g = kzalloc(sizeof(*g), GFP_KERNEL);
+	if (!g) {
+		*error = "Cannot allocate group";
+		return ERR_PTR(-ENOMEM);
+	}
+	kref_init(&g->kref);
+	strscpy(g->ident, ident, sizeof(g->ident));
+	g->live_targets = RB_ROOT;
+	g->md_dev = ct->md_dev;
+	g->base_dev = ct->base->bdev->bd_dev;
+	g->cow_dev = ct->cow->bdev->bd_dev;
+	g->base_bdev = ct->base->bdev;
+	g->cow_bdev = ct->cow->bdev;
+	g->base_sectors = bdev_nr_sectors(g->base_bdev);
+	g->chunk_sectors = chunk_sectors;
+	g->chunk_shift = __ffs(chunk_sectors);
+	g->nr_chunks = DIV_ROUND_UP_ULL(g->base_sectors, chunk_sectors);
+	xa_init(&g->remaps);
+	xa_init(&g->cow_slots);
+	spin_lock_init(&g->lock);
+	g->pending = RB_ROOT;
+	INIT_LIST_HEAD(&g->fault_queued);
+	INIT_LIST_HEAD(&g->fault_sent);
+	INIT_LIST_HEAD(&g->copy_wait);
+	INIT_LIST_HEAD(&g->copy_done);
+	INIT_LIST_HEAD(&g->ready);
+	bio_list_init(&g->commit_wait);
+	bio_list_init(&g->commit_released);
+	mutex_init(&g->ctl_mutex);
+	init_waitqueue_head(&g->wait);
+	INIT_WORK(&g->work, cow_work);
+	INIT_DELAYED_WORK(&g->timeout_work, daemon_timeout_work);
+	g->detached_since = jiffies;
+
+	r = mempool_init_slab_pool(&g->pending_pool, COW_MIN_PENDING,
+				   pending_cache);
+	if (r) {
+		*error = "Cannot allocate pending-chunk pool";
+		goto bad_pool;
+	}
+	g->kcopyd = dm_kcopyd_client_create(NULL);
+	if (IS_ERR(g->kcopyd)) {
+		r = PTR_ERR(g->kcopyd);
+		*error = "Cannot create kcopyd client";
+		goto bad_kcopyd;
+	}
+	r = cow_ctl_add(g);
+	if (r) {
+		*error = r == -EBUSY ? "Too many dm-cow groups" :
+			"Cannot create the control device";
+		goto bad_ctl;
+	}
+	list_add(&g->list, &cow_groups);
+	return g;
+
+bad_ctl:
+	dm_kcopyd_client_destroy(g->kcopyd);
+bad_kcopyd:
+	mempool_exit(&g->pending_pool);
+bad_pool:
+	kfree(g);
+	return ERR_PTR(r);
+}
+
+/* The last target is gone: no I/O can arrive any more.  Under the mutex. */
+static void group_kill(struct cow_group *g)
+{
+	unsigned long flags;
+
+	list_del(&g->list);
+	cow_ctl_remove(g);
+	cancel_delayed_work_sync(&g->timeout_work);
+	flush_work(&g->work);
+	dm_kcopyd_client_destroy(g->kcopyd);
+	spin_lock_irqsave(&g->lock, flags);
+	g->dead = true;
+	g->base_bdev = NULL;
+	g->cow_bdev = NULL;
+	spin_unlock_irqrestore(&g->lock, flags);
+	wake_up_interruptible(&g->wait);
+}
+
+
+/* A target leaves its group; the last one takes the group down. */
+void group_leave(struct cow_target *ct)
+{
+	struct cow_group *g = ct->group;
+
+	spin_lock_irq(&g->lock);
+	if (ct->live)
+		rb_erase(&ct->live_node, &g->live_targets);
+	ct->live = false;
+	spin_unlock_irq(&g->lock);
+	mutex_lock(&cow_groups_mutex);
+	if (!--g->targets)
+		group_kill(g);
+	mutex_unlock(&cow_groups_mutex);
+	group_put(g);
+}

@@ -1,0 +1,468 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * dm-cow: a copy-on-write target whose allocation decisions and on-disk
+ * metadata live in a userspace daemon (cowd).
+ *
+ * Table line:
+ *   <start> <len> cow <ident> <base_dev> <cow_dev> <chunk_sectors>
+ *       [<#feature_args> <arg>...]
+ *
+ * Device sector S is base sector S.  Reads of chunks that were never written
+ * go to the base device; chunks in the remap tree go to the CoW device; the
+ * first write to any other chunk is queued and a FAULT goes to the daemon
+ * through the group's control device (see include/dm-cow-proto.h).
+ *
+ * This file is the target: table parsing, the I/O path, status and
+ * messages.  The group state is in dm-cow-group.c, the control device in
+ * dm-cow-ctl.c, the locking rules in dm-cow.h.
+ */
+
+#include "dm-cow.h"
+
+/* ---------------------------------------------------------------------- */
+/* Target                                                                  */
+
+static int cow_parse_features(struct dm_target *ti, struct cow_target *ct,
+			      unsigned int argc, char **argv)
+{
+	unsigned int count, i, ms;
+	char dummy;
+
+	if (!argc)
+		return 0;
+	if (sscanf(argv[0], "%u%c", &count, &dummy) != 1) {
+		ti->error = "Invalid number of feature arguments";
+		return -EINVAL;
+	}
+	if (count != argc - 1) {
+		ti->error = "Feature argument count does not match the arguments given";
+		return -EINVAL;
+	}
+	for (i = 1; i <= count; i++) {
+		if (!strncmp(argv[i], "daemon_timeout=", 15)) {
+			if (sscanf(argv[i] + 15, "%u%c", &ms, &dummy) != 1 ||
+			    !ms || ms > 86400000) {
+				ti->error = "Invalid daemon_timeout: milliseconds from 1 to 86400000";
+				return -EINVAL;
+			}
+			ct->daemon_timeout_ms = ms;
+		} else {
+			ti->error = "Unknown feature argument";
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+
+static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
+{
+	struct cow_target *ct;
+	struct cow_group *g;
+	unsigned int chunk;
+	char dummy;
+	int r;
+
+	if (argc < 4) {
+		ti->error = "Not enough arguments: <ident> <base_dev> <cow_dev> <chunk_sectors> [<#features> <arg>...]";
+		return -EINVAL;
+	}
+	if (!ident_valid(argv[0])) {
+		ti->error = "Invalid ident: 1-64 letters, digits, '-', '_' or '.', not starting with '.' or '-'";
+		return -EINVAL;
+	}
+	if (sscanf(argv[3], "%u%c", &chunk, &dummy) != 1 ||
+	    chunk < 8 || !is_power_of_2(chunk) || chunk > (1U << 21)) {
+		ti->error = "Invalid chunk size: must be a power of two from 8 to 2097152 sectors";
+		return -EINVAL;
+	}
+	ct = kzalloc(sizeof(*ct), GFP_KERNEL);
+	if (!ct) {
+		ti->error = "Cannot allocate target context";
+		return -ENOMEM;
+	}
+	r = cow_parse_features(ti, ct, argc - 4, argv + 4);
+	if (r) {
+		kfree(ct);
+		return r;
+	}
+	/* The base is only ever read: open it read-only. */
+	r = dm_get_device(ti, argv[1], COW_OPEN_READ, &ct->base);
+	if (r) {
+		ti->error = "Cannot open the base device";
+		goto bad_base;
+	}
+	r = dm_get_device(ti, argv[2], dm_table_get_mode(ti->table), &ct->cow);
+	if (r) {
+		ti->error = "Cannot open the CoW device";
+		goto bad_cow;
+	}
+	/*
+	 * The block layer only warns about writes to a read-only disk; a
+	 * read-only table must not copy chunks or write the CoW device.
+	 */
+	ct->read_only = !(dm_table_get_mode(ti->table) & COW_OPEN_WRITE);
+	r = -EINVAL;
+	if (ct->base->bdev == ct->cow->bdev) {
+		ti->error = "The base and the CoW device must differ";
+		goto bad_group;
+	}
+	if (ti->begin + ti->len > bdev_nr_sectors(ct->base->bdev)) {
+		ti->error = "Target extends beyond the end of the base device";
+		goto bad_group;
+	}
+
+	ct->ti = ti;
+	ct->md_dev = disk_devt(dm_disk(dm_table_get_md(ti->table)));
+	mutex_lock(&cow_groups_mutex);
+	g = group_find(argv[0]);
+	if (g) {
+		if (g->md_dev != ct->md_dev) {
+			mutex_unlock(&cow_groups_mutex);
+			ti->error = "Ident already in use by another dm device";
+			goto bad_group;
+		}
+		if (g->base_dev != ct->base->bdev->bd_dev ||
+		    g->cow_dev != ct->cow->bdev->bd_dev ||
+		    g->chunk_sectors != chunk) {
+			mutex_unlock(&cow_groups_mutex);
+			ti->error = "Ident already in use with other devices or chunk size";
+			goto bad_group;
+		}
+		kref_get(&g->kref);
+	} else {
+		g = group_create(argv[0], ct, chunk, &ti->error);
+		if (IS_ERR(g)) {
+			mutex_unlock(&cow_groups_mutex);
+			r = PTR_ERR(g);
+			goto bad_group;
+		}
+	}
+	g->targets++;
+	/* The group follows the newest table's feature arguments. */
+	spin_lock_irq(&g->lock);
+	g->daemon_timeout_ms = ct->daemon_timeout_ms;
+	spin_unlock_irq(&g->lock);
+	mutex_unlock(&cow_groups_mutex);
+	ct->group = g;
+
+	r = dm_set_target_max_io_len(ti, chunk);
+	if (r) {
+		ti->error = "Cannot set the maximum I/O length";
+		goto bad_io_len;
+	}
+	ti->num_flush_bios = 1;
+	ti->num_discard_bios = 0;
+	ti->num_write_zeroes_bios = 0;
+	ti->per_io_data_size = sizeof(struct cow_bio);
+	ti->accounts_remapped_io = true;
+	ti->private = ct;
+	return 0;
+
+bad_io_len:
+	group_leave(ct);
+bad_group:
+	dm_put_device(ti, ct->cow);
+bad_cow:
+	dm_put_device(ti, ct->base);
+bad_base:
+	kfree(ct);
+	return r;
+}
+
+static void cow_dtr(struct dm_target *ti)
+{
+	struct cow_target *ct = ti->private;
+
+	group_leave(ct);
+	dm_put_device(ti, ct->cow);
+	dm_put_device(ti, ct->base);
+	kfree(ct);
+}
+
+/* A bio to a chunk that is not in the remap tree. */
+static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
+			    struct pending_chunk *fresh)
+{
+	struct pending_chunk *pc;
+	sector_t cow_sector;
+	unsigned long flags;
+
+	spin_lock_irqsave(&g->lock, flags);
+	pc = pending_find(g, chunk);
+	if (pc) {
+		bio_list_add(&pc->bios, bio);
+		spin_unlock_irqrestore(&g->lock, flags);
+		goto out_submitted;
+	}
+	/* The chunk may have become READY since the lock-free look-up. */
+	if (remap_lookup(g, chunk, &cow_sector)) {
+		if ((bio->bi_opf & REQ_FUA) && park_for_commit(g, bio)) {
+			spin_unlock_irqrestore(&g->lock, flags);
+			goto out_submitted;
+		}
+		spin_unlock_irqrestore(&g->lock, flags);
+		if (fresh)
+			mempool_free(fresh, &g->pending_pool);
+		remap_bio_to_cow(g, bio, cow_sector);
+		return DM_MAPIO_REMAPPED;
+	}
+	if (!fresh) {
+		/* A read of a chunk never written: straight to the base. */
+		spin_unlock_irqrestore(&g->lock, flags);
+		bio_set_dev(bio, g->base_bdev);
+		return DM_MAPIO_REMAPPED;
+	}
+	pc = fresh;
+	fresh = NULL;
+	pc->chunk = chunk;
+	pc->state = PENDING_FAULT_QUEUED;
+	pc->since = jiffies;
+	bio_list_add(&pc->bios, bio);
+	arm_daemon_timeout(g);
+	pending_insert(g, pc);
+	list_add_tail(&pc->list, &g->fault_queued);
+	g->faults++;
+	spin_unlock_irqrestore(&g->lock, flags);
+	wake_up_interruptible(&g->wait);
+	return DM_MAPIO_SUBMITTED;
+
+out_submitted:
+	if (fresh)
+		mempool_free(fresh, &g->pending_pool);
+	return DM_MAPIO_SUBMITTED;
+}
+
+static int cow_map(struct dm_target *ti, struct bio *bio)
+{
+	struct cow_target *ct = ti->private;
+	struct cow_group *g = ct->group;
+	struct cow_bio *cb = dm_per_bio_data(bio, sizeof(struct cow_bio));
+	struct pending_chunk *fresh = NULL;
+	sector_t cow_sector, left;
+	unsigned long flags;
+	u64 chunk;
+
+	cb->covering = NULL;
+
+	if (unlikely(ct->read_only) && op_is_write(bio_op(bio)) && bio_sectors(bio))
+		return DM_MAPIO_KILL;
+
+	if (unlikely(bio->bi_opf & REQ_PREFLUSH) && !bio_sectors(bio)) {
+		spin_lock_irqsave(&g->lock, flags);
+		if (park_for_commit(g, bio)) {
+			spin_unlock_irqrestore(&g->lock, flags);
+			return DM_MAPIO_SUBMITTED;
+		}
+		spin_unlock_irqrestore(&g->lock, flags);
+		bio_set_dev(bio, g->cow_bdev);
+		return DM_MAPIO_REMAPPED;
+	}
+
+	/* Never cross a chunk boundary (ti->begin may not be chunk aligned). */
+	left = g->chunk_sectors - (bio->bi_iter.bi_sector & (g->chunk_sectors - 1));
+	if (bio_sectors(bio) > left)
+		dm_accept_partial_bio(bio, left);
+
+	chunk = sector_to_chunk(g, bio->bi_iter.bi_sector);
+	if (remap_lookup(g, chunk, &cow_sector)) {
+		if (unlikely(bio->bi_opf & REQ_FUA)) {
+			spin_lock_irqsave(&g->lock, flags);
+			if (park_for_commit(g, bio)) {
+				spin_unlock_irqrestore(&g->lock, flags);
+				return DM_MAPIO_SUBMITTED;
+			}
+			spin_unlock_irqrestore(&g->lock, flags);
+		}
+		remap_bio_to_cow(g, bio, cow_sector);
+		return DM_MAPIO_REMAPPED;
+	}
+	if (bio_data_dir(bio) == WRITE) {
+		fresh = mempool_alloc(&g->pending_pool, GFP_NOIO);
+		memset(fresh, 0, sizeof(*fresh));
+		fresh->group = g;
+		bio_list_init(&fresh->bios);
+		INIT_LIST_HEAD(&fresh->list);
+	}
+	return cow_map_unmapped(g, bio, chunk, fresh);
+}
+
+static int cow_end_io(struct dm_target *ti, struct bio *bio,
+		      blk_status_t *error)
+{
+	struct cow_bio *cb = dm_per_bio_data(bio, sizeof(struct cow_bio));
+	struct pending_chunk *pc = cb->covering;
+	struct cow_group *g;
+	unsigned long flags;
+
+	if (!pc)
+		return DM_ENDIO_DONE;
+	cb->covering = NULL;
+	g = pc->group;
+	spin_lock_irqsave(&g->lock, flags);
+	fill_done(g, pc, *error ? -EIO : 0);
+	spin_unlock_irqrestore(&g->lock, flags);
+	queue_work(cow_wq, &g->work);
+	return DM_ENDIO_DONE;
+}
+
+static void cow_status(struct dm_target *ti, status_type_t type,
+		       unsigned int status_flags, char *result,
+		       unsigned int maxlen)
+{
+	struct cow_target *ct = ti->private;
+	struct cow_group *g = ct->group;
+	unsigned int sz = 0;
+
+	switch (type) {
+	case STATUSTYPE_INFO:
+		spin_lock_irq(&g->lock);
+		DMEMIT("mapped=%llu pending=%u copying=%u commits=%llu daemon=%s rejected=%llu copy_errors=%llu failed=%llu timed_out=%llu dropped=%llu",
+		       g->nr_mapped, g->faults, g->copies, g->nr_commits,
+		       g->attached ? "attached" : "detached", g->nr_rejected,
+		       g->nr_copy_errors, g->nr_failed_faults, g->nr_timed_out,
+		       g->nr_dropped);
+		if (g->full)
+			DMEMIT(" full");
+		spin_unlock_irq(&g->lock);
+		break;
+	case STATUSTYPE_TABLE:
+		DMEMIT("%s %s %s %u", g->ident, ct->base->name, ct->cow->name,
+		       g->chunk_sectors);
+		if (ct->daemon_timeout_ms)
+			DMEMIT(" 1 daemon_timeout=%u", ct->daemon_timeout_ms);
+		break;
+	case STATUSTYPE_IMA:
+		DMEMIT_TARGET_NAME_VERSION(ti->type);
+		DMEMIT(",ident=%s,base_device=%s,cow_device=%s,chunk_sectors=%u;",
+		       g->ident, ct->base->name, ct->cow->name,
+		       g->chunk_sectors);
+		break;
+	}
+}
+
+static int cow_message(struct dm_target *ti, unsigned int argc, char **argv,
+		       char *result, unsigned int maxlen)
+{
+	struct cow_target *ct = ti->private;
+	struct cow_group *g = ct->group;
+
+	if (argc == 1 && !strcasecmp(argv[0], "commit")) {
+		spin_lock_irq(&g->lock);
+		g->commit_wanted = true;
+		spin_unlock_irq(&g->lock);
+		wake_up_interruptible(&g->wait);
+		return 0;
+	}
+	DMWARN("%s: unknown message; supported: commit", g->ident);
+	return -EINVAL;
+}
+
+/* A table is live between its resume and its postsuspend. */
+static void cow_set_live(struct dm_target *ti, bool live)
+{
+	struct cow_target *ct = ti->private;
+	struct cow_group *g = ct->group;
+	struct rb_node **p = &g->live_targets.rb_node, *parent = NULL;
+
+	spin_lock_irq(&g->lock);
+	if (live && !ct->live) {
+		while (*p) {
+			parent = *p;
+			if (ti->begin < rb_entry(parent, struct cow_target, live_node)->ti->begin)
+				p = &parent->rb_left;
+			else
+				p = &parent->rb_right;
+		}
+		rb_link_node(&ct->live_node, parent, p);
+		rb_insert_color(&ct->live_node, &g->live_targets);
+	} else if (!live && ct->live) {
+		rb_erase(&ct->live_node, &g->live_targets);
+	}
+	ct->live = live;
+	spin_unlock_irq(&g->lock);
+}
+
+static void cow_resume(struct dm_target *ti)
+{
+	cow_set_live(ti, true);
+}
+
+static void cow_postsuspend(struct dm_target *ti)
+{
+	cow_set_live(ti, false);
+}
+
+static int cow_iterate_devices(struct dm_target *ti,
+			       iterate_devices_callout_fn fn, void *data)
+{
+	struct cow_target *ct = ti->private;
+	sector_t cow_len = min_t(sector_t, ti->len,
+				 bdev_nr_sectors(ct->cow->bdev));
+	int r;
+
+	r = fn(ti, ct->base, ti->begin, ti->len, data);
+	if (r)
+		return r;
+	return fn(ti, ct->cow, 0, cow_len, data);
+}
+
+static struct target_type cow_target = {
+	.name = "cow",
+	.version = {1, 0, 0},
+	.module = THIS_MODULE,
+	.ctr = cow_ctr,
+	.dtr = cow_dtr,
+	.map = cow_map,
+	.end_io = cow_end_io,
+	.status = cow_status,
+	.message = cow_message,
+	.resume = cow_resume,
+	.postsuspend = cow_postsuspend,
+	.iterate_devices = cow_iterate_devices,
+};
+
+/* ---------------------------------------------------------------------- */
+
+static int __init dm_cow_init(void)
+{
+	int r;
+
+	pending_cache = KMEM_CACHE(pending_chunk, 0);
+	if (!pending_cache)
+		return -ENOMEM;
+	r = -ENOMEM;
+	cow_wq = alloc_workqueue("dm-cow", WQ_MEM_RECLAIM, 0);
+	if (!cow_wq)
+		goto bad_wq;
+	r = cow_ctl_init();
+	if (r)
+		goto bad_ctl;
+	r = dm_register_target(&cow_target);
+	if (r)
+		goto bad_target;
+	return 0;
+
+bad_target:
+	cow_ctl_exit();
+bad_ctl:
+	destroy_workqueue(cow_wq);
+bad_wq:
+	kmem_cache_destroy(pending_cache);
+	return r;
+}
+
+static void __exit dm_cow_exit(void)
+{
+	dm_unregister_target(&cow_target);
+	cow_ctl_exit();
+	destroy_workqueue(cow_wq);
+	kmem_cache_destroy(pending_cache);
+}
+
+module_init(dm_cow_init);
+module_exit(dm_cow_exit);
+
+MODULE_DESCRIPTION(DM_NAME " copy-on-write target with a userspace allocator");
+MODULE_AUTHOR("dm-cow developers");
+MODULE_LICENSE("GPL");

@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * dm-cow internal header: the state the target (dm-cow-target.c), the
+ * control device (dm-cow-ctl.c) and the group code (dm-cow-group.c) share.
+ *
+ * Lock ordering:
+ *
+ *   cow_groups_mutex		the list of groups, group->targets, group
+ *				creation and teardown, control-device open
+ *     g->ctl_mutex		one control-device writer at a time; the
+ *				cow_slots xarray; g->dead is set under it
+ *       g->lock		(spinlock, irq-safe: taken from bio
+ *				completion) pending tree and lists, commit
+ *				waiters, counters, live targets, flags
+ *         g->remaps.xa_lock	(irq-safe, XA_FLAGS_LOCK_IRQ) the remap
+ *				xarray; readers use RCU and take no lock
+ *
+ * Nothing sleeps under g->lock or an xarray lock.  Functions that need a
+ * lock assert it with lockdep_assert_held().
+ */
+#ifndef DM_COW_H
+#define DM_COW_H
+
+#include <linux/device-mapper.h>
+#include <linux/dm-kcopyd.h>
+#include <linux/module.h>
+#include <linux/init.h>
+#include <linux/slab.h>
+#include <linux/mempool.h>
+#include <linux/xarray.h>
+#include <linux/rbtree.h>
+#include <linux/cdev.h>
+#include <linux/fs.h>
+#include <linux/poll.h>
+#include <linux/uaccess.h>
+#include <linux/workqueue.h>
+#include <linux/wait.h>
+#include <linux/capability.h>
+#include <linux/kdev_t.h>
+#include <linux/version.h>
+#include <linux/blkdev.h>
+#include <linux/ctype.h>
+
+#include "dm-cow-proto.h"
+
+#define DM_MSG_PREFIX "cow"
+
+#define COW_MAX_GROUPS 1024	/* minors of the control-device region */
+#define COW_MIN_PENDING 64	/* mempool reserve of pending chunks */
+#define COW_MAX_COPIES 64	/* kcopyd copies in flight per group */
+#define COW_MSG_BATCH 64	/* messages per read()/write() step */
+
+/* ------------------------------------------------------------------------ */
+
+enum pending_state {
+	PENDING_FAULT_QUEUED,	/* FAULT not yet read by a daemon */
+	PENDING_FAULT_SENT,	/* FAULT read, waiting for MAP/FAIL */
+	PENDING_COPYING,	/* MAP accepted; copy or covering write in flight */
+	PENDING_READY,		/* data in place; READY not yet read */
+};
+
+/*
+ * A chunk between its first write and the moment its data is in place.
+ * While it exists every bio to the chunk waits on @bios.
+ */
+struct pending_chunk {
+	struct rb_node node;		/* in group->pending, while not READY */
+	struct list_head list;		/* on one of the group's lists */
+	struct cow_group *group;
+	u64 chunk;
+	sector_t cow_sector;
+	enum pending_state state;
+	bool data_valid;		/* MAP_DATA_VALID: no copy */
+	bool copy_tried;		/* a kcopyd copy was started */
+	int error;			/* copy or covering-write error */
+	u64 ready_seq;
+	unsigned long since;		/* jiffies when the fault was raised */
+	struct bio_list bios;
+};
+
+struct cow_group {
+	struct list_head list;		/* on cow_groups, under cow_groups_mutex */
+	struct kref kref;		/* one per target, one per open ctl file */
+	unsigned int targets;		/* under cow_groups_mutex */
+	char ident[COW_IDENT_MAX + 1];
+	unsigned int minor;
+
+	dev_t md_dev;			/* the one dm device the group serves */
+	dev_t base_dev, cow_dev;
+	/* valid while any target holds its dm_devs open */
+	struct block_device *base_bdev, *cow_bdev;
+	sector_t base_sectors;
+	u32 chunk_sectors;
+	u32 chunk_shift;
+	u64 nr_chunks;
+
+	/*
+	 * chunk -> xa_mk_value(CoW sector).  Loaded under RCU on the I/O path;
+	 * entries are reserved at MAP time (process context) so that storing
+	 * them when the copy completes never allocates.
+	 */
+	struct xarray remaps;
+	/* (CoW sector - phase) >> chunk_shift -> chunk; under ctl_mutex */
+	struct xarray cow_slots;
+	sector_t phase;
+
+	struct dm_kcopyd_client *kcopyd;
+	mempool_t pending_pool;
+	struct work_struct work;
+	/* Fails faults and flushes that waited too long for a daemon. */
+	struct delayed_work timeout_work;
+	unsigned int daemon_timeout_ms;	/* 0: wait forever; under lock */
+
+	/*
+	 * Protects everything below.  Taken from bio completion, so always
+	 * with interrupts disabled; never held across anything that sleeps.
+	 */
+	spinlock_t lock;
+	struct rb_root pending;		/* pending chunks not yet READY */
+	struct list_head fault_queued;	/* PENDING_FAULT_QUEUED */
+	struct list_head fault_sent;	/* PENDING_FAULT_SENT */
+	struct list_head copy_wait;	/* COPYING, waiting for a copy slot */
+	struct list_head copy_done;	/* COPYING, copy or write finished */
+	struct list_head ready;		/* READY, message not yet read */
+	struct bio_list commit_wait;	/* flush/FUA bios waiting for a commit */
+	struct bio_list commit_released;
+	u64 commit_wait_seq;		/* highest seq a waiter needs */
+	/*
+	 * ready_seq numbers chunks in the order their data landed (assigned
+	 * when the fill completes, before the READY message is queued, since
+	 * a covering write has completed to its submitter by then); READY
+	 * messages go out in that order, so "every READY <= seq" is a prefix.
+	 */
+	u64 ready_seq;
+	u64 committed_seq;		/* daemon: READY <= this are durable */
+	unsigned int filled_unqueued;	/* seq assigned, READY not queued */
+	u64 replay_next;		/* next chunk to replay as READY */
+	u64 replay_seq;			/* ready_seq when the replay began */
+	bool replaying;
+	bool hello_pending;
+	bool commit_wanted;
+	bool ctl_open;
+	bool attached;
+	bool dead;			/* no target left */
+	bool full;			/* the daemon refused a fault: no space */
+	unsigned int copies;		/* kcopyd copies in flight */
+	unsigned int faults;		/* pending chunks in FAULT states */
+	unsigned long detached_since;	/* jiffies when the last daemon left */
+	unsigned long commit_wait_since; /* jiffies of the oldest commit waiter */
+
+	/* counters, under lock */
+	u64 nr_mapped;
+	u64 nr_commits;
+	u64 nr_rejected;
+	u64 nr_copy_errors;
+	u64 nr_failed_faults;
+	u64 nr_timed_out;
+	u64 nr_dropped;
+	/*
+	 * Targets of the live table, by ti->begin; under lock.  They belong to
+	 * one table, so they do not overlap.
+	 */
+	struct rb_root live_targets;
+
+	struct mutex ctl_mutex;		/* serialises control-device writers */
+	wait_queue_head_t wait;		/* readers and pollers */
+};
+
+/* Open modes became blk_mode_t in 6.5. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0)
+#define COW_OPEN_READ BLK_OPEN_READ
+#define COW_OPEN_WRITE BLK_OPEN_WRITE
+#else
+#define COW_OPEN_READ FMODE_READ
+#define COW_OPEN_WRITE FMODE_WRITE
+#endif
+
+struct cow_target {
+	struct rb_node live_node;	/* in group->live_targets while live */
+	struct dm_target *ti;
+	bool live;			/* its table is resumed; under g->lock */
+	struct cow_group *group;
+	struct dm_dev *base;
+	struct dm_dev *cow;
+	unsigned int daemon_timeout_ms;	/* feature argument, 0 if not given */
+	bool read_only;			/* the table is read-only: refuse writes */
+	dev_t md_dev;
+};
+
+/* per-bio data */
+struct cow_bio {
+	struct pending_chunk *covering;	/* whole-chunk write of a fresh chunk */
+};
+
+extern struct mutex cow_groups_mutex;
+extern struct kmem_cache *pending_cache;
+extern struct workqueue_struct *cow_wq;
+
+/* ---------------------------------------------------------------------- */
+/* Geometry helpers                                                        */
+
+static inline u64 sector_to_chunk(struct cow_group *g, sector_t s)
+{
+	return s >> g->chunk_shift;
+}
+
+static inline sector_t chunk_to_sector(struct cow_group *g, u64 chunk)
+{
+	return (sector_t)chunk << g->chunk_shift;
+}
+
+/* Length of a chunk: the last chunk of the base may be partial. */
+static inline sector_t chunk_len(struct cow_group *g, u64 chunk)
+{
+	sector_t start = chunk_to_sector(g, chunk);
+
+	return min_t(sector_t, g->chunk_sectors, g->base_sectors - start);
+}
+
+static inline bool remap_lookup(struct cow_group *g, u64 chunk, sector_t *cow_sector)
+{
+	void *entry = xa_load(&g->remaps, chunk);
+
+	if (!xa_is_value(entry))
+		return false;
+	*cow_sector = xa_to_value(entry);
+	return true;
+}
+
+static inline void remap_bio_to_cow(struct cow_group *g, struct bio *bio,
+			     sector_t cow_sector)
+{
+	sector_t offset = bio->bi_iter.bi_sector & (g->chunk_sectors - 1);
+
+	bio_set_dev(bio, g->cow_bdev);
+	bio->bi_iter.bi_sector = cow_sector + offset;
+}
+
+/* dm-cow-group.c */
+bool ident_valid(const char *ident);
+struct cow_group *group_find(const char *ident);
+struct cow_group *group_create(const char *ident, struct cow_target *ct,
+			       u32 chunk_sectors, char **error);
+void group_put(struct cow_group *g);
+void group_leave(struct cow_target *ct);
+struct pending_chunk *pending_find(struct cow_group *g, u64 chunk);
+void pending_insert(struct cow_group *g, struct pending_chunk *new);
+void arm_daemon_timeout(struct cow_group *g);
+void fail_bios(struct bio_list *bios, blk_status_t status);
+bool park_for_commit(struct cow_group *g, struct bio *bio);
+void fill_done(struct cow_group *g, struct pending_chunk *pc, int error);
+void fill_chunk(struct cow_group *g, struct pending_chunk *pc);
+
+/* dm-cow-ctl.c */
+int cow_ctl_add(struct cow_group *g);
+void cow_ctl_remove(struct cow_group *g);
+int cow_ctl_init(void);
+void cow_ctl_exit(void);
+
+#endif /* DM_COW_H */
