@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -173,6 +174,13 @@ static int handle_batch(struct cowd *d, const struct cow_msg *msgs, size_t n)
 			r = handle_ready(d, &msgs[i]);
 			break;
 		case COW_MSG_COMMIT:
+			/*
+			 * The kernel sends a COMMIT after every READY it
+			 * covers; replayed READYs carry no sequence, so the
+			 * COMMIT after a replay is what names theirs.
+			 */
+			if (msgs[i].seq > d->ready_seen)
+				d->ready_seen = msgs[i].seq;
 			want_commit = 1;
 			break;
 		default:
@@ -545,6 +553,14 @@ int cowd_run(struct cowd *d)
 	/* Never page-fault into I/O that may need this very device. */
 	if (mlockall(MCL_CURRENT | MCL_FUTURE) < 0)
 		log_warn("%s: mlockall failed: %s", d->ident, strerror(errno));
+	/*
+	 * Nor wait in memory reclaim for writeback to it: as an I/O flusher
+	 * (like the NBD and FUSE servers of a swap or root device), our
+	 * allocations never recurse into I/O.
+	 */
+	if (prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) < 0)
+		log_warn("%s: cannot become an I/O flusher (PR_SET_IO_FLUSHER): %s",
+			 d->ident, strerror(errno));
 
 	d->loop = ev_default_loop(EVFLAG_AUTO);
 	ev_io_init(&d->ctl_watcher, ctl_cb, d->ctl_fd, EV_READ);

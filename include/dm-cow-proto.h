@@ -19,22 +19,28 @@
  *               the queued bios through
  *   READY       kernel: the chunk's data is in place at its CoW location and
  *               bios now go there; the daemon may now commit the mapping
- *   COMMIT      kernel: a flush or FUA write waits; commit every READY seen
- *               so far and answer COMMITTED
+ *   COMMIT      kernel: a flush or FUA write waits; commit every READY
+ *               with seq <= this one (all were sent before it) and answer
+ *               COMMITTED
  *   COMMITTED   daemon: every READY with seq <= this one is durable (may be
- *               sent unasked, e.g. by a commit timer)
+ *               sent unasked, e.g. by a commit timer); never more than the
+ *               highest seq of a READY or COMMIT read
  *   LOAD        daemon: a mapping that already exists in the store (at
  *               start-up); no copy, no READY needed
  *   FAIL        daemon: this fault cannot be served (e.g. -ENOSPC); the
  *               queued bios fail with that error
  *   DROP        daemon: after a table reload made chunks [chunk, chunk +
  *               arg[0]) plain linear segments, forget their remaps; refused
- *               (-EBUSY) if a live cow target still covers any of them
+ *               (-EBUSY) if a cow target of any table (live, suspended or
+ *               inactive) still covers any of them
  *
  * When a daemon (re)attaches, the kernel sends FAULT again for every fault
- * not answered yet, READY (flag READY_REPLAY) for every chunk in its remap
- * tree, and COMMIT if anything is not known to be committed: a new daemon
- * picks up where the old one stopped.
+ * not answered yet, READY (flag READY_REPLAY, seq 0) for every chunk in its
+ * remap tree, and COMMIT if anything is not known to be committed; that
+ * COMMIT's seq covers the replayed chunks.  A new daemon picks up where the
+ * old one stopped.
+ *
+ * Flags other than those defined for a message type are refused (-EINVAL).
  */
 #ifndef DM_COW_PROTO_H
 #define DM_COW_PROTO_H

@@ -23,16 +23,36 @@ static void msg_init(struct cow_msg *m, u16 type)
 	m->type = type;
 }
 
+/*
+ * A COMMIT asks for every READY the daemon has been told of (told_seq); it
+ * is sent right after the READYs it covers, without waiting for the flow of
+ * new chunks to stop.  While flushes wait, a COMMIT that would cover
+ * nothing new waits for the next READY instead.
+ */
+static bool commit_sendable(struct cow_group *g)
+{
+	lockdep_assert_held(&g->lock);
+	return g->commit_wanted && !g->replaying &&
+	       (g->told_seq > g->committed_seq ||
+		bio_list_empty(&g->commit_wait));
+}
+
 static bool ctl_has_messages(struct cow_group *g)
 {
+	lockdep_assert_held(&g->lock);
 	return g->hello_pending || g->replaying || !list_empty(&g->ready) ||
-	       !list_empty(&g->fault_queued) || g->commit_wanted;
+	       !list_empty(&g->fault_queued) || commit_sendable(g);
 }
 
 /*
  * Fill @msgs with up to @max messages, in the order that keeps the protocol
- * sound: READY before the COMMIT that must cover it.  Caller holds g->lock.
- * READY entries handed out are moved to @freed for the caller to free.
+ * sound: READY before the COMMIT that must cover it.  READY entries handed
+ * out are moved to @freed for the caller to free.
+ *
+ * Replayed READYs carry sequence 0: the new daemon learns their mappings,
+ * but only the COMMIT that follows the replay tells it which sequence they
+ * are covered by, so a commit it makes on its own mid-replay claims nothing
+ * it has not seen.
  */
 static unsigned int ctl_collect(struct cow_group *g, struct cow_msg *msgs,
 				unsigned int max, struct list_head *freed)
@@ -40,6 +60,8 @@ static unsigned int ctl_collect(struct cow_group *g, struct cow_msg *msgs,
 	struct pending_chunk *pc, *tmp;
 	unsigned int n = 0;
 	void *entry;
+
+	lockdep_assert_held(&g->lock);
 
 	if (g->hello_pending && n < max) {
 		struct cow_msg *m = &msgs[n++];
@@ -60,6 +82,7 @@ static unsigned int ctl_collect(struct cow_group *g, struct cow_msg *msgs,
 		entry = xa_find(&g->remaps, &index, ULONG_MAX, XA_PRESENT);
 		if (!entry) {
 			g->replaying = false;
+			g->told_seq = max(g->told_seq, g->replay_seq);
 			break;
 		}
 		g->replay_next = index + 1;
@@ -69,7 +92,6 @@ static unsigned int ctl_collect(struct cow_group *g, struct cow_msg *msgs,
 		msgs[n].flags = COW_READY_REPLAY;
 		msgs[n].chunk = index;
 		msgs[n].sector = xa_to_value(entry);
-		msgs[n].seq = g->replay_seq;
 		n++;
 	}
 	list_for_each_entry_safe(pc, tmp, &g->ready, list) {
@@ -80,6 +102,7 @@ static unsigned int ctl_collect(struct cow_group *g, struct cow_msg *msgs,
 		msgs[n].sector = pc->cow_sector;
 		msgs[n].seq = pc->ready_seq;
 		n++;
+		g->told_seq = max(g->told_seq, pc->ready_seq);
 		list_move_tail(&pc->list, freed);
 	}
 	list_for_each_entry_safe(pc, tmp, &g->fault_queued, list) {
@@ -91,17 +114,30 @@ static unsigned int ctl_collect(struct cow_group *g, struct cow_msg *msgs,
 		pc->state = PENDING_FAULT_SENT;
 		list_move_tail(&pc->list, &g->fault_sent);
 	}
-	/* A COMMIT must follow every READY it is meant to cover. */
-	if (g->commit_wanted && n < max && !g->replaying &&
-	    list_empty(&g->ready) && !g->filled_unqueued) {
+	if (n < max && commit_sendable(g)) {
 		msg_init(&msgs[n], COW_MSG_COMMIT);
-		msgs[n].seq = g->ready_seq;
+		msgs[n].seq = g->told_seq;
 		n++;
 		g->commit_wanted = false;
 	}
 	return n;
 }
 
+static bool ctl_readable(struct cow_group *g)
+{
+	bool r;
+
+	spin_lock_irq(&g->lock);
+	r = g->dead || ctl_has_messages(g);
+	spin_unlock_irq(&g->lock);
+	return r;
+}
+
+/*
+ * The daemon is on the writeback path of the device it serves: nothing it
+ * asks of the kernel may wait for that writeback, so the control device
+ * allocates as if under GFP_NOIO (see memalloc_noio_save()).
+ */
 static ssize_t ctl_read(struct file *file, char __user *buf, size_t len,
 			loff_t *ppos)
 {
@@ -109,29 +145,34 @@ static ssize_t ctl_read(struct file *file, char __user *buf, size_t len,
 	struct cow_msg *msgs;
 	struct pending_chunk *pc, *tmp;
 	unsigned int max = min_t(size_t, len / sizeof(*msgs), COW_MSG_BATCH);
-	unsigned int n;
+	unsigned int n, noio;
 	LIST_HEAD(freed);
 	ssize_t r;
 
 	if (!max)
 		return -EINVAL;
+	noio = memalloc_noio_save();
 	msgs = kmalloc_array(max, sizeof(*msgs), GFP_KERNEL);
+	memalloc_noio_restore(noio);
 	if (!msgs)
 		return -ENOMEM;
 	for (;;) {
 		spin_lock_irq(&g->lock);
-		n = ctl_collect(g, msgs, max, &freed);
-		if (n || g->dead) {
+		if (g->dead) {
+			/* End of file: the group has no target left. */
 			spin_unlock_irq(&g->lock);
-			break;
+			r = 0;
+			goto out;
 		}
+		n = ctl_collect(g, msgs, max, &freed);
 		spin_unlock_irq(&g->lock);
+		if (n)
+			break;
 		if (file->f_flags & O_NONBLOCK) {
 			r = -EAGAIN;
 			goto out;
 		}
-		r = wait_event_interruptible(g->wait,
-					     ctl_has_messages(g) || g->dead);
+		r = wait_event_interruptible(g->wait, ctl_readable(g));
 		if (r)
 			goto out;
 	}
@@ -158,10 +199,10 @@ static __poll_t ctl_poll(struct file *file, poll_table *wait)
 
 	poll_wait(file, &g->wait, wait);
 	spin_lock_irq(&g->lock);
-	if (ctl_has_messages(g))
-		mask |= EPOLLIN | EPOLLRDNORM;
 	if (g->dead)
 		mask |= EPOLLHUP;
+	else if (ctl_has_messages(g))
+		mask |= EPOLLIN | EPOLLRDNORM;
 	spin_unlock_irq(&g->lock);
 	return mask;
 }
@@ -177,12 +218,19 @@ static int ctl_reject(struct cow_group *g, const struct cow_msg *m, int err,
 	return err;
 }
 
-/* Validate a CoW location for @chunk; returns its slot or a negative error. */
+/*
+ * Validate a CoW location for @chunk; returns its slot or a negative error.
+ * The CoW device's size is read live (a loop device over a store file grows
+ * with it); g->cow_bdev stays valid while the group is not dead, which
+ * ctl_write() checked under the ctl_mutex we hold.
+ */
 static long ctl_check_location(struct cow_group *g, const struct cow_msg *m,
 			       const char **why)
 {
-	sector_t cow_size = bdev_nr_sectors(g->cow_bdev);
-	sector_t len = chunk_len(g, m->chunk);
+	sector_t cow_size, len = chunk_len(g, m->chunk);
+
+	lockdep_assert_held(&g->ctl_mutex);
+	cow_size = bdev_nr_sectors(g->cow_bdev);
 
 	if (m->sector < g->phase ||
 	    ((m->sector - g->phase) & (g->chunk_sectors - 1))) {
@@ -193,7 +241,7 @@ static long ctl_check_location(struct cow_group *g, const struct cow_msg *m,
 		*why = "CoW location outside the CoW device";
 		return -ERANGE;
 	}
-	return (m->sector - g->phase) >> g->chunk_shift;
+	return cow_slot(g, m->sector);
 }
 
 /*
@@ -203,7 +251,10 @@ static long ctl_check_location(struct cow_group *g, const struct cow_msg *m,
  */
 static int claim_slot(struct cow_group *g, const struct cow_msg *m, long slot)
 {
-	int r = xa_insert(&g->cow_slots, slot, xa_mk_value(m->chunk), GFP_KERNEL);
+	int r;
+
+	lockdep_assert_held(&g->ctl_mutex);
+	r = xa_insert(&g->cow_slots, slot, xa_mk_value(m->chunk), GFP_KERNEL);
 
 	if (!r)
 		return 1;
@@ -236,7 +287,7 @@ static int ctl_map(struct cow_group *g, const struct cow_msg *m)
 	claimed = claim_slot(g, m, slot);
 	if (claimed < 0)
 		return claimed;
-	r = xa_reserve(&g->remaps, m->chunk, GFP_KERNEL);
+	r = xa_reserve_irq(&g->remaps, m->chunk, GFP_KERNEL);
 	if (r) {
 		if (claimed)
 			xa_erase(&g->cow_slots, slot);
@@ -246,6 +297,7 @@ static int ctl_map(struct cow_group *g, const struct cow_msg *m)
 	spin_lock_irq(&g->lock);
 	pc->state = PENDING_COPYING;
 	g->full = false;
+	pc->slot_claimed = claimed;
 	pc->cow_sector = m->sector;
 	pc->data_valid = m->flags & COW_MAP_DATA_VALID;
 	list_del_init(&pc->list);
@@ -287,7 +339,7 @@ static int ctl_load(struct cow_group *g, const struct cow_msg *m)
 	 * entry is published under g->lock: a bio that misses the pending
 	 * tree re-reads the remaps under the same lock.
 	 */
-	r = xa_reserve(&g->remaps, m->chunk, GFP_KERNEL);
+	r = xa_reserve_irq(&g->remaps, m->chunk, GFP_KERNEL);
 	if (r) {
 		if (claimed)
 			xa_erase(&g->cow_slots, slot);
@@ -295,8 +347,8 @@ static int ctl_load(struct cow_group *g, const struct cow_msg *m)
 	}
 	spin_lock_irq(&g->lock);
 	if (pending_find(g, m->chunk)) {
-		spin_unlock_irq(&g->lock);
 		xa_release(&g->remaps, m->chunk);
+		spin_unlock_irq(&g->lock);
 		if (claimed)
 			xa_erase(&g->cow_slots, slot);
 		return ctl_reject(g, m, -EBUSY, "chunk has a pending fault");
@@ -337,99 +389,95 @@ static int ctl_fail(struct cow_group *g, const struct cow_msg *m)
 }
 
 /*
- * Does a live cow target serve any sector of [start, end)?  The live
- * targets do not overlap, so only the last one starting before @end can.
- * Caller holds g->lock.
- */
-static bool live_target_covers(struct cow_group *g, sector_t start, sector_t end)
-{
-	struct rb_node *n = g->live_targets.rb_node;
-	struct cow_target *best = NULL;
-
-	while (n) {
-		struct cow_target *ct = rb_entry(n, struct cow_target, live_node);
-
-		if (ct->ti->begin < end) {
-			best = ct;
-			n = n->rb_right;
-		} else {
-			n = n->rb_left;
-		}
-	}
-	return best && best->ti->begin + best->ti->len > start;
-}
-
-/*
  * After a reload made chunks linear segments, their remaps are dead weight.
- * Refuse if a live cow target still covers any of them: the remap tree must
- * never lose a chunk that is served by a cow segment.
+ * Refuse if any cow target still covers one of them, live or not: a
+ * suspended table comes back on resume, an inactive one may be resumed, and
+ * either would then read the chunk from the base.  The check is made for
+ * each chunk under g->lock, so a table constructed meanwhile is seen too.
+ * The slots go as well, so that kernel memory follows the remap tree.
  */
 static int ctl_drop(struct cow_group *g, const struct cow_msg *m)
 {
 	u64 first = m->chunk, count = m->arg[0];
 	unsigned long index;
-	sector_t start, end;
 	void *entry;
 
+	lockdep_assert_held(&g->ctl_mutex);
 	if (!count || count > g->nr_chunks - first)
 		return ctl_reject(g, m, -ERANGE, "DROP range beyond the device");
-	start = chunk_to_sector(g, first);
-	end = chunk_to_sector(g, first + count);
 	spin_lock_irq(&g->lock);
-	if (live_target_covers(g, start, end)) {
+	if (group_targets_cover(g, chunk_to_sector(g, first),
+			  chunk_to_sector(g, first + count))) {
 		spin_unlock_irq(&g->lock);
 		return ctl_reject(g, m, -EBUSY,
-				  "DROP of chunks a live cow target serves");
+				  "DROP of chunks a cow target serves");
 	}
-	/*
-	 * No live cow target covers the range, so no new bio can look these
-	 * chunks up.  Their CoW slots stay taken: the locations are in use.
-	 */
+	spin_unlock_irq(&g->lock);
 	xa_for_each_range(&g->remaps, index, entry, first, first + count - 1) {
+		sector_t cow_sector;
+
 		if (!xa_is_value(entry))
 			continue;	/* reserved: a copy in flight */
+		cow_sector = xa_to_value(entry);
+		spin_lock_irq(&g->lock);
+		if (group_targets_cover(g, chunk_to_sector(g, index),
+				  chunk_to_sector(g, index + 1))) {
+			spin_unlock_irq(&g->lock);
+			return ctl_reject(g, m, -EBUSY,
+					  "DROP of chunks a cow target serves");
+		}
 		xa_erase(&g->remaps, index);
 		g->nr_mapped--;
 		g->nr_dropped++;
+		spin_unlock_irq(&g->lock);
+		if (xa_load(&g->cow_slots, cow_slot(g, cow_sector)) ==
+		    xa_mk_value(index))
+			xa_erase(&g->cow_slots, cow_slot(g, cow_sector));
+		cond_resched();
 	}
-	spin_unlock_irq(&g->lock);
 	return 0;
 }
 
+/*
+ * The daemon made every READY <= m->seq durable.  It cannot claim more
+ * than it was told of.  Waiters are released in order, as far as the
+ * commit reaches; if some still wait, the next COMMIT goes out after the
+ * next READY.
+ */
 static int ctl_committed(struct cow_group *g, const struct cow_msg *m)
 {
-
 	spin_lock_irq(&g->lock);
-	if (m->seq > g->ready_seq) {
+	if (m->seq > g->told_seq) {
 		spin_unlock_irq(&g->lock);
 		return ctl_reject(g, m, -ERANGE, "commit of a chunk not READY");
 	}
 	g->nr_commits++;
 	if (m->seq > g->committed_seq)
 		g->committed_seq = m->seq;
-	/* Every waiter needs at most commit_wait_seq; release them all then. */
-	if (g->committed_seq >= g->commit_wait_seq) {
-		bio_list_merge(&g->commit_released, &g->commit_wait);
-		bio_list_init(&g->commit_wait);
-	} else if (!bio_list_empty(&g->commit_wait)) {
-		/* Some READY was still on its way: ask again after it. */
+	if (release_committed(g))
+		group_kick(g);
+	if (!bio_list_empty(&g->commit_wait)) {
 		g->commit_wanted = true;
 		wake_up_interruptible(&g->wait);
 	}
 	spin_unlock_irq(&g->lock);
-	queue_work(cow_wq, &g->work);
 	return 0;
 }
 
+/*
+ * The data phase indexes g->cow_slots: it may change only while the kernel
+ * holds no CoW location.
+ */
 static int ctl_attach(struct cow_group *g, const struct cow_msg *m)
 {
+	lockdep_assert_held(&g->ctl_mutex);
 	spin_lock_irq(&g->lock);
 	if (g->attached) {
 		spin_unlock_irq(&g->lock);
 		return ctl_reject(g, m, -EINVAL, "already attached");
 	}
 	if (m->arg[0] >= g->chunk_sectors ||
-	    (g->nr_mapped && m->arg[0] != g->phase)) {
+	    (!xa_empty(&g->cow_slots) && m->arg[0] != g->phase)) {
 		spin_unlock_irq(&g->lock);
 		return ctl_reject(g, m, -EINVAL, "data phase does not match");
 	}
@@ -445,6 +493,8 @@ static int ctl_handle(struct cow_group *g, const struct cow_msg *m)
 		return ctl_reject(g, m, -EPROTO, "protocol version mismatch");
 	if (m->reserved)
 		return ctl_reject(g, m, -EINVAL, "reserved field not zero");
+	if (m->flags & ~(m->type == COW_MSG_MAP ? COW_MAP_DATA_VALID : 0))
+		return ctl_reject(g, m, -EINVAL, "unknown flag bits");
 	if (m->type == COW_MSG_ATTACH)
 		return ctl_attach(g, m);
 	if (!g->attached)
@@ -476,13 +526,18 @@ static ssize_t ctl_write(struct file *file, const char __user *buf,
 	struct cow_group *g = file->private_data;
 	struct cow_msg *msgs;
 	size_t done = 0;
+	unsigned int noio;
 	int r = 0;
 
 	if (!len || len % sizeof(*msgs))
 		return -EINVAL;
+	/* Not while the device's writeback waits for us: see ctl_read(). */
+	noio = memalloc_noio_save();
 	msgs = kmalloc_array(COW_MSG_BATCH, sizeof(*msgs), GFP_KERNEL);
-	if (!msgs)
+	if (!msgs) {
+		memalloc_noio_restore(noio);
 		return -ENOMEM;
+	}
 
 	mutex_lock(&g->ctl_mutex);
 	while (done < len && !r) {
@@ -508,6 +563,7 @@ static ssize_t ctl_write(struct file *file, const char __user *buf,
 		cond_resched();
 	}
 	mutex_unlock(&g->ctl_mutex);
+	memalloc_noio_restore(noio);
 	kfree(msgs);
 	/* A partial write tells the daemon which message was refused. */
 	return done ? done : r;
@@ -541,7 +597,8 @@ static int ctl_open(struct inode *inode, struct file *file)
 	list_splice_init(&g->fault_sent, &g->fault_queued);
 	g->replaying = true;
 	g->replay_next = 0;
-	g->replay_seq = g->ready_seq;
+	g->replay_seq = g->published_seq;
+	g->told_seq = 0;
 	if (g->committed_seq < g->ready_seq || !bio_list_empty(&g->commit_wait))
 		g->commit_wanted = true;
 	spin_unlock_irq(&g->lock);
@@ -612,6 +669,7 @@ int cow_ctl_init(void)
 	if (r)
 		return r;
 	cdev_init(&cow_cdev, &cow_ctl_fops);
+	cow_cdev.owner = THIS_MODULE;
 	r = cdev_add(&cow_cdev, cow_ctl_base, COW_MAX_GROUPS);
 	if (r)
 		goto bad_cdev;

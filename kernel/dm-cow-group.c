@@ -12,12 +12,36 @@ static LIST_HEAD(cow_groups);
 struct kmem_cache *pending_cache;
 struct workqueue_struct *cow_wq;
 
+/* Every target of a group by the sectors it serves: see targets_tree. */
+#define TARGET_START(ct) ((ct)->ti->begin)
+#define TARGET_LAST(ct) ((ct)->ti->begin + (ct)->ti->len - 1)
+INTERVAL_TREE_DEFINE(struct cow_target, it_node, sector_t, it_last,
+		     TARGET_START, TARGET_LAST, static inline, cow_target_it)
+
+void group_add_target(struct cow_group *g, struct cow_target *ct)
+{
+	lockdep_assert_held(&g->lock);
+	cow_target_it_insert(ct, &g->targets_tree);
+}
+
+/*
+ * Does a constructed cow target, of the live table or of one that is
+ * loaded or suspended, serve any sector of [start, end)?
+ */
+bool group_targets_cover(struct cow_group *g, sector_t start, sector_t end)
+{
+	lockdep_assert_held(&g->lock);
+	return cow_target_it_iter_first(&g->targets_tree, start, end - 1);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Pending chunks                                                          */
 
 struct pending_chunk *pending_find(struct cow_group *g, u64 chunk)
 {
 	struct rb_node *n = g->pending.rb_node;
+
+	lockdep_assert_held(&g->lock);
 
 	while (n) {
 		struct pending_chunk *pc = rb_entry(n, struct pending_chunk, node);
@@ -36,6 +60,7 @@ void pending_insert(struct cow_group *g, struct pending_chunk *new)
 {
 	struct rb_node **p = &g->pending.rb_node, *parent = NULL;
 
+	lockdep_assert_held(&g->lock);
 	while (*p) {
 		struct pending_chunk *pc = rb_entry(*p, struct pending_chunk, node);
 
@@ -49,17 +74,30 @@ void pending_insert(struct cow_group *g, struct pending_chunk *new)
 	rb_insert_color(&new->node, &g->pending);
 }
 
+/*
+ * Run the group's work (copies to start, filled chunks, released commit
+ * waiters).  Never on a dead group: group_kill() sets g->dead under
+ * g->lock and then cancels the work, so nothing can queue it again.
+ */
+void group_kick(struct cow_group *g)
+{
+	lockdep_assert_held(&g->lock);
+	if (!g->dead)
+		queue_work(cow_wq, &g->work);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Waiting for a daemon: daemon_timeout                                    */
 
 /*
  * With daemon_timeout=<ms>, a first write or a flush that has waited that
  * long while no daemon was attached fails with EIO instead of waiting
- * forever.  Caller holds g->lock.
+ * forever.
  */
 void arm_daemon_timeout(struct cow_group *g)
 {
-	if (g->daemon_timeout_ms && !g->attached)
+	lockdep_assert_held(&g->lock);
+	if (g->daemon_timeout_ms && !g->attached && !g->dead)
 		queue_delayed_work(cow_wq, &g->timeout_work,
 				   msecs_to_jiffies(min(g->daemon_timeout_ms / 4 + 1, 1000U)));
 }
@@ -86,6 +124,7 @@ static void expire_list(struct cow_group *g, struct list_head *head,
 {
 	struct pending_chunk *pc, *tmp;
 
+	lockdep_assert_held(&g->lock);
 	list_for_each_entry_safe(pc, tmp, head, list) {
 		if (!waited_too_long(g, pc->since))
 			continue;
@@ -139,20 +178,62 @@ static void daemon_timeout_work(struct work_struct *work)
  * A flush (or a FUA write) may only complete once every chunk that became
  * READY before it is committed by the daemon: otherwise a power cut after
  * the flush could lose the mapping of data the flush promised durable.
- * The caller holds g->lock.  Returns true if @bio was parked.
+ *
+ * Each waiter remembers the sequence it needs, the newest ready_seq when it
+ * arrived; waiters are parked in arrival order, so their sequences never
+ * decrease along g->commit_wait and a COMMITTED releases a prefix of it.
+ * A later flush never holds back an earlier one.
+ *
+ * Returns COMMIT_NOT_NEEDED, COMMIT_PARKED, or COMMIT_REQUEUE when a noflush
+ * suspend is under way: a bio must not wait for a daemon then, since the
+ * suspend would wait for it; the caller hands it back to device-mapper.
  */
-bool park_for_commit(struct cow_group *g, struct bio *bio)
+enum commit_hold park_for_commit(struct cow_group *g, struct bio *bio)
 {
+	struct cow_bio *cb = dm_per_bio_data(bio, sizeof(struct cow_bio));
+
+	lockdep_assert_held(&g->lock);
 	if (g->committed_seq >= g->ready_seq)
-		return false;
+		return COMMIT_NOT_NEEDED;
+	if (g->requeue)
+		return COMMIT_REQUEUE;
 	if (bio_list_empty(&g->commit_wait))
 		g->commit_wait_since = jiffies;
+	cb->commit_seq = g->ready_seq;
 	bio_list_add(&g->commit_wait, bio);
 	arm_daemon_timeout(g);
-	g->commit_wait_seq = g->ready_seq;
 	g->commit_wanted = true;
 	wake_up_interruptible(&g->wait);
-	return true;
+	return COMMIT_PARKED;
+}
+
+/*
+ * Move the waiters whose sequence is committed to g->commit_released, for
+ * the work to issue.  Returns true if any was released.
+ */
+bool release_committed(struct cow_group *g)
+{
+	struct bio *bio;
+	bool any = false;
+
+	lockdep_assert_held(&g->lock);
+	while ((bio = bio_list_peek(&g->commit_wait))) {
+		struct cow_bio *cb = dm_per_bio_data(bio, sizeof(struct cow_bio));
+
+		if (cb->commit_seq > g->committed_seq)
+			break;
+		bio_list_add(&g->commit_released, bio_list_pop(&g->commit_wait));
+		any = true;
+	}
+	if (any)
+		g->commit_wait_since = jiffies;
+	return any;
+}
+
+/* Complete bios with BLK_STS_DM_REQUEUE: device-mapper resubmits them. */
+void requeue_bios(struct bio_list *bios)
+{
+	fail_bios(bios, BLK_STS_DM_REQUEUE);
 }
 
 /* Issue a bio released by a commit (or one that needed none). */
@@ -179,16 +260,18 @@ static void issue_committed_bio(struct cow_group *g, struct bio *bio)
 
 /*
  * The chunk's CoW location has been filled (by a copy, by a covering write
- * or not at all for DATA_VALID), or failed to.  Caller holds g->lock.
+ * or not at all for DATA_VALID), or failed to: hand it to the work.
  */
 void fill_done(struct cow_group *g, struct pending_chunk *pc, int error)
 {
+	lockdep_assert_held(&g->lock);
 	pc->error = error;
 	if (!error) {
 		pc->ready_seq = ++g->ready_seq;
 		g->filled_unqueued++;
 	}
 	list_add_tail(&pc->list, &g->copy_done);
+	group_kick(g);
 }
 
 static void copy_complete(int read_err, unsigned long write_err, void *context)
@@ -201,7 +284,6 @@ static void copy_complete(int read_err, unsigned long write_err, void *context)
 	g->copies--;
 	fill_done(g, pc, read_err || write_err ? -EIO : 0);
 	spin_unlock_irqrestore(&g->lock, flags);
-	queue_work(cow_wq, &g->work);
 }
 
 static void start_copy(struct cow_group *g, struct pending_chunk *pc)
@@ -221,7 +303,7 @@ static void start_copy(struct cow_group *g, struct pending_chunk *pc)
 
 /*
  * A queued write that covers the whole chunk makes the copy unnecessary:
- * find one and take it off the queue.  Caller holds g->lock.
+ * find one and take it off the queue.
  */
 static struct bio *take_covering_write(struct cow_group *g,
 				       struct pending_chunk *pc)
@@ -230,6 +312,8 @@ static struct bio *take_covering_write(struct cow_group *g,
 	struct bio *bio, *found = NULL;
 	sector_t start = chunk_to_sector(g, pc->chunk);
 	sector_t len = chunk_len(g, pc->chunk);
+
+	lockdep_assert_held(&g->lock);
 
 	while ((bio = bio_list_pop(&pc->bios))) {
 		if (!found && bio_data_dir(bio) == WRITE &&
@@ -256,7 +340,6 @@ void fill_chunk(struct cow_group *g, struct pending_chunk *pc)
 	if (pc->data_valid) {
 		fill_done(g, pc, 0);
 		spin_unlock_irqrestore(&g->lock, flags);
-		queue_work(cow_wq, &g->work);
 		return;
 	}
 	cover = take_covering_write(g, pc);
@@ -286,7 +369,7 @@ void fill_chunk(struct cow_group *g, struct pending_chunk *pc)
  */
 static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 {
-	struct bio_list bios, go = BIO_EMPTY_LIST;
+	struct bio_list bios, go = BIO_EMPTY_LIST, requeue = BIO_EMPTY_LIST;
 	sector_t cow_sector;
 	struct bio *bio;
 	unsigned long flags;
@@ -303,11 +386,18 @@ static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 	if (pc->error) {
 		DMERR_LIMIT("%s: copy of chunk %llu failed; failing its I/O",
 			    g->ident, pc->chunk);
-		xa_release(&g->remaps, pc->chunk);
-		mutex_lock(&g->ctl_mutex);
-		xa_erase(&g->cow_slots, (pc->cow_sector - g->phase) >> g->chunk_shift);
-		mutex_unlock(&g->ctl_mutex);
+		/*
+		 * Give the slot back only if this MAP took it: a location the
+		 * chunk held before (its remap dropped by a reload) still
+		 * holds its committed data.
+		 */
+		if (pc->slot_claimed) {
+			mutex_lock(&g->ctl_mutex);
+			xa_erase(&g->cow_slots, cow_slot(g, pc->cow_sector));
+			mutex_unlock(&g->ctl_mutex);
+		}
 		spin_lock_irqsave(&g->lock, flags);
+		xa_release(&g->remaps, pc->chunk);
 		rb_erase(&pc->node, &g->pending);
 		bios = pc->bios;
 		bio_list_init(&pc->bios);
@@ -318,29 +408,35 @@ static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 		return;
 	}
 
-	/* Reserved at MAP time: this store does not allocate. */
-	xa_store(&g->remaps, pc->chunk, xa_mk_value(pc->cow_sector), GFP_NOIO);
-
 	/*
 	 * Once on g->ready, a daemon's read() may free @pc at any moment:
-	 * take what the queued bios need first.
+	 * take what the queued bios need first.  The remap entry was
+	 * reserved at MAP time: storing it does not allocate.
 	 */
 	cow_sector = pc->cow_sector;
 	spin_lock_irqsave(&g->lock, flags);
+	xa_store(&g->remaps, pc->chunk, xa_mk_value(cow_sector), GFP_ATOMIC);
 	rb_erase(&pc->node, &g->pending);
 	bios = pc->bios;
 	bio_list_init(&pc->bios);
 	pc->state = PENDING_READY;
+	g->published_seq = pc->ready_seq;
 	g->filled_unqueued--;
 	g->nr_mapped++;
 	list_add_tail(&pc->list, &g->ready);
 	while ((bio = bio_list_pop(&bios))) {
-		if ((bio->bi_opf & REQ_FUA) && park_for_commit(g, bio))
-			continue;
-		bio_list_add(&go, bio);
+		enum commit_hold hold = COMMIT_NOT_NEEDED;
+
+		if (bio->bi_opf & REQ_FUA)
+			hold = park_for_commit(g, bio);
+		if (hold == COMMIT_REQUEUE)
+			bio_list_add(&requeue, bio);
+		else if (hold == COMMIT_NOT_NEEDED)
+			bio_list_add(&go, bio);
 	}
 	spin_unlock_irqrestore(&g->lock, flags);
 	wake_up_interruptible(&g->wait);
+	requeue_bios(&requeue);
 
 	while ((bio = bio_list_pop(&go))) {
 		remap_bio_to_cow(g, bio, cow_sector);
@@ -414,7 +510,7 @@ static void group_free(struct kref *kref)
 	struct cow_group *g = container_of(kref, struct cow_group, kref);
 	struct pending_chunk *pc, *tmp;
 
-	/* Only READY entries whose message was never read can be left. */
+	/* group_kill() freed the rest: only unread READY entries are left. */
 	list_for_each_entry_safe(pc, tmp, &g->ready, list) {
 		list_del(&pc->list);
 		mempool_free(pc, &g->pending_pool);
@@ -444,7 +540,7 @@ struct cow_group *group_create(const char *ident, struct cow_target *ct,
 	}
 	kref_init(&g->kref);
 	strscpy(g->ident, ident, sizeof(g->ident));
-	g->live_targets = RB_ROOT;
+	g->targets_tree = RB_ROOT_CACHED;
 	g->md_dev = ct->md_dev;
 	g->base_dev = ct->base->bdev->bd_dev;
 	g->cow_dev = ct->cow->bdev->bd_dev;
@@ -454,7 +550,8 @@ struct cow_group *group_create(const char *ident, struct cow_target *ct,
 	g->chunk_sectors = chunk_sectors;
 	g->chunk_shift = __ffs(chunk_sectors);
 	g->nr_chunks = DIV_ROUND_UP_ULL(g->base_sectors, chunk_sectors);
-	xa_init(&g->remaps);
+	/* Updated under g->lock, which bio completion takes. */
+	xa_init_flags(&g->remaps, XA_FLAGS_LOCK_IRQ);
 	xa_init(&g->cow_slots);
 	spin_lock_init(&g->lock);
 	g->pending = RB_ROOT;
@@ -501,24 +598,64 @@ bad_pool:
 	return ERR_PTR(r);
 }
 
-/* The last target is gone: no I/O can arrive any more.  Under the mutex. */
-static void group_kill(struct cow_group *g)
+/* Free the pending chunks of a group nothing can reach any more. */
+static void free_pending(struct cow_group *g, struct list_head *head)
 {
-	unsigned long flags;
+	struct pending_chunk *pc, *tmp;
+	struct bio_list bios = BIO_EMPTY_LIST;
 
-	list_del(&g->list);
-	cow_ctl_remove(g);
-	cancel_delayed_work_sync(&g->timeout_work);
-	flush_work(&g->work);
-	dm_kcopyd_client_destroy(g->kcopyd);
-	spin_lock_irqsave(&g->lock, flags);
-	g->dead = true;
-	g->base_bdev = NULL;
-	g->cow_bdev = NULL;
-	spin_unlock_irqrestore(&g->lock, flags);
-	wake_up_interruptible(&g->wait);
+	spin_lock_irq(&g->lock);
+	list_for_each_entry_safe(pc, tmp, head, list) {
+		rb_erase(&pc->node, &g->pending);
+		list_del(&pc->list);
+		/* Device-mapper waited for every bio before the last dtr. */
+		WARN_ON_ONCE(!bio_list_empty(&pc->bios));
+		bio_list_merge(&bios, &pc->bios);
+		mempool_free(pc, &g->pending_pool);
+	}
+	g->faults = 0;
+	spin_unlock_irq(&g->lock);
+	fail_bios(&bios, BLK_STS_IOERR);
 }
 
+/*
+ * The last target is gone: no bio can arrive any more, and device-mapper
+ * waited for every bio that was in flight.  Pending chunks without bios
+ * can remain (a noflush suspend handed their bios back, and the daemon may
+ * have answered since), and so can their copies.  Under cow_groups_mutex.
+ */
+static void group_kill(struct cow_group *g)
+{
+	lockdep_assert_held(&cow_groups_mutex);
+	list_del(&g->list);
+	cow_ctl_remove(g);
+	/*
+	 * Dead under ctl_mutex too: a control-device writer checks g->dead
+	 * under it before each batch, so no handler runs on a dead group,
+	 * and the devices it looks at stay open until it is done.
+	 */
+	mutex_lock(&g->ctl_mutex);
+	spin_lock_irq(&g->lock);
+	g->dead = true;
+	spin_unlock_irq(&g->lock);
+	mutex_unlock(&g->ctl_mutex);
+	wake_up_interruptible(&g->wait);
+
+	/* Nothing queues work on a dead group; wait for what runs. */
+	cancel_work_sync(&g->work);
+	/* Waits for every copy and its callback, which queues nothing now. */
+	dm_kcopyd_client_destroy(g->kcopyd);
+	g->kcopyd = NULL;
+	cancel_delayed_work_sync(&g->timeout_work);
+	free_pending(g, &g->fault_queued);
+	free_pending(g, &g->fault_sent);
+	free_pending(g, &g->copy_wait);
+	free_pending(g, &g->copy_done);
+	spin_lock_irq(&g->lock);
+	g->base_bdev = NULL;
+	g->cow_bdev = NULL;
+	spin_unlock_irq(&g->lock);
+}
 
 /* A target leaves its group; the last one takes the group down. */
 void group_leave(struct cow_target *ct)
@@ -526,9 +663,7 @@ void group_leave(struct cow_target *ct)
 	struct cow_group *g = ct->group;
 
 	spin_lock_irq(&g->lock);
-	if (ct->live)
-		rb_erase(&ct->live_node, &g->live_targets);
-	ct->live = false;
+	cow_target_it_remove(ct, &g->targets_tree);
 	spin_unlock_irq(&g->lock);
 	mutex_lock(&cow_groups_mutex);
 	if (!--g->targets)

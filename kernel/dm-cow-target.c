@@ -86,16 +86,21 @@ static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		kfree(ct);
 		return r;
 	}
-	/* The base is only ever read: open it read-only. */
-	r = dm_get_device(ti, argv[1], COW_OPEN_READ, &ct->base);
-	if (r) {
-		ti->error = "Cannot open the base device";
-		goto bad_base;
-	}
+	/*
+	 * The CoW device first: were the base opened first (read-only) and
+	 * the same device named again as CoW device, dm_get_device() would
+	 * upgrade its mode and free the dm_dev we hold for the base.  In this
+	 * order the base, only ever read, finds the device open already.
+	 */
 	r = dm_get_device(ti, argv[2], dm_table_get_mode(ti->table), &ct->cow);
 	if (r) {
 		ti->error = "Cannot open the CoW device";
 		goto bad_cow;
+	}
+	r = dm_get_device(ti, argv[1], COW_OPEN_READ, &ct->base);
+	if (r) {
+		ti->error = "Cannot open the base device";
+		goto bad_base;
 	}
 	/*
 	 * The block layer only warns about writes to a read-only disk; a
@@ -105,6 +110,11 @@ static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	r = -EINVAL;
 	if (ct->base->bdev == ct->cow->bdev) {
 		ti->error = "The base and the CoW device must differ";
+		goto bad_group;
+	}
+	/* So that device-mapper splits bios at chunk boundaries. */
+	if (ti->begin & (chunk - 1)) {
+		ti->error = "Target start must be a multiple of the chunk size";
 		goto bad_group;
 	}
 	if (ti->begin + ti->len > bdev_nr_sectors(ct->base->bdev)) {
@@ -139,12 +149,11 @@ static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		}
 	}
 	g->targets++;
-	/* The group follows the newest table's feature arguments. */
+	ct->group = g;
 	spin_lock_irq(&g->lock);
-	g->daemon_timeout_ms = ct->daemon_timeout_ms;
+	group_add_target(g, ct);
 	spin_unlock_irq(&g->lock);
 	mutex_unlock(&cow_groups_mutex);
-	ct->group = g;
 
 	r = dm_set_target_max_io_len(ti, chunk);
 	if (r) {
@@ -162,10 +171,10 @@ static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 bad_io_len:
 	group_leave(ct);
 bad_group:
-	dm_put_device(ti, ct->cow);
-bad_cow:
 	dm_put_device(ti, ct->base);
 bad_base:
+	dm_put_device(ti, ct->cow);
+bad_cow:
 	kfree(ct);
 	return r;
 }
@@ -180,6 +189,25 @@ static void cow_dtr(struct dm_target *ti)
 	kfree(ct);
 }
 
+/*
+ * A FUA write to a mapped chunk, or an empty flush, waits for a commit if
+ * any chunk is not committed yet.  Returns what map() returns.
+ */
+static int hold_fua(struct cow_group *g, struct bio *bio)
+{
+	lockdep_assert_held(&g->lock);
+	if (!(bio->bi_opf & (REQ_FUA | REQ_PREFLUSH)))
+		return DM_MAPIO_REMAPPED;
+	switch (park_for_commit(g, bio)) {
+	case COMMIT_PARKED:
+		return DM_MAPIO_SUBMITTED;
+	case COMMIT_REQUEUE:
+		return DM_MAPIO_REQUEUE;
+	default:
+		return DM_MAPIO_REMAPPED;
+	}
+}
+
 /* A bio to a chunk that is not in the remap tree. */
 static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 			    struct pending_chunk *fresh)
@@ -187,20 +215,25 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 	struct pending_chunk *pc;
 	sector_t cow_sector;
 	unsigned long flags;
+	int r;
 
 	spin_lock_irqsave(&g->lock, flags);
 	pc = pending_find(g, chunk);
 	if (pc) {
+		/* A noflush suspend must not wait for a daemon. */
+		if (g->requeue && pc->state != PENDING_COPYING) {
+			r = DM_MAPIO_REQUEUE;
+			goto out_unlock;
+		}
 		bio_list_add(&pc->bios, bio);
-		spin_unlock_irqrestore(&g->lock, flags);
-		goto out_submitted;
+		r = DM_MAPIO_SUBMITTED;
+		goto out_unlock;
 	}
 	/* The chunk may have become READY since the lock-free look-up. */
 	if (remap_lookup(g, chunk, &cow_sector)) {
-		if ((bio->bi_opf & REQ_FUA) && park_for_commit(g, bio)) {
-			spin_unlock_irqrestore(&g->lock, flags);
-			goto out_submitted;
-		}
+		r = hold_fua(g, bio);
+		if (r != DM_MAPIO_REMAPPED)
+			goto out_unlock;
 		spin_unlock_irqrestore(&g->lock, flags);
 		if (fresh)
 			mempool_free(fresh, &g->pending_pool);
@@ -212,6 +245,10 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 		spin_unlock_irqrestore(&g->lock, flags);
 		bio_set_dev(bio, g->base_bdev);
 		return DM_MAPIO_REMAPPED;
+	}
+	if (g->requeue) {
+		r = DM_MAPIO_REQUEUE;
+		goto out_unlock;
 	}
 	pc = fresh;
 	fresh = NULL;
@@ -227,10 +264,11 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 	wake_up_interruptible(&g->wait);
 	return DM_MAPIO_SUBMITTED;
 
-out_submitted:
+out_unlock:
+	spin_unlock_irqrestore(&g->lock, flags);
 	if (fresh)
 		mempool_free(fresh, &g->pending_pool);
-	return DM_MAPIO_SUBMITTED;
+	return r;
 }
 
 static int cow_map(struct dm_target *ti, struct bio *bio)
@@ -239,9 +277,10 @@ static int cow_map(struct dm_target *ti, struct bio *bio)
 	struct cow_group *g = ct->group;
 	struct cow_bio *cb = dm_per_bio_data(bio, sizeof(struct cow_bio));
 	struct pending_chunk *fresh = NULL;
-	sector_t cow_sector, left;
+	sector_t cow_sector;
 	unsigned long flags;
 	u64 chunk;
+	int r;
 
 	cb->covering = NULL;
 
@@ -250,29 +289,25 @@ static int cow_map(struct dm_target *ti, struct bio *bio)
 
 	if (unlikely(bio->bi_opf & REQ_PREFLUSH) && !bio_sectors(bio)) {
 		spin_lock_irqsave(&g->lock, flags);
-		if (park_for_commit(g, bio)) {
-			spin_unlock_irqrestore(&g->lock, flags);
-			return DM_MAPIO_SUBMITTED;
-		}
+		r = hold_fua(g, bio);
 		spin_unlock_irqrestore(&g->lock, flags);
-		bio_set_dev(bio, g->cow_bdev);
-		return DM_MAPIO_REMAPPED;
+		if (r == DM_MAPIO_REMAPPED)
+			bio_set_dev(bio, g->cow_bdev);
+		return r;
 	}
 
-	/* Never cross a chunk boundary (ti->begin may not be chunk aligned). */
-	left = g->chunk_sectors - (bio->bi_iter.bi_sector & (g->chunk_sectors - 1));
-	if (bio_sectors(bio) > left)
-		dm_accept_partial_bio(bio, left);
-
+	/*
+	 * ti->begin is a multiple of the chunk size and max_io_len is the
+	 * chunk size, so device-mapper never sends a bio across a chunk.
+	 */
 	chunk = sector_to_chunk(g, bio->bi_iter.bi_sector);
 	if (remap_lookup(g, chunk, &cow_sector)) {
 		if (unlikely(bio->bi_opf & REQ_FUA)) {
 			spin_lock_irqsave(&g->lock, flags);
-			if (park_for_commit(g, bio)) {
-				spin_unlock_irqrestore(&g->lock, flags);
-				return DM_MAPIO_SUBMITTED;
-			}
+			r = hold_fua(g, bio);
 			spin_unlock_irqrestore(&g->lock, flags);
+			if (r != DM_MAPIO_REMAPPED)
+				return r;
 		}
 		remap_bio_to_cow(g, bio, cow_sector);
 		return DM_MAPIO_REMAPPED;
@@ -302,7 +337,6 @@ static int cow_end_io(struct dm_target *ti, struct bio *bio,
 	spin_lock_irqsave(&g->lock, flags);
 	fill_done(g, pc, *error ? -EIO : 0);
 	spin_unlock_irqrestore(&g->lock, flags);
-	queue_work(cow_wq, &g->work);
 	return DM_ENDIO_DONE;
 }
 
@@ -358,39 +392,65 @@ static int cow_message(struct dm_target *ti, unsigned int argc, char **argv,
 	return -EINVAL;
 }
 
-/* A table is live between its resume and its postsuspend. */
-static void cow_set_live(struct dm_target *ti, bool live)
+/*
+ * A noflush suspend (what lvm uses) must not wait for a daemon that may be
+ * absent: first writes waiting for a FAULT answer and flushes waiting for a
+ * commit go back to device-mapper, which issues them again after resume;
+ * until then new ones are handed back at once (DM_MAPIO_REQUEUE).  Their
+ * pending chunks stay, without bios, for the daemon to answer.  A flushing
+ * suspend waits for them, and for the daemon, as the I/O itself would.
+ */
+static void cow_presuspend(struct dm_target *ti)
 {
 	struct cow_target *ct = ti->private;
 	struct cow_group *g = ct->group;
-	struct rb_node **p = &g->live_targets.rb_node, *parent = NULL;
+	struct bio_list bios = BIO_EMPTY_LIST;
+	struct pending_chunk *pc;
+	unsigned int held = 0;
 
 	spin_lock_irq(&g->lock);
-	if (live && !ct->live) {
-		while (*p) {
-			parent = *p;
-			if (ti->begin < rb_entry(parent, struct cow_target, live_node)->ti->begin)
-				p = &parent->rb_left;
-			else
-				p = &parent->rb_right;
-		}
-		rb_link_node(&ct->live_node, parent, p);
-		rb_insert_color(&ct->live_node, &g->live_targets);
-	} else if (!live && ct->live) {
-		rb_erase(&ct->live_node, &g->live_targets);
+	if (dm_noflush_suspending(ti)) {
+		g->requeue = true;
+		list_for_each_entry(pc, &g->fault_queued, list)
+			bio_list_merge(&bios, &pc->bios);
+		list_for_each_entry(pc, &g->fault_sent, list)
+			bio_list_merge(&bios, &pc->bios);
+		list_for_each_entry(pc, &g->fault_queued, list)
+			bio_list_init(&pc->bios);
+		list_for_each_entry(pc, &g->fault_sent, list)
+			bio_list_init(&pc->bios);
+		bio_list_merge(&bios, &g->commit_wait);
+		bio_list_init(&g->commit_wait);
+	} else if (!g->attached) {
+		held = g->faults + bio_list_size(&g->commit_wait);
 	}
-	ct->live = live;
+	spin_unlock_irq(&g->lock);
+	requeue_bios(&bios);
+	if (held)
+		DMINFO("%s: suspend waits for cowd: %u writes or flushes wait for it",
+		       g->ident, held);
+}
+
+static void cow_presuspend_undo(struct dm_target *ti)
+{
+	struct cow_target *ct = ti->private;
+	struct cow_group *g = ct->group;
+
+	spin_lock_irq(&g->lock);
+	g->requeue = false;
 	spin_unlock_irq(&g->lock);
 }
 
+/* The group follows the feature arguments of the table resumed last. */
 static void cow_resume(struct dm_target *ti)
 {
-	cow_set_live(ti, true);
-}
+	struct cow_target *ct = ti->private;
+	struct cow_group *g = ct->group;
 
-static void cow_postsuspend(struct dm_target *ti)
-{
-	cow_set_live(ti, false);
+	spin_lock_irq(&g->lock);
+	g->requeue = false;
+	g->daemon_timeout_ms = ct->daemon_timeout_ms;
+	spin_unlock_irq(&g->lock);
 }
 
 static int cow_iterate_devices(struct dm_target *ti,
@@ -417,8 +477,9 @@ static struct target_type cow_target = {
 	.end_io = cow_end_io,
 	.status = cow_status,
 	.message = cow_message,
+	.presuspend = cow_presuspend,
+	.presuspend_undo = cow_presuspend_undo,
 	.resume = cow_resume,
-	.postsuspend = cow_postsuspend,
 	.iterate_devices = cow_iterate_devices,
 };
 

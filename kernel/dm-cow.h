@@ -40,6 +40,13 @@
 #include <linux/version.h>
 #include <linux/blkdev.h>
 #include <linux/ctype.h>
+#include <linux/interval_tree_generic.h>
+#include <linux/sched/mm.h>
+
+/* Chunk numbers index xarrays, whose indices are unsigned long. */
+#if BITS_PER_LONG < 64
+#error "dm-cow needs a 64-bit kernel"
+#endif
 
 #include "dm-cow-proto.h"
 
@@ -71,6 +78,7 @@ struct pending_chunk {
 	sector_t cow_sector;
 	enum pending_state state;
 	bool data_valid;		/* MAP_DATA_VALID: no copy */
+	bool slot_claimed;		/* the MAP took the CoW slot anew */
 	bool copy_tried;		/* a kcopyd copy was started */
 	int error;			/* copy or covering-write error */
 	u64 ready_seq;
@@ -100,7 +108,10 @@ struct cow_group {
 	 * them when the copy completes never allocates.
 	 */
 	struct xarray remaps;
-	/* (CoW sector - phase) >> chunk_shift -> chunk; under ctl_mutex */
+	/*
+	 * cow_slot(CoW sector) -> chunk; under ctl_mutex, never under g->lock
+	 * (its lock is taken with interrupts enabled).
+	 */
 	struct xarray cow_slots;
 	sector_t phase;
 
@@ -109,7 +120,8 @@ struct cow_group {
 	struct work_struct work;
 	/* Fails faults and flushes that waited too long for a daemon. */
 	struct delayed_work timeout_work;
-	unsigned int daemon_timeout_ms;	/* 0: wait forever; under lock */
+	/* 0: wait forever; from the table resumed last; under lock */
+	unsigned int daemon_timeout_ms;
 
 	/*
 	 * Protects everything below.  Taken from bio completion, so always
@@ -124,24 +136,31 @@ struct cow_group {
 	struct list_head ready;		/* READY, message not yet read */
 	struct bio_list commit_wait;	/* flush/FUA bios waiting for a commit */
 	struct bio_list commit_released;
-	u64 commit_wait_seq;		/* highest seq a waiter needs */
 	/*
 	 * ready_seq numbers chunks in the order their data landed (assigned
 	 * when the fill completes, before the READY message is queued, since
-	 * a covering write has completed to its submitter by then); READY
-	 * messages go out in that order, so "every READY <= seq" is a prefix.
+	 * a covering write has completed to its submitter by then); remaps
+	 * are published and READY messages go out in that order, so "every
+	 * READY <= seq" is a prefix.
 	 */
 	u64 ready_seq;
+	u64 published_seq;		/* remaps of every seq <= this are in */
 	u64 committed_seq;		/* daemon: READY <= this are durable */
+	/*
+	 * The daemon attached now has been told of every READY <= told_seq:
+	 * the sequence a COMMIT may ask for, and a COMMITTED may claim.
+	 */
+	u64 told_seq;
 	unsigned int filled_unqueued;	/* seq assigned, READY not queued */
 	u64 replay_next;		/* next chunk to replay as READY */
-	u64 replay_seq;			/* ready_seq when the replay began */
+	u64 replay_seq;			/* published_seq when the replay began */
 	bool replaying;
 	bool hello_pending;
 	bool commit_wanted;
 	bool ctl_open;
 	bool attached;
-	bool dead;			/* no target left */
+	bool dead;			/* no target left; set under ctl_mutex too */
+	bool requeue;			/* noflush suspend: hand held bios back */
 	bool full;			/* the daemon refused a fault: no space */
 	unsigned int copies;		/* kcopyd copies in flight */
 	unsigned int faults;		/* pending chunks in FAULT states */
@@ -157,10 +176,10 @@ struct cow_group {
 	u64 nr_timed_out;
 	u64 nr_dropped;
 	/*
-	 * Targets of the live table, by ti->begin; under lock.  They belong to
-	 * one table, so they do not overlap.
+	 * Every constructed target, of the live and of inactive tables, as
+	 * an interval tree of the sectors each serves; under lock.
 	 */
-	struct rb_root live_targets;
+	struct rb_root_cached targets_tree;
 
 	struct mutex ctl_mutex;		/* serialises control-device writers */
 	wait_queue_head_t wait;		/* readers and pollers */
@@ -176,9 +195,9 @@ struct cow_group {
 #endif
 
 struct cow_target {
-	struct rb_node live_node;	/* in group->live_targets while live */
+	struct rb_node it_node;		/* in group->targets_tree */
+	sector_t it_last;		/* interval tree: last sector of subtree */
 	struct dm_target *ti;
-	bool live;			/* its table is resumed; under g->lock */
 	struct cow_group *group;
 	struct dm_dev *base;
 	struct dm_dev *cow;
@@ -190,6 +209,13 @@ struct cow_target {
 /* per-bio data */
 struct cow_bio {
 	struct pending_chunk *covering;	/* whole-chunk write of a fresh chunk */
+	u64 commit_seq;			/* flush/FUA: the commit it waits for */
+};
+
+enum commit_hold {
+	COMMIT_NOT_NEEDED,		/* nothing to wait for: issue the bio */
+	COMMIT_PARKED,			/* parked until a COMMITTED covers it */
+	COMMIT_REQUEUE,			/* noflush suspend: hand the bio back */
 };
 
 extern struct mutex cow_groups_mutex;
@@ -207,6 +233,12 @@ static inline u64 sector_to_chunk(struct cow_group *g, sector_t s)
 static inline sector_t chunk_to_sector(struct cow_group *g, u64 chunk)
 {
 	return (sector_t)chunk << g->chunk_shift;
+}
+
+/* The index of a CoW location in g->cow_slots. */
+static inline unsigned long cow_slot(struct cow_group *g, sector_t cow_sector)
+{
+	return (cow_sector - g->phase) >> g->chunk_shift;
 }
 
 /* Length of a chunk: the last chunk of the base may be partial. */
@@ -245,9 +277,14 @@ void group_put(struct cow_group *g);
 void group_leave(struct cow_target *ct);
 struct pending_chunk *pending_find(struct cow_group *g, u64 chunk);
 void pending_insert(struct cow_group *g, struct pending_chunk *new);
+void group_kick(struct cow_group *g);
 void arm_daemon_timeout(struct cow_group *g);
 void fail_bios(struct bio_list *bios, blk_status_t status);
-bool park_for_commit(struct cow_group *g, struct bio *bio);
+void requeue_bios(struct bio_list *bios);
+enum commit_hold park_for_commit(struct cow_group *g, struct bio *bio);
+bool release_committed(struct cow_group *g);
+void group_add_target(struct cow_group *g, struct cow_target *ct);
+bool group_targets_cover(struct cow_group *g, sector_t start, sector_t end);
 void fill_done(struct cow_group *g, struct pending_chunk *pc, int error);
 void fill_chunk(struct cow_group *g, struct pending_chunk *pc);
 
