@@ -413,9 +413,10 @@ static int cmd_remove(const struct cowctl_args *a)
 }
 
 struct status_fields {
-	unsigned long long mapped, pending, copying, commits, rejected, copy_errors, failed;
+	unsigned long long mapped, pending, copying, commits, rejected, copy_errors, failed,
+		commit_errors;
 	char daemon[32];
-	int full;
+	int full, failing;
 };
 
 static void parse_status(const char *params, struct status_fields *f)
@@ -430,6 +431,8 @@ static void parse_status(const char *params, struct status_fields *f)
 
 		if (!strcmp(tok, "full"))
 			f->full = 1;
+		if (!strcmp(tok, "failing"))
+			f->failing = 1;
 		if (!eq)
 			continue;
 		*eq++ = 0;
@@ -441,6 +444,7 @@ static void parse_status(const char *params, struct status_fields *f)
 		else if (!strcmp(tok, "rejected")) f->rejected = v;
 		else if (!strcmp(tok, "copy_errors")) f->copy_errors = v;
 		else if (!strcmp(tok, "failed")) f->failed = v;
+		else if (!strcmp(tok, "commit_errors")) f->commit_errors = v;
 		else if (!strcmp(tok, "daemon")) snprintf(f->daemon, sizeof(f->daemon), "%s", eq);
 	}
 }
@@ -510,17 +514,21 @@ static int cmd_status(const struct cowctl_args *a)
 		       "\"store_free_bytes\": %llu, "
 		       "\"reloads\": %llu, \"linear_segments\": %llu, \"cow_segments\": %llu, "
 		       "\"linear_chunks\": %llu, \"tree_chunks\": %llu, \"segment_limit_reached\": %s, "
-		       "\"last_suspend_ms\": %.3f, \"full\": %s}\n",
+		       "\"last_suspend_ms\": %.3f, \"full\": %s, \"failing\": %s, "
+		       "\"commit_errors\": %llu}\n",
 		       a->name, ident, base, cow, chunk * COW_SECTOR, f.mapped, f.pending,
 		       f.copying, f.commits, f.daemon, (int)pid, f.rejected, f.copy_errors,
 		       f.failed, df.format, df.used, df.size > df.used ? df.size - df.used : 0,
 		       df.reloads, df.linear_segments,
 		       df.cow_segments, df.linear_chunks, df.tree_chunks,
-		       df.capped ? "true" : "false", df.last_suspend_ms, f.full ? "true" : "false");
+		       df.capped ? "true" : "false", df.last_suspend_ms, f.full ? "true" : "false",
+		       f.failing ? "true" : "false", f.commit_errors);
 		return 0;
 	}
-	printf("%s: dm-cow device /dev/mapper/%s (group %s)%s\n", a->name, a->name, ident,
-	       f.full ? " -- FULL: first writes fail with ENOSPC" : "");
+	printf("%s: dm-cow device /dev/mapper/%s (group %s)%s%s\n", a->name, a->name, ident,
+	       f.full ? " -- FULL: first writes fail with ENOSPC" : "",
+	       f.failing ? " -- FAILING: the store cannot commit; flushes fail with EIO "
+			   "(see cowd's log)" : "");
 	printf("  base device:       %s (read only)\n", base);
 	printf("  CoW device:        %s\n", cow);
 	printf("  chunk size:        %llu KiB\n", chunk * COW_SECTOR / 1024);
@@ -547,9 +555,9 @@ static int cmd_status(const struct cowctl_args *a)
 	else
 		printf("  daemon:            %s\n", f.daemon);
 	printf("  rejected messages: %llu\n", f.rejected);
-	if (f.copy_errors || f.failed)
-		printf("  errors:            %llu failed copies, %llu refused faults\n",
-		       f.copy_errors, f.failed);
+	if (f.copy_errors || f.failed || f.commit_errors)
+		printf("  errors:            %llu failed copies, %llu refused faults, %llu failed commits\n",
+		       f.copy_errors, f.failed, f.commit_errors);
 	return 0;
 }
 

@@ -75,11 +75,10 @@ static int daemonize(const char *log_file)
 	return 0;
 }
 
-/* Write our pid to @path, making its directory (e.g. /run/dm-cow) if needed. */
-static void write_pidfile(const char *path)
+/* Make the directory of @path (e.g. /run/dm-cow) if it is missing. */
+static void make_parent_dir(const char *path)
 {
 	char dir[4096], *slash;
-	FILE *f;
 
 	snprintf(dir, sizeof(dir), "%s", path);
 	slash = strrchr(dir, '/');
@@ -87,6 +86,13 @@ static void write_pidfile(const char *path)
 		*slash = 0;
 		mkdir(dir, 0700);
 	}
+}
+
+static void write_pidfile(const char *path)
+{
+	FILE *f;
+
+	make_parent_dir(path);
 	f = fopen(path, "we");
 	if (!f) {
 		log_warn("cannot write the pidfile %s: %s", path, strerror(errno));
@@ -203,11 +209,16 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (log_file) {
-		int fd = open(log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		int fd;
 
+		make_parent_dir(log_file);
+		fd = open(log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (fd >= 0) {
 			dup2(fd, 2);
 			close(fd);
+		} else {
+			log_warn("%s: cannot open the log file %s: %s", d.ident, log_file,
+				 strerror(errno));
 		}
 	}
 	log_init("cowd", use_syslog || (!foreground && !log_file), verbose);

@@ -59,6 +59,15 @@ struct cow_msg cow_msg_committed(uint64_t seq)
 	return m;
 }
 
+struct cow_msg cow_msg_commit_failed(uint64_t seq, int error)
+{
+	struct cow_msg m = msg(COW_MSG_COMMIT_FAILED);
+
+	m.seq = seq;
+	m.error = error < 0 ? error : -EIO;
+	return m;
+}
+
 struct cow_msg cow_msg_drop(uint64_t first_chunk, uint64_t count)
 {
 	struct cow_msg m = msg(COW_MSG_DROP);
@@ -79,6 +88,7 @@ int cow_msg_check_incoming(const struct cow_msg *m, const char **why)
 	case COW_MSG_FAULT:
 	case COW_MSG_READY:
 	case COW_MSG_COMMIT:
+	case COW_MSG_COPY_FAILED:
 		return 0;
 	default:
 		*why = "unknown message type from the kernel";
@@ -111,6 +121,8 @@ const char *cow_msg_type_name(uint16_t type)
 	case COW_MSG_FAULT: return "FAULT";
 	case COW_MSG_READY: return "READY";
 	case COW_MSG_COMMIT: return "COMMIT";
+	case COW_MSG_COPY_FAILED: return "COPY_FAILED";
+	case COW_MSG_COMMIT_FAILED: return "COMMIT_FAILED";
 	case COW_MSG_ATTACH: return "ATTACH";
 	case COW_MSG_MAP: return "MAP";
 	case COW_MSG_COMMITTED: return "COMMITTED";

@@ -23,6 +23,7 @@ struct cow_msg cow_msg_map(uint64_t chunk, uint64_t sector, int data_valid);
 struct cow_msg cow_msg_load(uint64_t chunk, uint64_t sector);
 struct cow_msg cow_msg_fail(uint64_t chunk, int error);
 struct cow_msg cow_msg_committed(uint64_t seq);
+struct cow_msg cow_msg_commit_failed(uint64_t seq, int error);
 struct cow_msg cow_msg_drop(uint64_t first_chunk, uint64_t count);
 
 /*

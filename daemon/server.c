@@ -102,26 +102,60 @@ static int flush_answers(struct cowd *d)
 	return r;
 }
 
-/* Make every READY seen so far durable; see the commit rule above. */
-static int commit(struct cowd *d)
+static void write_status(struct cowd *d);
+
+/*
+ * Make every READY seen so far durable; see the commit rule above.  A
+ * commit the kernel @asked for and that fails is answered with
+ * COMMIT_FAILED: the kernel fails the flushes that waited for it, and cowd
+ * goes on serving; the next flush asks for a new commit, which tries again.
+ * Returns 0, or a negative errno if the answer could not be queued.
+ */
+static int commit(struct cowd *d, int asked)
 {
-	int r;
+	const char *why = NULL;
+	int r = 0;
 
 	if (d->dirty) {
 		if (fdatasync(d->store.cow_fd) < 0) {
-			log_err("%s: cannot flush the CoW device: %s", d->ident, strerror(errno));
-			return -errno;
+			r = -errno;
+			why = strerror(errno);
+		} else {
+			r = d->plugin->commit(&d->store);
+			why = d->store.error;
 		}
-		r = d->plugin->commit(&d->store);
-		if (r) {
-			log_err("%s: commit failed: %s", d->ident, d->store.error);
-			return r;
-		}
+	}
+	if (r) {
+		d->nr_commit_errors++;
+		if (!d->store_failing)
+			log_err("%s: cannot commit the store (%s): flushes fail with EIO until "
+				"the CoW device works again; check it and the kernel log",
+				d->ident, why && *why ? why : strerror(-r));
+		d->store_failing = 1;
+		write_status(d);
+		return asked ? queue_answer(d, cow_msg_commit_failed(d->ready_seen, r)) : 0;
+	}
+	if (d->dirty) {
 		d->dirty = 0;
 		d->nr_commits++;
 	}
+	if (d->store_failing) {
+		log_info("%s: the store commits again", d->ident);
+		d->store_failing = 0;
+		write_status(d);
+	}
 	d->committed = d->ready_seen;
 	return queue_answer(d, cow_msg_committed(d->committed));
+}
+
+/* The kernel could not fill a chunk's location: the chunk stays unmapped. */
+static void handle_copy_failed(struct cowd *d, const struct cow_msg *m)
+{
+	d->nr_copy_errors++;
+	log_err("%s: the kernel could not copy chunk %llu to CoW sector %llu (%s); its "
+		"writes failed; check the CoW device", d->ident, (unsigned long long)m->chunk,
+		(unsigned long long)m->sector, strerror(m->error < 0 ? -m->error : EIO));
+	write_status(d);
 }
 
 static int handle_fault(struct cowd *d, const struct cow_msg *m)
@@ -173,6 +207,9 @@ static int handle_batch(struct cowd *d, const struct cow_msg *msgs, size_t n)
 		case COW_MSG_READY:
 			r = handle_ready(d, &msgs[i]);
 			break;
+		case COW_MSG_COPY_FAILED:
+			handle_copy_failed(d, &msgs[i]);
+			break;
 		case COW_MSG_COMMIT:
 			/*
 			 * The kernel sends a COMMIT after every READY it
@@ -188,7 +225,7 @@ static int handle_batch(struct cowd *d, const struct cow_msg *msgs, size_t n)
 		}
 	}
 	if (!r && want_commit)
-		r = commit(d);
+		r = commit(d, 1);
 	if (!r)
 		r = flush_answers(d);
 	if (!r && d->new_since_reload >= d->reload_after)
@@ -230,12 +267,15 @@ static void write_status(struct cowd *d)
 		return;
 	fprintf(f, "format=%s\nstore_used_bytes=%llu\nstore_size_bytes=%llu\nreloads=%llu\nlinear_segments=%zu\n"
 		"cow_segments=%zu\nlinear_chunks=%llu\ntree_chunks=%llu\ncapped=%d\n"
-		"last_suspend_ms=%.3f\nmax_suspend_ms=%.3f\npid=%d\n",
+		"last_suspend_ms=%.3f\nmax_suspend_ms=%.3f\npid=%d\nstore_failing=%d\n"
+		"commit_errors=%llu\ncopy_errors=%llu\n",
 		d->plugin->name,
 		(unsigned long long)(COW_PLUGIN_HAS(d->plugin, used_bytes) ? d->plugin->used_bytes(&d->store) : 0),
 		(unsigned long long)d->store.cow_size, (unsigned long long)d->nr_reloads, d->stats.linear_segments, d->stats.cow_segments,
 		(unsigned long long)d->stats.linear_chunks, (unsigned long long)d->stats.tree_chunks,
-		d->stats.capped, d->last_suspend_ms, d->max_suspend_ms, (int)getpid());
+		d->stats.capped, d->last_suspend_ms, d->max_suspend_ms, (int)getpid(),
+		d->store_failing, (unsigned long long)d->nr_commit_errors,
+		(unsigned long long)d->nr_copy_errors);
 	fclose(f);
 	rename(tmp, d->status_path);
 }
@@ -256,10 +296,13 @@ static void maybe_reload(struct cowd *d, int force)
 
 	if (d->no_reload || d->reloader.running || (!force && !d->new_since_reload))
 		return;
-	if (commit(d) || flush_answers(d)) {
+	if (commit(d, 0) || flush_answers(d)) {
 		stop(d, 1);
 		return;
 	}
+	/* A table may only point at committed chunks. */
+	if (d->store_failing)
+		return;
 	r = dm_table_info(cow_dev_major(d->geo.md_dev), cow_dev_minor(d->geo.md_dev), &len,
 			  params, sizeof(params));
 	if (r) {
@@ -368,7 +411,7 @@ static void ctl_cb(EV_P_ ev_io *w, int revents)
 		if (n == 0) {
 			/* The group is gone: make its last mappings durable. */
 			log_info("%s: the device is gone; final commit", d->ident);
-			stop(d, commit(d) ? 1 : 0);
+			stop(d, commit(d, 0) ? 1 : 0);
 			d->nout = 0;
 			return;
 		}
@@ -385,7 +428,7 @@ static void commit_timer_cb(EV_P_ ev_timer *w, int revents)
 
 	if (!d->dirty && d->committed == d->ready_seen)
 		return;
-	if (commit(d) || flush_answers(d))
+	if (commit(d, 0) || flush_answers(d))
 		stop(d, 1);
 }
 
@@ -395,7 +438,7 @@ static void signal_cb(EV_P_ ev_signal *w, int revents)
 
 	log_info("%s: signal %d; committing and leaving the device to the next daemon",
 		 d->ident, w->signum);
-	if (commit(d) == 0)
+	if (commit(d, 0) == 0)
 		flush_answers(d);
 	stop(d, 0);
 }

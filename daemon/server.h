@@ -37,6 +37,9 @@ struct cowd {
 	uint64_t ready_seen;	/* highest READY seq received */
 	uint64_t committed;	/* READY <= this are committed */
 	uint64_t nr_commits;
+	uint64_t nr_commit_errors;
+	uint64_t nr_copy_errors;
+	int store_failing;	/* the last commit failed */
 	int dirty;		/* mark() since the last commit */
 	struct cow_msg *out;	/* answers not yet written */
 	size_t nout, maxout;

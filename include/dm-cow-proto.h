@@ -19,12 +19,19 @@
  *               the queued bios through
  *   READY       kernel: the chunk's data is in place at its CoW location and
  *               bios now go there; the daemon may now commit the mapping
+ *   COPY_FAILED kernel: filling the chunk's CoW location (sector) failed
+ *               with error; its bios failed and the chunk stays unmapped:
+ *               the location is the daemon's again, and a later write to
+ *               the chunk raises a new FAULT
  *   COMMIT      kernel: a flush or FUA write waits; commit every READY
  *               with seq <= this one (all were sent before it) and answer
  *               COMMITTED
  *   COMMITTED   daemon: every READY with seq <= this one is durable (may be
  *               sent unasked, e.g. by a commit timer); never more than the
  *               highest seq of a READY or COMMIT read
+ *   COMMIT_FAILED daemon: the commit asked for by COMMIT(seq) failed with
+ *               error (negative errno); the flushes that needed it fail
+ *               with EIO, the group reports "failing" until a COMMITTED
  *   LOAD        daemon: a mapping that already exists in the store (at
  *               start-up); no copy, no READY needed
  *   FAIL        daemon: this fault cannot be served (e.g. -ENOSPC); the
@@ -47,7 +54,8 @@
 
 #include <linux/types.h>
 
-#define COW_PROTO_VERSION 1
+/* 2: replayed READYs carry seq 0, COMMIT's seq covers them; COPY_FAILED, COMMIT_FAILED */
+#define COW_PROTO_VERSION 2
 
 /* Control devices live at COW_CTL_DIR "/" IDENT. */
 #define COW_CTL_DIR "/dev/dm-cow"
@@ -59,6 +67,7 @@ enum cow_msg_type {
 	COW_MSG_FAULT = 2,
 	COW_MSG_READY = 3,
 	COW_MSG_COMMIT = 4,
+	COW_MSG_COPY_FAILED = 5,
 	/* daemon -> kernel */
 	COW_MSG_ATTACH = 16,
 	COW_MSG_MAP = 17,
@@ -66,6 +75,7 @@ enum cow_msg_type {
 	COW_MSG_LOAD = 19,
 	COW_MSG_FAIL = 20,
 	COW_MSG_DROP = 21,
+	COW_MSG_COMMIT_FAILED = 22,
 };
 
 /* flags */
@@ -76,7 +86,7 @@ struct cow_msg {
 	__u16 version; /* COW_PROTO_VERSION; checked on every message */
 	__u16 type;    /* enum cow_msg_type */
 	__u32 flags;   /* COW_MAP_*, COW_READY_* */
-	__s32 error;   /* FAIL: negative errno for the queued bios */
+	__s32 error;   /* FAIL, COPY_FAILED, COMMIT_FAILED: negative errno */
 	__u32 reserved; /* zero */
 	__u64 seq;     /* READY: commit sequence; COMMIT/COMMITTED: covers READY <= seq */
 	__u64 chunk;   /* chunk number (base sector / chunk_sectors) */

@@ -8,7 +8,7 @@
 
 #include "dm-cow.h"
 
-static DEFINE_XARRAY_ALLOC(cow_minors);	/* minor -> group, under the mutex */
+static DEFINE_XARRAY_ALLOC(cow_minors);	/* minor -> group; cow_groups_mutex */
 static dev_t cow_ctl_base;
 static struct cdev cow_cdev;
 static struct class *cow_class;
@@ -41,7 +41,8 @@ static bool ctl_has_messages(struct cow_group *g)
 {
 	lockdep_assert_held(&g->lock);
 	return g->hello_pending || g->replaying || !list_empty(&g->ready) ||
-	       !list_empty(&g->fault_queued) || commit_sendable(g);
+	       !list_empty(&g->copy_failed) || !list_empty(&g->fault_queued) ||
+	       commit_sendable(g);
 }
 
 /*
@@ -105,6 +106,16 @@ static unsigned int ctl_collect(struct cow_group *g, struct cow_msg *msgs,
 		g->told_seq = max(g->told_seq, pc->ready_seq);
 		list_move_tail(&pc->list, freed);
 	}
+	list_for_each_entry_safe(pc, tmp, &g->copy_failed, list) {
+		if (n >= max)
+			break;
+		msg_init(&msgs[n], COW_MSG_COPY_FAILED);
+		msgs[n].chunk = pc->chunk;
+		msgs[n].sector = pc->cow_sector;
+		msgs[n].error = pc->error;
+		n++;
+		list_move_tail(&pc->list, freed);
+	}
 	list_for_each_entry_safe(pc, tmp, &g->fault_queued, list) {
 		if (n >= max)
 			break;
@@ -121,6 +132,28 @@ static unsigned int ctl_collect(struct cow_group *g, struct cow_msg *msgs,
 		g->commit_wanted = false;
 	}
 	return n;
+}
+
+/*
+ * A daemon (a new one, or one that lost messages) learns everything it may
+ * not have seen: the geometry, every fault not answered, every chunk in the
+ * remap tree, and a COMMIT if anything may not be committed.
+ */
+static void ctl_restart(struct cow_group *g)
+{
+	struct pending_chunk *pc;
+
+	lockdep_assert_held(&g->lock);
+	g->hello_pending = true;
+	list_for_each_entry(pc, &g->fault_sent, list)
+		pc->state = PENDING_FAULT_QUEUED;
+	list_splice_init(&g->fault_sent, &g->fault_queued);
+	g->replaying = true;
+	g->replay_next = 0;
+	g->replay_seq = g->published_seq;
+	g->told_seq = 0;
+	if (g->committed_seq < g->ready_seq || !bio_list_empty(&g->commit_wait))
+		g->commit_wanted = true;
 }
 
 static bool ctl_readable(struct cow_group *g)
@@ -157,17 +190,23 @@ static ssize_t ctl_read(struct file *file, char __user *buf, size_t len,
 	if (!msgs)
 		return -ENOMEM;
 	for (;;) {
+		bool dead;
+
 		spin_lock_irq(&g->lock);
-		if (g->dead) {
-			/* End of file: the group has no target left. */
-			spin_unlock_irq(&g->lock);
-			r = 0;
-			goto out;
-		}
+		/*
+		 * A dead group still hands out what it has (the READYs of
+		 * fills that completed before the last target went), then
+		 * reads end of file.
+		 */
 		n = ctl_collect(g, msgs, max, &freed);
+		dead = g->dead;
 		spin_unlock_irq(&g->lock);
 		if (n)
 			break;
+		if (dead) {
+			r = 0;
+			goto out;
+		}
 		if (file->f_flags & O_NONBLOCK) {
 			r = -EAGAIN;
 			goto out;
@@ -180,13 +219,18 @@ static ssize_t ctl_read(struct file *file, char __user *buf, size_t len,
 		list_del(&pc->list);
 		mempool_free(pc, &g->pending_pool);
 	}
-	/*
-	 * Messages lost to a bad buffer are not lost for good: FAULTs and
-	 * READYs are sent again when a daemon re-opens the device.
-	 */
 	r = n * sizeof(*msgs);
-	if (copy_to_user(buf, msgs, r))
+	if (copy_to_user(buf, msgs, r)) {
+		/*
+		 * The daemon did not get these messages: start the
+		 * conversation over, as for a new daemon, so that nothing it
+		 * was not told of is ever covered by a COMMIT.
+		 */
+		spin_lock_irq(&g->lock);
+		ctl_restart(g);
+		spin_unlock_irq(&g->lock);
 		r = -EFAULT;
+	}
 out:
 	kfree(msgs);
 	return r;
@@ -201,7 +245,7 @@ static __poll_t ctl_poll(struct file *file, poll_table *wait)
 	spin_lock_irq(&g->lock);
 	if (g->dead)
 		mask |= EPOLLHUP;
-	else if (ctl_has_messages(g))
+	if (ctl_has_messages(g))
 		mask |= EPOLLIN | EPOLLRDNORM;
 	spin_unlock_irq(&g->lock);
 	return mask;
@@ -394,7 +438,10 @@ static int ctl_fail(struct cow_group *g, const struct cow_msg *m)
  * suspended table comes back on resume, an inactive one may be resumed, and
  * either would then read the chunk from the base.  The check is made for
  * each chunk under g->lock, so a table constructed meanwhile is seen too.
- * The slots go as well, so that kernel memory follows the remap tree.
+ * The slots go as well, so that kernel memory follows the remap tree: the
+ * overlap check covers the locations the kernel itself serves (pending and
+ * remapped chunks); those of dropped chunks are served by linear segments
+ * of a table the daemon loaded, and only the daemon allocates locations.
  */
 static int ctl_drop(struct cow_group *g, const struct cow_msg *m)
 {
@@ -454,6 +501,10 @@ static int ctl_committed(struct cow_group *g, const struct cow_msg *m)
 	g->nr_commits++;
 	if (m->seq > g->committed_seq)
 		g->committed_seq = m->seq;
+	if (g->failing) {
+		g->failing = false;
+		group_raise_event(g);
+	}
 	if (release_committed(g))
 		group_kick(g);
 	if (!bio_list_empty(&g->commit_wait)) {
@@ -461,6 +512,48 @@ static int ctl_committed(struct cow_group *g, const struct cow_msg *m)
 		wake_up_interruptible(&g->wait);
 	}
 	spin_unlock_irq(&g->lock);
+	return 0;
+}
+
+/*
+ * The daemon could not make the READYs up to m->seq durable.  The flushes
+ * that needed that commit fail with EIO, and only they: a later flush asks
+ * for a new commit, which the daemon tries again.  The group reports
+ * "failing" until a commit succeeds.
+ */
+static int ctl_commit_failed(struct cow_group *g, const struct cow_msg *m)
+{
+	struct bio_list bios = BIO_EMPTY_LIST;
+	struct bio *bio;
+
+	if (m->error >= 0 || m->error < -MAX_ERRNO)
+		return ctl_reject(g, m, -EINVAL, "COMMIT_FAILED needs a negative errno");
+	spin_lock_irq(&g->lock);
+	if (m->seq > g->told_seq) {
+		spin_unlock_irq(&g->lock);
+		return ctl_reject(g, m, -ERANGE, "commit of a chunk not READY");
+	}
+	while ((bio = bio_list_peek(&g->commit_wait))) {
+		struct cow_bio *cb = dm_per_bio_data(bio, sizeof(struct cow_bio));
+
+		if (cb->commit_seq > m->seq)
+			break;
+		bio_list_add(&bios, bio_list_pop(&g->commit_wait));
+	}
+	g->nr_commit_errors++;
+	if (!g->failing) {
+		g->failing = true;
+		group_raise_event(g);
+	}
+	if (!bio_list_empty(&g->commit_wait)) {
+		g->commit_wanted = true;
+		wake_up_interruptible(&g->wait);
+	}
+	spin_unlock_irq(&g->lock);
+	if (!bio_list_empty(&bios))
+		DMERR_LIMIT("%s: the daemon could not commit the store (error %d); failing %u flushes",
+			    g->ident, m->error, bio_list_size(&bios));
+	fail_bios(&bios, BLK_STS_IOERR);
 	return 0;
 }
 
@@ -513,6 +606,8 @@ static int ctl_handle(struct cow_group *g, const struct cow_msg *m)
 		return ctl_fail(g, m);
 	case COW_MSG_COMMITTED:
 		return ctl_committed(g, m);
+	case COW_MSG_COMMIT_FAILED:
+		return ctl_commit_failed(g, m);
 	case COW_MSG_DROP:
 		return ctl_drop(g, m);
 	default:
@@ -572,7 +667,6 @@ static ssize_t ctl_write(struct file *file, const char __user *buf,
 static int ctl_open(struct inode *inode, struct file *file)
 {
 	struct cow_group *g;
-	struct pending_chunk *pc;
 
 	if (!capable(CAP_SYS_ADMIN))
 		return -EPERM;
@@ -590,17 +684,7 @@ static int ctl_open(struct inode *inode, struct file *file)
 	}
 	g->ctl_open = true;
 	g->attached = false;
-	g->hello_pending = true;
-	/* A new daemon learns everything the last one may not have seen. */
-	list_for_each_entry(pc, &g->fault_sent, list)
-		pc->state = PENDING_FAULT_QUEUED;
-	list_splice_init(&g->fault_sent, &g->fault_queued);
-	g->replaying = true;
-	g->replay_next = 0;
-	g->replay_seq = g->published_seq;
-	g->told_seq = 0;
-	if (g->committed_seq < g->ready_seq || !bio_list_empty(&g->commit_wait))
-		g->commit_wanted = true;
+	ctl_restart(g);
 	spin_unlock_irq(&g->lock);
 	kref_get(&g->kref);
 	mutex_unlock(&cow_groups_mutex);
@@ -640,6 +724,7 @@ int cow_ctl_add(struct cow_group *g)
 	u32 minor;
 	int r;
 
+	lockdep_assert_held(&cow_groups_mutex);
 	r = xa_alloc(&cow_minors, &minor, g, XA_LIMIT(0, COW_MAX_GROUPS - 1),
 		     GFP_KERNEL);
 	if (r)
@@ -657,6 +742,7 @@ int cow_ctl_add(struct cow_group *g)
 /* No new open can find @g after this.  Under cow_groups_mutex. */
 void cow_ctl_remove(struct cow_group *g)
 {
+	lockdep_assert_held(&cow_groups_mutex);
 	device_destroy(cow_class, cow_ctl_base + g->minor);
 	xa_erase(&cow_minors, g->minor);
 }

@@ -11,6 +11,7 @@ DEFINE_MUTEX(cow_groups_mutex);
 static LIST_HEAD(cow_groups);
 struct kmem_cache *pending_cache;
 struct workqueue_struct *cow_wq;
+static struct lock_class_key remaps_lock_key, cow_slots_lock_key;
 
 /* Every target of a group by the sectors it serves: see targets_tree. */
 #define TARGET_START(ct) ((ct)->ti->begin)
@@ -86,6 +87,31 @@ void group_kick(struct cow_group *g)
 		queue_work(cow_wq, &g->work);
 }
 
+/*
+ * Must a bio that would wait for the daemon go back to device-mapper?  Only
+ * while a noflush suspend is under way: device-mapper resubmits requeued
+ * bios after resume then, but fails them with EIO at any other time (for
+ * instance once an interrupted suspend has cleared its noflush flag and
+ * before presuspend_undo runs).
+ */
+bool group_requeueing(struct cow_group *g)
+{
+	lockdep_assert_held(&g->lock);
+	return g->noflush_ti && dm_noflush_suspending(g->noflush_ti);
+}
+
+/*
+ * Tell monitors (dmsetup wait, dmeventd) that the status changed.  The
+ * event is raised from a work item of a live target, which its dtr
+ * cancels: a table must not be used after its destruction.
+ */
+void group_raise_event(struct cow_group *g)
+{
+	lockdep_assert_held(&g->lock);
+	if (g->event_target)
+		queue_work(cow_wq, &g->event_target->event_work);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Waiting for a daemon: daemon_timeout                                    */
 
@@ -130,9 +156,11 @@ static void expire_list(struct cow_group *g, struct list_head *head,
 			continue;
 		rb_erase(&pc->node, &g->pending);
 		list_move_tail(&pc->list, freed);
+		/* A noflush suspend may have handed its bios back. */
+		if (!bio_list_empty(&pc->bios))
+			g->nr_timed_out++;
 		bio_list_merge(bios, &pc->bios);
 		g->faults--;
-		g->nr_timed_out++;
 	}
 }
 
@@ -195,7 +223,7 @@ enum commit_hold park_for_commit(struct cow_group *g, struct bio *bio)
 	lockdep_assert_held(&g->lock);
 	if (g->committed_seq >= g->ready_seq)
 		return COMMIT_NOT_NEEDED;
-	if (g->requeue)
+	if (group_requeueing(g))
 		return COMMIT_REQUEUE;
 	if (bio_list_empty(&g->commit_wait))
 		g->commit_wait_since = jiffies;
@@ -266,10 +294,8 @@ void fill_done(struct cow_group *g, struct pending_chunk *pc, int error)
 {
 	lockdep_assert_held(&g->lock);
 	pc->error = error;
-	if (!error) {
+	if (!error)
 		pc->ready_seq = ++g->ready_seq;
-		g->filled_unqueued++;
-	}
 	list_add_tail(&pc->list, &g->copy_done);
 	group_kick(g);
 }
@@ -377,6 +403,11 @@ static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 	if (pc->error && !pc->copy_tried) {
 		/* The covering write failed: fall back to a real copy. */
 		spin_lock_irqsave(&g->lock, flags);
+		if (g->copies >= COW_MAX_COPIES) {
+			list_add_tail(&pc->list, &g->copy_wait);
+			spin_unlock_irqrestore(&g->lock, flags);
+			return;
+		}
 		g->copies++;
 		spin_unlock_irqrestore(&g->lock, flags);
 		start_copy(g, pc);
@@ -384,8 +415,8 @@ static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 	}
 
 	if (pc->error) {
-		DMERR_LIMIT("%s: copy of chunk %llu failed; failing its I/O",
-			    g->ident, pc->chunk);
+		DMERR_LIMIT("%s: copy of chunk %llu to CoW sector %llu failed; failing its I/O",
+			    g->ident, pc->chunk, (unsigned long long)pc->cow_sector);
 		/*
 		 * Give the slot back only if this MAP took it: a location the
 		 * chunk held before (its remap dropped by a reload) still
@@ -402,16 +433,22 @@ static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 		bios = pc->bios;
 		bio_list_init(&pc->bios);
 		g->nr_copy_errors++;
+		/* The daemon learns that the location is free again. */
+		pc->state = PENDING_COPY_FAILED;
+		list_add_tail(&pc->list, &g->copy_failed);
+		group_raise_event(g);
 		spin_unlock_irqrestore(&g->lock, flags);
+		wake_up_interruptible(&g->wait);
 		fail_bios(&bios, BLK_STS_IOERR);
-		mempool_free(pc, &g->pending_pool);
 		return;
 	}
 
 	/*
 	 * Once on g->ready, a daemon's read() may free @pc at any moment:
 	 * take what the queued bios need first.  The remap entry was
-	 * reserved at MAP time: storing it does not allocate.
+	 * reserved at MAP time: storing it does not allocate.  It must stay
+	 * GFP_ATOMIC: with a blocking mask the xarray would drop its lock
+	 * with xas_unlock_irq() and enable interrupts under g->lock.
 	 */
 	cow_sector = pc->cow_sector;
 	spin_lock_irqsave(&g->lock, flags);
@@ -421,7 +458,6 @@ static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 	bio_list_init(&pc->bios);
 	pc->state = PENDING_READY;
 	g->published_seq = pc->ready_seq;
-	g->filled_unqueued--;
 	g->nr_mapped++;
 	list_add_tail(&pc->list, &g->ready);
 	while ((bio = bio_list_pop(&bios))) {
@@ -499,6 +535,7 @@ struct cow_group *group_find(const char *ident)
 {
 	struct cow_group *g;
 
+	lockdep_assert_held(&cow_groups_mutex);
 	list_for_each_entry(g, &cow_groups, list)
 		if (!strcmp(g->ident, ident))
 			return g;
@@ -510,8 +547,12 @@ static void group_free(struct kref *kref)
 	struct cow_group *g = container_of(kref, struct cow_group, kref);
 	struct pending_chunk *pc, *tmp;
 
-	/* group_kill() freed the rest: only unread READY entries are left. */
+	/* group_kill() freed the rest: only unread messages are left. */
 	list_for_each_entry_safe(pc, tmp, &g->ready, list) {
+		list_del(&pc->list);
+		mempool_free(pc, &g->pending_pool);
+	}
+	list_for_each_entry_safe(pc, tmp, &g->copy_failed, list) {
 		list_del(&pc->list);
 		mempool_free(pc, &g->pending_pool);
 	}
@@ -533,6 +574,7 @@ struct cow_group *group_create(const char *ident, struct cow_target *ct,
 	struct cow_group *g;
 	int r;
 
+	lockdep_assert_held(&cow_groups_mutex);
 	g = kzalloc(sizeof(*g), GFP_KERNEL);
 	if (!g) {
 		*error = "Cannot allocate group";
@@ -550,9 +592,15 @@ struct cow_group *group_create(const char *ident, struct cow_target *ct,
 	g->chunk_sectors = chunk_sectors;
 	g->chunk_shift = __ffs(chunk_sectors);
 	g->nr_chunks = DIV_ROUND_UP_ULL(g->base_sectors, chunk_sectors);
-	/* Updated under g->lock, which bio completion takes. */
+	/*
+	 * Updated under g->lock, which bio completion takes.  The two xarrays
+	 * are initialised at one place, so lockdep would see one class: give
+	 * each its own, since only the remaps' lock is taken inside g->lock.
+	 */
 	xa_init_flags(&g->remaps, XA_FLAGS_LOCK_IRQ);
+	lockdep_set_class(&g->remaps.xa_lock, &remaps_lock_key);
 	xa_init(&g->cow_slots);
+	lockdep_set_class(&g->cow_slots.xa_lock, &cow_slots_lock_key);
 	spin_lock_init(&g->lock);
 	g->pending = RB_ROOT;
 	INIT_LIST_HEAD(&g->fault_queued);
@@ -560,6 +608,7 @@ struct cow_group *group_create(const char *ident, struct cow_target *ct,
 	INIT_LIST_HEAD(&g->copy_wait);
 	INIT_LIST_HEAD(&g->copy_done);
 	INIT_LIST_HEAD(&g->ready);
+	INIT_LIST_HEAD(&g->copy_failed);
 	bio_list_init(&g->commit_wait);
 	bio_list_init(&g->commit_released);
 	mutex_init(&g->ctl_mutex);
@@ -598,6 +647,27 @@ bad_pool:
 	return ERR_PTR(r);
 }
 
+/*
+ * Publish the chunks whose fill completed while the group was dying (a
+ * covering write may have completed to its submitter already): the daemon
+ * still reads their READYs before end of file, and commits them.  kcopyd is
+ * gone, so a failed covering write is a failed fill here.
+ */
+static void publish_fills(struct cow_group *g)
+{
+	struct pending_chunk *pc, *tmp;
+	LIST_HEAD(done);
+
+	spin_lock_irq(&g->lock);
+	list_splice_init(&g->copy_done, &done);
+	spin_unlock_irq(&g->lock);
+	list_for_each_entry_safe(pc, tmp, &done, list) {
+		list_del_init(&pc->list);
+		pc->copy_tried = true;
+		chunk_filled(g, pc);
+	}
+}
+
 /* Free the pending chunks of a group nothing can reach any more. */
 static void free_pending(struct cow_group *g, struct list_head *head)
 {
@@ -614,6 +684,8 @@ static void free_pending(struct cow_group *g, struct list_head *head)
 		mempool_free(pc, &g->pending_pool);
 	}
 	g->faults = 0;
+	WARN_ON_ONCE(!bio_list_empty(&g->commit_wait) ||
+		     !bio_list_empty(&g->commit_released));
 	spin_unlock_irq(&g->lock);
 	fail_bios(&bios, BLK_STS_IOERR);
 }
@@ -647,10 +719,10 @@ static void group_kill(struct cow_group *g)
 	dm_kcopyd_client_destroy(g->kcopyd);
 	g->kcopyd = NULL;
 	cancel_delayed_work_sync(&g->timeout_work);
+	publish_fills(g);
 	free_pending(g, &g->fault_queued);
 	free_pending(g, &g->fault_sent);
 	free_pending(g, &g->copy_wait);
-	free_pending(g, &g->copy_done);
 	spin_lock_irq(&g->lock);
 	g->base_bdev = NULL;
 	g->cow_bdev = NULL;
@@ -664,7 +736,13 @@ void group_leave(struct cow_target *ct)
 
 	spin_lock_irq(&g->lock);
 	cow_target_it_remove(ct, &g->targets_tree);
+	if (g->event_target == ct)
+		g->event_target = NULL;
+	if (g->noflush_ti == ct->ti)
+		g->noflush_ti = NULL;
 	spin_unlock_irq(&g->lock);
+	/* Nothing queues it now; the table goes away after us. */
+	cancel_work_sync(&ct->event_work);
 	mutex_lock(&cow_groups_mutex);
 	if (!--g->targets)
 		group_kill(g);

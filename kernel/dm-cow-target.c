@@ -55,6 +55,13 @@ static int cow_parse_features(struct dm_target *ti, struct cow_target *ct,
 }
 
 
+static void cow_event_work(struct work_struct *work)
+{
+	struct cow_target *ct = container_of(work, struct cow_target, event_work);
+
+	dm_table_event(ct->ti->table);
+}
+
 static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 {
 	struct cow_target *ct;
@@ -81,23 +88,28 @@ static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Cannot allocate target context";
 		return -ENOMEM;
 	}
+	INIT_WORK(&ct->event_work, cow_event_work);
 	r = cow_parse_features(ti, ct, argc - 4, argv + 4);
 	if (r) {
 		kfree(ct);
 		return r;
 	}
-	/*
-	 * The CoW device first: were the base opened first (read-only) and
-	 * the same device named again as CoW device, dm_get_device() would
-	 * upgrade its mode and free the dm_dev we hold for the base.  In this
-	 * order the base, only ever read, finds the device open already.
-	 */
 	r = dm_get_device(ti, argv[2], dm_table_get_mode(ti->table), &ct->cow);
 	if (r) {
 		ti->error = "Cannot open the CoW device";
 		goto bad_cow;
 	}
-	r = dm_get_device(ti, argv[1], COW_OPEN_READ, &ct->base);
+	/*
+	 * The base is only ever read, but it is opened with the table's mode
+	 * where the device allows that: were it open read-only, a later
+	 * dm_get_device() of the same device for writing (the CoW device of
+	 * this or another target of the table) would upgrade the mode and
+	 * free the dm_dev we hold.  A base that refuses a read-write open is
+	 * opened read-only, and then nothing can upgrade it.
+	 */
+	r = dm_get_device(ti, argv[1], dm_table_get_mode(ti->table), &ct->base);
+	if (r)
+		r = dm_get_device(ti, argv[1], COW_OPEN_READ, &ct->base);
 	if (r) {
 		ti->error = "Cannot open the base device";
 		goto bad_base;
@@ -221,7 +233,7 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 	pc = pending_find(g, chunk);
 	if (pc) {
 		/* A noflush suspend must not wait for a daemon. */
-		if (g->requeue && pc->state != PENDING_COPYING) {
+		if (pc->state != PENDING_COPYING && group_requeueing(g)) {
 			r = DM_MAPIO_REQUEUE;
 			goto out_unlock;
 		}
@@ -246,7 +258,7 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 		bio_set_dev(bio, g->base_bdev);
 		return DM_MAPIO_REMAPPED;
 	}
-	if (g->requeue) {
+	if (group_requeueing(g)) {
 		r = DM_MAPIO_REQUEUE;
 		goto out_unlock;
 	}
@@ -351,13 +363,15 @@ static void cow_status(struct dm_target *ti, status_type_t type,
 	switch (type) {
 	case STATUSTYPE_INFO:
 		spin_lock_irq(&g->lock);
-		DMEMIT("mapped=%llu pending=%u copying=%u commits=%llu daemon=%s rejected=%llu copy_errors=%llu failed=%llu timed_out=%llu dropped=%llu",
+		DMEMIT("mapped=%llu pending=%u copying=%u commits=%llu daemon=%s rejected=%llu copy_errors=%llu failed=%llu timed_out=%llu dropped=%llu commit_errors=%llu",
 		       g->nr_mapped, g->faults, g->copies, g->nr_commits,
 		       g->attached ? "attached" : "detached", g->nr_rejected,
 		       g->nr_copy_errors, g->nr_failed_faults, g->nr_timed_out,
-		       g->nr_dropped);
+		       g->nr_dropped, g->nr_commit_errors);
 		if (g->full)
 			DMEMIT(" full");
+		if (g->failing)
+			DMEMIT(" failing");
 		spin_unlock_irq(&g->lock);
 		break;
 	case STATUSTYPE_TABLE:
@@ -410,7 +424,7 @@ static void cow_presuspend(struct dm_target *ti)
 
 	spin_lock_irq(&g->lock);
 	if (dm_noflush_suspending(ti)) {
-		g->requeue = true;
+		g->noflush_ti = ti;
 		list_for_each_entry(pc, &g->fault_queued, list)
 			bio_list_merge(&bios, &pc->bios);
 		list_for_each_entry(pc, &g->fault_sent, list)
@@ -431,13 +445,15 @@ static void cow_presuspend(struct dm_target *ti)
 		       g->ident, held);
 }
 
-static void cow_presuspend_undo(struct dm_target *ti)
+/* The suspend is over (done or undone): nothing is requeued any more. */
+static void cow_suspend_end(struct dm_target *ti)
 {
 	struct cow_target *ct = ti->private;
 	struct cow_group *g = ct->group;
 
 	spin_lock_irq(&g->lock);
-	g->requeue = false;
+	if (g->noflush_ti == ti)
+		g->noflush_ti = NULL;
 	spin_unlock_irq(&g->lock);
 }
 
@@ -448,8 +464,9 @@ static void cow_resume(struct dm_target *ti)
 	struct cow_group *g = ct->group;
 
 	spin_lock_irq(&g->lock);
-	g->requeue = false;
+	g->noflush_ti = NULL;
 	g->daemon_timeout_ms = ct->daemon_timeout_ms;
+	g->event_target = ct;
 	spin_unlock_irq(&g->lock);
 }
 
@@ -478,7 +495,8 @@ static struct target_type cow_target = {
 	.status = cow_status,
 	.message = cow_message,
 	.presuspend = cow_presuspend,
-	.presuspend_undo = cow_presuspend_undo,
+	.presuspend_undo = cow_suspend_end,
+	.postsuspend = cow_suspend_end,
 	.resume = cow_resume,
 	.iterate_devices = cow_iterate_devices,
 };

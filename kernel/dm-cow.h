@@ -64,6 +64,7 @@ enum pending_state {
 	PENDING_FAULT_SENT,	/* FAULT read, waiting for MAP/FAIL */
 	PENDING_COPYING,	/* MAP accepted; copy or covering write in flight */
 	PENDING_READY,		/* data in place; READY not yet read */
+	PENDING_COPY_FAILED,	/* fill failed; COPY_FAILED not yet read */
 };
 
 /*
@@ -134,6 +135,7 @@ struct cow_group {
 	struct list_head copy_wait;	/* COPYING, waiting for a copy slot */
 	struct list_head copy_done;	/* COPYING, copy or write finished */
 	struct list_head ready;		/* READY, message not yet read */
+	struct list_head copy_failed;	/* COPY_FAILED, message not yet read */
 	struct bio_list commit_wait;	/* flush/FUA bios waiting for a commit */
 	struct bio_list commit_released;
 	/*
@@ -151,7 +153,6 @@ struct cow_group {
 	 * the sequence a COMMIT may ask for, and a COMMITTED may claim.
 	 */
 	u64 told_seq;
-	unsigned int filled_unqueued;	/* seq assigned, READY not queued */
 	u64 replay_next;		/* next chunk to replay as READY */
 	u64 replay_seq;			/* published_seq when the replay began */
 	bool replaying;
@@ -160,8 +161,17 @@ struct cow_group {
 	bool ctl_open;
 	bool attached;
 	bool dead;			/* no target left; set under ctl_mutex too */
-	bool requeue;			/* noflush suspend: hand held bios back */
+	/*
+	 * A target whose noflush suspend began (presuspend) and has not
+	 * ended (postsuspend, presuspend_undo, resume, dtr).  Bios that would
+	 * wait for the daemon go back to device-mapper while it says the
+	 * suspend is still a noflush one: see group_requeueing().
+	 */
+	struct dm_target *noflush_ti;
 	bool full;			/* the daemon refused a fault: no space */
+	bool failing;			/* a commit failed, none succeeded since */
+	/* A target of the live table: its event_work raises dm events. */
+	struct cow_target *event_target;
 	unsigned int copies;		/* kcopyd copies in flight */
 	unsigned int faults;		/* pending chunks in FAULT states */
 	unsigned long detached_since;	/* jiffies when the last daemon left */
@@ -172,6 +182,7 @@ struct cow_group {
 	u64 nr_commits;
 	u64 nr_rejected;
 	u64 nr_copy_errors;
+	u64 nr_commit_errors;
 	u64 nr_failed_faults;
 	u64 nr_timed_out;
 	u64 nr_dropped;
@@ -199,6 +210,7 @@ struct cow_target {
 	sector_t it_last;		/* interval tree: last sector of subtree */
 	struct dm_target *ti;
 	struct cow_group *group;
+	struct work_struct event_work;	/* dm_table_event() for the group */
 	struct dm_dev *base;
 	struct dm_dev *cow;
 	unsigned int daemon_timeout_ms;	/* feature argument, 0 if not given */
@@ -278,6 +290,8 @@ void group_leave(struct cow_target *ct);
 struct pending_chunk *pending_find(struct cow_group *g, u64 chunk);
 void pending_insert(struct cow_group *g, struct pending_chunk *new);
 void group_kick(struct cow_group *g);
+bool group_requeueing(struct cow_group *g);
+void group_raise_event(struct cow_group *g);
 void arm_daemon_timeout(struct cow_group *g);
 void fail_bios(struct bio_list *bios, blk_status_t status);
 void requeue_bios(struct bio_list *bios);

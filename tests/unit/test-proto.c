@@ -43,6 +43,11 @@ static void test_builders(void)
 	CHECK(m.type == COW_MSG_COMMITTED && m.seq == 77, "committed");
 	m = cow_msg_attach(24);
 	CHECK(m.type == COW_MSG_ATTACH && m.arg[0] == 24, "attach phase");
+	m = cow_msg_commit_failed(41, -EIO);
+	CHECK(m.type == COW_MSG_COMMIT_FAILED && m.seq == 41 && m.error == -EIO,
+	      "commit failed: the seq asked for and the errno");
+	m = cow_msg_commit_failed(41, 0);
+	CHECK(m.error == -EIO, "commit failed never says success");
 }
 
 static void test_incoming(void)
@@ -63,6 +68,10 @@ static void test_incoming(void)
 	CHECK(cow_msg_check_incoming(&m, &why) == -EINVAL, "MAP never comes from the kernel");
 	m.type = 0;
 	CHECK(cow_msg_check_incoming(&m, &why) == -EINVAL, "type 0");
+	m.type = COW_MSG_COPY_FAILED;
+	CHECK(cow_msg_check_incoming(&m, &why) == 0, "a COPY_FAILED comes from the kernel");
+	m.type = COW_MSG_COMMIT_FAILED;
+	CHECK(cow_msg_check_incoming(&m, &why) == -EINVAL, "COMMIT_FAILED never does");
 }
 
 static void test_hello(void)

@@ -1,0 +1,77 @@
+# A failing CoW device fails exactly the affected I/O, says so, and works
+# again when the fault goes away: a copy that fails fails its write (and
+# cowd hears of it); a commit that fails fails the flush that waited for it,
+# the group reports "failing", and cowd goes on serving.  The CoW device is
+# a dm device whose table is switched between linear and error.
+. ./lib.sh
+
+make_base base.img 16M 11
+base_sum=$(sha base.img)
+truncate -s 16M store.img
+B=$(loop -r base.img)
+S=$(loop store.img)
+size=$(blockdev --getsz "$S")
+track cowdev
+dmsetup create cowdev --table "0 $size linear $S 0"
+set_cowdev() {	# linear | error
+	local table="0 $size linear $S 0"
+	[ "$1" = error ] && table="0 $size error"
+	dmsetup suspend cowdev
+	dmsetup load cowdev --table "$table"
+	dmsetup resume cowdev
+}
+track se
+dmsetup create se --table "0 $(blockdev --getsz "$B") cow se $B /dev/mapper/cowdev 128"
+cowd --no-reload --pidfile /run/dm-cow/se.pid --log-file /run/dm-cow/se.log se
+pid=$(cat /run/dm-cow/se.pid)
+: >pat.bin
+
+# put CHUNK GEN: write 8 sectors of pattern generation GEN into CHUNK
+# (sectors 8-15 of the 128-sector chunk), with O_DIRECT.
+put() {
+	local sector=$(($1 * 128 + 8))
+	cow-pattern put pat.bin 0 "$sector" 8 99 "$2"
+	dd if=pat.bin of=/dev/mapper/se bs=4096 count=1 seek=$((sector / 8)) oflag=direct conv=notrunc status=none
+}
+holds() {
+	cow-pattern check /dev/mapper/se $((($1 * 128 + 8) * 512)) 4096 99 "$2"
+}
+
+# 1. A copy that fails fails its write, and only that.
+set_cowdev error
+put 3 1 2>/dev/null && fail "a write whose copy failed succeeded"
+[ "$(dm_status se copy_errors)" = 1 ] || fail "copy_errors is $(dm_status se copy_errors), want 1: $(dmsetup status se); $(cat /run/dm-cow/se.log)"
+kill -0 "$pid" || fail "cowd died of a failed copy"
+for _ in $(seq 100); do has "could not copy chunk 3" /run/dm-cow/se.log && break; sleep 0.1; done
+has "could not copy chunk 3" /run/dm-cow/se.log || fail "cowd never heard of the failed copy"
+set_cowdev linear
+put 3 2 || fail "the write failed after the CoW device came back"
+holds 3 2 || fail "chunk 3 does not hold what was written"
+note "failed copy: its write failed, the next one worked"
+
+# 2. A commit that fails fails the flush that waited for it.
+put 5 1 || fail "a first write failed"
+set_cowdev error
+sync /dev/mapper/se 2>/dev/null && fail "a flush succeeded although its commit failed"
+dmsetup status se | has ' failing' || fail "dmsetup status does not say failing: $(dmsetup status se)"
+[ "$(dm_status se commit_errors)" -ge 1 ] || fail "commit_errors not counted"
+kill -0 "$pid" || fail "cowd died of a failed commit"
+has "cannot commit the store" /run/dm-cow/se.log || fail "cowd did not say why the commit failed"
+set_cowdev linear
+put 6 1 || fail "a first write failed after the CoW device came back"
+sync /dev/mapper/se || fail "a flush failed after the CoW device came back"
+dmsetup status se | has ' failing' && fail "still failing after a good commit: $(dmsetup status se)"
+note "failed commit: the flush failed, cowd kept serving, the next commit worked"
+
+# Everything acknowledged is there, also after the device is built anew.
+for c in 3:2 5:1 6:1; do holds "${c%:*}" "${c#*:}" || fail "chunk ${c%:*} lost its data"; done
+kill "$pid"
+while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+dmsetup remove se
+dmsetup create se --table "0 $(blockdev --getsz "$B") cow se $B /dev/mapper/cowdev 128"
+cowd --no-reload --pidfile /run/dm-cow/se.pid --log-file /run/dm-cow/se.log se
+for c in 3:2 5:1 6:1; do holds "${c%:*}" "${c#*:}" || fail "chunk ${c%:*} lost its data across a restart"; done
+cmp -n $((3 * 65536)) base.img /dev/mapper/se || fail "chunks never written differ from the base"
+kill "$(cat /run/dm-cow/se.pid)"
+dmsetup remove se
+[ "$(sha base.img)" = "$base_sum" ] || fail "the base changed"
