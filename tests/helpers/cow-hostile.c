@@ -7,12 +7,19 @@
  *       store), sends every kind of malformed or out-of-range message and
  *       checks that each one is refused with the documented error, then
  *       serves one fault correctly to show the group still works
+ *   cow-hostile drop-suspended IDENT DMNAME
+ *       serves one first write to a chunk of the dm device DMNAME and
+ *       commits it, suspends the device and sends a DROP for that chunk:
+ *       the suspended table still serves it through a cow target, so the
+ *       DROP must be refused (EBUSY), and after the resume the chunk must
+ *       still read back the written data, not the base's
  *
  * Checks print one line each; exit 1 if any failed.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +47,15 @@ static int expect(const char *what, int got_errno, int want_errno)
 	       want_errno ? strerror(want_errno) : "accepted");
 	fflush(stdout);
 	return 0;
+}
+
+/* Count and print one check of an outcome that is not an errno. */
+static void check(const char *what, int ok)
+{
+	checks++;
+	failures += !ok;
+	printf("%s %s\n", ok ? "ok  " : "FAIL", what);
+	fflush(stdout);
 }
 
 static struct cow_msg msg(uint16_t type)
@@ -265,10 +281,181 @@ static int hostile(const char *ident, const char *device)
 	printf("%d checks, %d failed\n", checks, failures);
 	return failures ? 1 : 0;
 }
+/* ---- shared by the subcommands ------------------------------------------- */
+
+struct geometry {
+	uint64_t chunk_sectors, nr_chunks, cow_sectors;
+};
+
+/* Open IDENT's control device, read HELLO and ATTACH with phase 0. */
+static int open_attached(const char *ident, int flags, struct geometry *geo)
+{
+	char path[256];
+	struct cow_msg hello;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", COW_CTL_DIR, ident);
+	fd = open(path, O_RDWR | O_NONBLOCK | flags);
+	if (fd < 0) {
+		printf("FAIL open %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (wait_msg(fd, COW_MSG_HELLO, &hello)) {
+		printf("FAIL no HELLO\n");
+		close(fd);
+		return -1;
+	}
+	geo->chunk_sectors = hello.arg[0];
+	geo->nr_chunks = hello.chunk;
+	geo->cow_sectors = hello.arg[1];
+	if (send1(fd, msg(COW_MSG_ATTACH))) {
+		printf("FAIL ATTACH: %s\n", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * 0 if @len bytes of the device at @off (read with O_DIRECT) equal @want;
+ * else say what was read instead.
+ */
+static int read_equals(const char *dev, off_t off, const void *want, size_t len)
+{
+	int fd = open(dev, O_RDONLY | O_DIRECT), same = 0;
+	unsigned char *p;
+
+	if (fd < 0 || posix_memalign((void **)&p, 4096, len)) {
+		perror(dev);
+		return -1;
+	}
+	if (pread(fd, p, len, off) != (ssize_t)len)
+		printf("     read of %zu bytes at %lld: %s\n", len, (long long)off, strerror(errno));
+	else if (!(same = !memcmp(p, want, len)))
+		printf("     read at %lld: %02x %02x %02x %02x %02x %02x %02x %02x... (%s)\n",
+		       (long long)off, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
+		       memcmp(p, "ttapwoc", 7) ? "not the data written" : "the base's pattern");
+	free(p);
+	close(fd);
+	return same ? 0 : -1;
+}
+
+static int run(const char *cmd)
+{
+	int r = system(cmd);
+
+	if (r) {
+		printf("FAIL '%s' failed (status %d)\n", cmd, r);
+		failures++;
+	}
+	return r;
+}
+
+/*
+ * Serve a first write of the whole of @chunk, every byte @byte, from a
+ * child process: FAULT, MAP to the chunk's own location (phase 0), READY.
+ * Returns the READY's seq, or 0 (said why) if something went wrong.
+ */
+static uint64_t serve_first_write(int fd, const struct geometry *geo, const char *dev,
+				  uint64_t chunk, int byte)
+{
+	size_t len = geo->chunk_sectors * 512;
+	struct cow_msg m;
+	pid_t writer;
+	void *data;
+	int status;
+
+	if (geo->nr_chunks <= chunk || geo->cow_sectors < (chunk + 1) * geo->chunk_sectors) {
+		printf("FAIL the device is too small for chunk %llu\n", (unsigned long long)chunk);
+		return 0;
+	}
+	writer = fork();
+	if (writer == 0) {
+		int d = open(dev, O_WRONLY | O_DIRECT);
+
+		if (d < 0 || posix_memalign(&data, 4096, len))
+			_exit(2);
+		memset(data, byte, len);
+		_exit(pwrite(d, data, len, (off_t)(chunk * len)) == (ssize_t)len ? 0 : 1);
+	}
+	if (wait_msg(fd, COW_MSG_FAULT, &m) || m.chunk != chunk) {
+		printf("FAIL no FAULT for chunk %llu\n", (unsigned long long)chunk);
+		kill(writer, SIGKILL);
+		return 0;
+	}
+	m = msg(COW_MSG_MAP);
+	m.chunk = chunk;
+	m.sector = chunk * geo->chunk_sectors;
+	if (!expect("MAP of the faulting chunk", send1(fd, m), 0))
+		return 0;
+	if (wait_msg(fd, COW_MSG_READY, &m) || m.chunk != chunk) {
+		printf("FAIL no READY for chunk %llu\n", (unsigned long long)chunk);
+		return 0;
+	}
+	waitpid(writer, &status, 0);
+	check("the first write completes", WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	return m.seq;
+}
+
+/* ---- drop-suspended --------------------------------------------------------- */
+
+static int drop_suspended(const char *ident, const char *dmname)
+{
+	struct geometry geo;
+	struct cow_msg m;
+	char dev[300], cmd[400];
+	const uint64_t chunk = 3;
+	uint64_t seq;
+	size_t len;
+	off_t off;
+	void *data;
+	int fd;
+
+	snprintf(dev, sizeof(dev), "/dev/mapper/%s", dmname);
+	fd = open_attached(ident, 0, &geo);
+	if (fd < 0)
+		return 1;
+	seq = serve_first_write(fd, &geo, dev, chunk, 0xc5);
+	if (!seq)
+		return 1;
+	m = msg(COW_MSG_COMMITTED);
+	m.seq = seq;
+	expect("COMMITTED for the chunk's READY", send1(fd, m), 0);
+	len = geo.chunk_sectors * 512;
+	off = (off_t)(chunk * len);
+	if (posix_memalign(&data, 4096, len))
+		return 2;
+	memset(data, 0xc5, len);
+	check("the written chunk reads back", !read_equals(dev, off, data, len));
+
+	snprintf(cmd, sizeof(cmd), "dmsetup suspend %s", dmname);
+	if (run(cmd))
+		return 1;
+	m = msg(COW_MSG_DROP);
+	m.chunk = chunk;
+	m.arg[0] = 1;
+	expect("DROP of a chunk the suspended table serves through a cow target",
+	       send1(fd, m), EBUSY);
+	snprintf(cmd, sizeof(cmd), "dmsetup resume %s", dmname);
+	if (run(cmd))
+		return 1;
+	check("after the resume the chunk still reads back the written data",
+	      !read_equals(dev, off, data, len));
+	expect("DROP of a chunk the live table serves through a cow target",
+	       send1(fd, m), EBUSY);
+	close(fd);
+	free(data);
+	printf("%d checks, %d failed\n", checks, failures);
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 4 && !strcmp(argv[1], "drop-suspended"))
+		return drop_suspended(argv[2], argv[3]);
 	if (argc == 3)
 		return hostile(argv[1], argv[2]);
-	fprintf(stderr, "usage: cow-hostile IDENT DEVICE\n");
+	fprintf(stderr, "usage: cow-hostile IDENT DEVICE\n"
+		"       cow-hostile drop-suspended IDENT DMNAME\n");
 	return 2;
 }
