@@ -13,6 +13,11 @@
  *       the suspended table still serves it through a cow target, so the
  *       DROP must be refused (EBUSY), and after the resume the chunk must
  *       still read back the written data, not the base's
+ *   cow-hostile flush-release IDENT DMNAME
+ *       two first writes (chunks 1 and 2) each followed by an fsync from
+ *       another process, neither committed: COMMITTED for chunk 1's READY
+ *       must release the first flush, while the second one, which depends
+ *       on chunk 2 too, waits until chunk 2 is committed
  *
  * Checks print one line each; exit 1 if any failed.
  */
@@ -449,13 +454,121 @@ static int drop_suspended(const char *ident, const char *dmname)
 	return failures ? 1 : 0;
 }
 
+/* ---- flush-release ----------------------------------------------------------- */
+
+/* A child that fsync()s the device: one empty flush bio. */
+static pid_t child_fsync(const char *dev)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int d = open(dev, O_WRONLY);
+
+		_exit(d >= 0 && fsync(d) == 0 ? 0 : 1);
+	}
+	return pid;
+}
+
+/* Read until a COMMIT covering @seq arrives: a flush is parked. */
+static int wait_commit(int fd, uint64_t seq)
+{
+	struct cow_msg m;
+
+	while (!wait_msg(fd, COW_MSG_COMMIT, &m))
+		if (m.seq >= seq)
+			return 0;
+	printf("FAIL no COMMIT covering READY %llu\n", (unsigned long long)seq);
+	return -1;
+}
+
+/* Still running?  (Does not reap it.) */
+static int running(pid_t pid)
+{
+	siginfo_t info;
+
+	memset(&info, 0, sizeof(info));
+	return waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && !info.si_pid;
+}
+
+/*
+ * Wait for @pid to exit successfully.  The limit of 60 s only detects a
+ * hang: the child can finish at once.
+ */
+static int exited_ok(pid_t pid)
+{
+	int tries, status;
+
+	for (tries = 0; tries < 600; tries++) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+		if (r < 0)
+			return 0;
+		poll(NULL, 0, 100);
+	}
+	printf("     (still waiting after 60 s)\n");
+	return 0;
+}
+
+static int flush_release(const char *ident, const char *dmname)
+{
+	struct geometry geo;
+	struct cow_msg m;
+	uint64_t seq1, seq2;
+	pid_t first, second;
+	char dev[300];
+	int fd, first_done;
+
+	snprintf(dev, sizeof(dev), "/dev/mapper/%s", dmname);
+	fd = open_attached(ident, 0, &geo);
+	if (fd < 0)
+		return 1;
+	/* A first flush depends on chunk 1 ... */
+	seq1 = serve_first_write(fd, &geo, dev, 1, 0xa1);
+	if (!seq1)
+		return 1;
+	first = child_fsync(dev);
+	if (wait_commit(fd, seq1))
+		return 1;
+	/* ... a second one, parked after it, on chunks 1 and 2. */
+	seq2 = serve_first_write(fd, &geo, dev, 2, 0xa2);
+	if (!seq2)
+		return 1;
+	check("chunk 2 became READY after chunk 1", seq2 > seq1);
+	second = child_fsync(dev);
+	if (wait_commit(fd, seq2))
+		return 1;
+	check("both flushes wait for a commit", running(first) && running(second));
+
+	m = msg(COW_MSG_COMMITTED);
+	m.seq = seq1;
+	expect("COMMITTED of chunk 1's READY", send1(fd, m), 0);
+	first_done = exited_ok(first);
+	check("the first flush completes once what it depends on is committed, while a later flush waits for more",
+	      first_done);
+	check("the second flush still waits: chunk 2 is not committed", running(second));
+
+	m.seq = seq2;
+	expect("COMMITTED of chunk 2's READY", send1(fd, m), 0);
+	check("the second flush completes once chunk 2 is committed", exited_ok(second));
+	if (!first_done)
+		check("the first flush completes at last", exited_ok(first));
+	close(fd);
+	printf("%d checks, %d failed\n", checks, failures);
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && !strcmp(argv[1], "drop-suspended"))
 		return drop_suspended(argv[2], argv[3]);
+	if (argc == 4 && !strcmp(argv[1], "flush-release"))
+		return flush_release(argv[2], argv[3]);
 	if (argc == 3)
 		return hostile(argv[1], argv[2]);
 	fprintf(stderr, "usage: cow-hostile IDENT DEVICE\n"
-		"       cow-hostile drop-suspended IDENT DMNAME\n");
+		"       cow-hostile drop-suspended IDENT DMNAME\n"
+		"       cow-hostile flush-release IDENT DMNAME\n");
 	return 2;
 }
