@@ -18,6 +18,12 @@
  *       another process, neither committed: COMMITTED for chunk 1's READY
  *       must release the first flush, while the second one, which depends
  *       on chunk 2 too, waits until chunk 2 is committed
+ *   cow-hostile spam IDENT
+ *       attaches and writes batches of valid-looking messages (COMMITTED,
+ *       LOAD of in-range chunks to their own aligned location, DROP of
+ *       everything) as fast as it can, ignoring refusals, until the group
+ *       goes away (write fails with ENODEV, read returns 0 or poll says
+ *       EPOLLHUP); then exits 0.  For racing group teardown.
  *
  * Checks print one line each; exit 1 if any failed.
  */
@@ -559,16 +565,106 @@ static int flush_release(const char *ident, const char *dmname)
 	return failures ? 1 : 0;
 }
 
+/* ---- spam ------------------------------------------------------------------ */
+
+#define SPAM_BATCH 64
+
+static int spam(const char *ident)
+{
+	struct cow_msg batch[SPAM_BATCH], in[SPAM_BATCH], drop;
+	struct geometry geo;
+	unsigned long long accepted = 0, refused = 0, writes = 0;
+	uint64_t next = 0, usable;
+	const char *why = "?";
+	int fd, i;
+
+	fd = open_attached(ident, 0, &geo);
+	if (fd < 0)
+		return 1;
+	/* Chunks whose own location (phase 0) lies inside the CoW device. */
+	usable = geo.cow_sectors / geo.chunk_sectors;
+	if (usable > geo.nr_chunks)
+		usable = geo.nr_chunks;
+	if (!usable) {
+		printf("FAIL no chunk fits the CoW device\n");
+		return 1;
+	}
+	drop = msg(COW_MSG_DROP);
+	drop.chunk = 0;
+	drop.arg[0] = geo.nr_chunks;
+	printf("spam: attached, %llu chunks\n", (unsigned long long)geo.nr_chunks);
+	fflush(stdout);
+
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t w;
+
+		/*
+		 * The DROP is refused while a live cow target covers the
+		 * chunks, and taken once the table is suspended for its
+		 * removal: then every LOAD below looks at the CoW device again.
+		 */
+		w = write(fd, &drop, sizeof(drop));
+		writes++;
+		if (w < 0 && errno == ENODEV) {
+			why = "write: ENODEV";
+			break;
+		}
+		if (w < 0)
+			refused++;
+		else
+			accepted++;
+
+		batch[0] = msg(COW_MSG_COMMITTED);
+		for (i = 1; i < SPAM_BATCH; i++) {
+			batch[i] = msg(COW_MSG_LOAD);
+			batch[i].chunk = next;
+			batch[i].sector = next * geo.chunk_sectors;
+			next = (next + 1) % usable;
+		}
+		w = write(fd, batch, sizeof(batch));
+		writes++;
+		if (w < 0 && errno == ENODEV) {
+			why = "write: ENODEV";
+			break;
+		}
+		if (w < 0)
+			refused++;
+		else
+			accepted += (unsigned long long)w / sizeof(batch[0]);
+
+		/* Drain what the kernel says; notice the group going away. */
+		if (poll(&p, 1, 0) > 0) {
+			if (p.revents & (POLLHUP | POLLERR)) {
+				why = "poll: EPOLLHUP";
+				break;
+			}
+			w = read(fd, in, sizeof(in));
+			if (w == 0) {
+				why = "read: end of file";
+				break;
+			}
+		}
+	}
+	printf("spam: %llu messages accepted, %llu writes refused, %llu writes; stopped by %s\n",
+	       accepted, refused, writes, why);
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && !strcmp(argv[1], "drop-suspended"))
 		return drop_suspended(argv[2], argv[3]);
 	if (argc == 4 && !strcmp(argv[1], "flush-release"))
 		return flush_release(argv[2], argv[3]);
+	if (argc == 3 && !strcmp(argv[1], "spam"))
+		return spam(argv[2]);
 	if (argc == 3)
 		return hostile(argv[1], argv[2]);
 	fprintf(stderr, "usage: cow-hostile IDENT DEVICE\n"
 		"       cow-hostile drop-suspended IDENT DMNAME\n"
-		"       cow-hostile flush-release IDENT DMNAME\n");
+		"       cow-hostile flush-release IDENT DMNAME\n"
+		"       cow-hostile spam IDENT\n");
 	return 2;
 }
