@@ -27,6 +27,13 @@
  *       generation E at random places in the first REGION bytes of DEV,
  *       then fsync()s, then runs CMD (with $EPOCH set) and prints
  *       "epoch E durable": the power-cut workload
+ *   cow-pattern fresh DEV MODEL FIRST COUNT CHUNK SEED STOPFILE
+ *       first writes: one O_DIRECT write of generation 1 to each chunk of
+ *       CHUNK bytes from chunk FIRST on (even chunks whole, odd ones only
+ *       their first half, so that the rest must be copied from the base),
+ *       to DEV and MODEL alike, until STOPFILE exists; prints how many
+ *       chunks it wrote; exit 3 if it wrote all COUNT before STOPFILE
+ *       appeared
  *   cow-pattern verify-epochs DEV SEED BASESEED EPOCH WRITES REGION
  *       after a crash: every sector of the region holds the newest data
  *       that epochs 1..EPOCH wrote to it (or a later epoch's data, which
@@ -463,6 +470,34 @@ static int cmd_verify_epochs(const char *dev, uint64_t seed, uint64_t base_seed,
 	return failed ? 1 : 0;
 }
 
+static int cmd_fresh(const char *dev, const char *model, uint64_t first, uint64_t count,
+		     uint64_t chunk_bytes, uint64_t seed, const char *stopfile)
+{
+	int dfd = open(dev, O_RDWR | O_DIRECT), mfd = open(model, O_RDWR);
+	uint64_t chunk_sectors = chunk_bytes / SECTOR, n, i;
+	char *buf = xalloc(chunk_bytes);
+
+	if (dfd < 0 || mfd < 0) {
+		perror(dfd < 0 ? dev : model);
+		return 2;
+	}
+	for (n = 0; n < count && access(stopfile, F_OK); n++) {
+		uint64_t chunk = first + n, start = chunk * chunk_sectors;
+		uint64_t sectors = chunk % 2 ? chunk_sectors / 2 : chunk_sectors;
+
+		for (i = 0; i < sectors; i++)
+			make_sector((uint64_t *)(buf + i * SECTOR), start + i, seed, 1);
+		if (write_all(dfd, buf, sectors * SECTOR, (off_t)(start * SECTOR), dev) ||
+		    write_all(mfd, buf, sectors * SECTOR, (off_t)(start * SECTOR), model))
+			return 1;
+	}
+	printf("%" PRIu64 "\n", n);
+	free(buf);
+	if (close(dfd) || close(mfd))
+		return 1;
+	return n == count ? 3 : 0;
+}
+
 static uint64_t num(const char *s)
 {
 	char *end;
@@ -496,6 +531,9 @@ int main(int argc, char **argv)
 	if ((argc == 7 || argc == 8) && !strcmp(argv[1], "epochs"))
 		return cmd_epochs(argv[2], num(argv[3]), num(argv[4]), num(argv[5]), num(argv[6]),
 				  argc > 7 ? argv[7] : NULL);
+	if (argc == 9 && !strcmp(argv[1], "fresh"))
+		return cmd_fresh(argv[2], argv[3], num(argv[4]), num(argv[5]), num(argv[6]),
+				 num(argv[7]), argv[8]);
 	if (argc == 8 && !strcmp(argv[1], "verify-epochs"))
 		return cmd_verify_epochs(argv[2], num(argv[3]), num(argv[4]), num(argv[5]),
 					 num(argv[6]), num(argv[7]));

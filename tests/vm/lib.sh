@@ -77,6 +77,29 @@ wait_attached() {
 	fail "cowd never attached to $1"
 }
 
+# wait_until WHAT CMD...: poll until CMD succeeds.  The two minutes are
+# only a hang detector (nothing here is paced by the clock): when they run
+# out, the test fails saying WHAT never happened.
+wait_until() {
+	local what=$1 end=$((SECONDS + 120))
+	shift
+	until "$@"; do
+		[ $SECONDS -lt $end ] || fail "$what: not after 120 s (hung)"
+		sleep 0.1
+	done
+}
+
+# gone PID: the process has exited (for wait_until).
+gone() {
+	! kill -0 "$1" 2>/dev/null
+}
+
+# Compare the whole device with a model file, reading the device with
+# O_DIRECT so that no page cache can hide what the target returns.
+dev_cmp() {
+	dd if="$1" iflag=direct bs=1M status=none | cmp - "$2"
+}
+
 # A loop device for FILE (read-only with -r); prints its path.
 loop() {
 	losetup -f --show "$@"

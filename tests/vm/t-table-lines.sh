@@ -29,16 +29,18 @@ truncate -s 4M other.img
 O=$(loop other.img)
 track held
 dmsetup create held --table "0 64 cow held $B $C 8"
+# bad REASON TABLE: TABLE (one line per target) is refused, and the kernel
+# log says why (REASON: a grep pattern).
 bad() {
 	local reason=$1 table=$2 before
 	before=$(dmesg | wc -l)
-	if dmsetup create bad --table "$table" 2>dmsetup.err; then
+	if printf '%s\n' "$table" | dmsetup create bad 2>dmsetup.err; then
 		track bad
-		fail "accepted: '$table'"
+		fail "accepted: '$(echo "$table" | paste -sd';')'"
 	fi
 	dmesg | tail -n +"$((before + 1))" | has "$reason" ||
 		fail "'$table' refused without the reason '$reason' in the kernel log"
-	note "refused ($(tail -n1 dmsetup.err | sed 's/^device-mapper: //')): $table -> $reason"
+	note "refused ($(tail -n1 dmsetup.err | sed 's/^device-mapper: //')): $(echo "$table" | paste -sd';') -> $reason"
 }
 bad "Not enough arguments" "0 100 cow"
 bad "Not enough arguments" "0 100 cow x $B $C"
@@ -57,6 +59,7 @@ bad "Cannot open the base device" "0 100 cow x /dev/nonexistent $C 8"
 bad "Cannot open the CoW device" "0 100 cow x $B /dev/nonexistent 8"
 bad "extends beyond the end of the base" "0 601 cow x $B $C 8"
 bad "must differ" "0 100 cow x $C $C 8"
+bad "must differ" "0 100 cow x $C $(cat "/sys/class/block/${C##*/}/dev") 8"	# the same, as MAJ:MIN
 bad "Ident already in use" "0 100 cow held $B $O 8"
 bad "Ident already in use" "0 100 cow held $B $C 16"
 dmsetup remove held
@@ -81,4 +84,11 @@ s2=$(dmsetup status multi | sed -n 2p | cut -d' ' -f4-)
 [ "$s1" = "$s2" ] || fail "targets of one group show different counters: $s1 / $s2"
 dmsetup remove multi
 wait
+[ "$(sha base.img)" = "$base_sum" ] || fail "the base changed"
+
+# A cow target must start on a chunk boundary (device sector S is base
+# sector S, chunks are copied whole): here a linear target serves sectors
+# 0-7 of chunk 0 and the cow target would serve, and copy, the rest.
+bad 'cow: .*\(start\|begin\|align\).*chunk\|cow: .*chunk.*\(start\|begin\|align\)' \
+	"$(printf '0 8 linear %s 0\n8 592 cow x %s %s 128' "$O" "$B" "$C")"
 [ "$(sha base.img)" = "$base_sum" ] || fail "the base changed"
