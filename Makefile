@@ -26,7 +26,7 @@ COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/
 PLUGINS := uml packed qcow2
 HELPERS := cow-pattern cow-hostile log-replay
 
-.PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo bench install clean deps
+.PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo bench install clean deps debug-kernel
 
 all: programs plugins helpers $(if $(KVER),module)
 
@@ -62,7 +62,7 @@ KDIR := $(B)/kernel/$(KVER)
 KBUILD_DIR ?= /lib/modules/$(KVER)/build
 KSRC := $(wildcard kernel/*.c kernel/*.h) kernel/Kbuild include/dm-cow-proto.h
 module: $(KDIR)/dm-cow.ko
-$(KDIR)/dm-cow.ko: $(KSRC)
+$(KDIR)/dm-cow.ko: $(KSRC) $(wildcard $(KBUILD_DIR)/Module.symvers)
 	@test -e $(KBUILD_DIR)/Makefile || { echo "no kernel build tree for $(KVER): make deps" >&2; exit 1; }
 	@mkdir -p $(KDIR)/kernel $(KDIR)/include
 	@cp -p $(filter kernel/%,$(KSRC)) $(KDIR)/kernel/
@@ -125,10 +125,16 @@ vm-test: all
 checkpatch:
 	scripts/checkpatch kernel/*.c kernel/*.h
 
+# The lockdep + KASAN kernel the VM tests also run on; built once per
+# machine and cached outside the clone (see scripts/debug-kernel).
+debug-kernel: deps
+	scripts/debug-kernel >/dev/null
+
 check: deps
 	$(MAKE) all
 	$(MAKE) checkpatch
 	$(MAKE) unit-test
+	$(MAKE) debug-kernel
 	$(MAKE) vm-test
 
 demo: deps

@@ -2,7 +2,8 @@
 # again when the fault goes away: a copy that fails fails its write (and
 # cowd hears of it); a commit that fails fails the flush that waited for it,
 # the group reports "failing", and cowd goes on serving.  The CoW device is
-# a dm device whose table is switched between linear and error.
+# a dm device whose table is switched between linear and error.  cowd's
+# commit timer is off (an hour): only the test's flushes ask for commits.
 . ./lib.sh
 
 make_base base.img 16M 11
@@ -22,7 +23,7 @@ set_cowdev() {	# linear | error
 }
 track se
 dmsetup create se --table "0 $(blockdev --getsz "$B") cow se $B /dev/mapper/cowdev 128"
-cowd --no-reload --pidfile /run/dm-cow/se.pid --log-file /run/dm-cow/se.log se
+cowd --no-reload --commit-interval 3600 --pidfile /run/dm-cow/se.pid --log-file /run/dm-cow/se.log se
 pid=$(cat /run/dm-cow/se.pid)
 : >pat.bin
 
@@ -69,7 +70,7 @@ kill "$pid"
 while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
 dmsetup remove se
 dmsetup create se --table "0 $(blockdev --getsz "$B") cow se $B /dev/mapper/cowdev 128"
-cowd --no-reload --pidfile /run/dm-cow/se.pid --log-file /run/dm-cow/se.log se
+cowd --no-reload --commit-interval 3600 --pidfile /run/dm-cow/se.pid --log-file /run/dm-cow/se.log se
 for c in 3:2 5:1 6:1; do holds "${c%:*}" "${c#*:}" || fail "chunk ${c%:*} lost its data across a restart"; done
 cmp -n $((3 * 65536)) base.img /dev/mapper/se || fail "chunks never written differ from the base"
 kill "$(cat /run/dm-cow/se.pid)"
