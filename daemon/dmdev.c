@@ -54,19 +54,41 @@ int dmdev_info(const char *name, int *read_only)
 	return r;
 }
 
+/*
+ * Create NAME with its table loaded but not resumed: cowd resumes it once
+ * the store's mappings are in the kernel, so that nobody ever reads the
+ * base's bytes for a chunk the store has changed.  On error nothing is left.
+ */
 int dmdev_create(const char *name, uint64_t sectors, const char *target, const char *params,
 		 int read_only)
 {
 	struct dm_task *dmt = dm_task_create(DM_DEVICE_CREATE);
+	int r;
 
 	if (!dmt)
 		return -ENOMEM;
-	if (!dm_task_set_name(dmt, name) || (read_only && !dm_task_set_ro(dmt)) ||
-	    !dm_task_add_target(dmt, 0, sectors, target, params)) {
+	if (!dm_task_set_name(dmt, name) || (read_only && !dm_task_set_ro(dmt))) {
 		dm_task_destroy(dmt);
 		return -EINVAL;
 	}
-	return run_task(dmt, 1);
+	r = run_task(dmt, 1);
+	if (r)
+		return r;
+	dmt = dm_task_create(DM_DEVICE_RELOAD);
+	if (!dmt) {
+		dmdev_remove(name);
+		return -ENOMEM;
+	}
+	if (!dm_task_set_name(dmt, name) || (read_only && !dm_task_set_ro(dmt)) ||
+	    !dm_task_add_target(dmt, 0, sectors, target, params)) {
+		dm_task_destroy(dmt);
+		dmdev_remove(name);
+		return -EINVAL;
+	}
+	r = run_task(dmt, 0);
+	if (r)
+		dmdev_remove(name);
+	return r;
 }
 
 int dmdev_remove(const char *name)

@@ -38,6 +38,47 @@ int dm_table_info(unsigned int major, unsigned int minor, uint64_t *len, char *c
 	return found ? 0 : -ENOENT;
 }
 
+/*
+ * The safe way to bring a device up over a store that may hold data is
+ * "dmsetup create NAME --notable; dmsetup load NAME --table ...; cowd
+ * IDENT": until cowd has handed the store's mappings to the kernel nobody
+ * can read the device, so nobody can read the base's bytes where the store
+ * has others.  cowd then resumes the loaded table.  Returns 1 if it did, 0
+ * if the device was live already, or a negative errno.
+ */
+int dm_resume_loaded(unsigned int major, unsigned int minor)
+{
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_INFO);
+	struct dm_info info;
+	uint32_t cookie = 0;
+	char name[128];	/* DM_NAME_LEN */
+	int r;
+
+	if (!dmt)
+		return -ENOMEM;
+	if (!dm_task_set_major(dmt, (int)major) || !dm_task_set_minor(dmt, (int)minor) ||
+	    !dm_task_run(dmt) || !dm_task_get_info(dmt, &info) || !info.exists) {
+		dm_task_destroy(dmt);
+		return -ENODEV;
+	}
+	snprintf(name, sizeof(name), "%s", dm_task_get_name(dmt));
+	dm_task_destroy(dmt);
+	if (info.live_table || !info.inactive_table)
+		return 0;
+	/* By name, so that libdevmapper makes /dev/mapper/NAME as dmsetup does. */
+	dmt = dm_task_create(DM_DEVICE_RESUME);
+	if (!dmt)
+		return -ENOMEM;
+	if (!dm_task_set_name(dmt, name) || !dm_task_set_cookie(dmt, &cookie, 0)) {
+		dm_task_destroy(dmt);
+		return -ENOMEM;
+	}
+	r = dm_task_run(dmt) ? 1 : -EIO;
+	dm_udev_wait(cookie);
+	dm_task_destroy(dmt);
+	return r;
+}
+
 static double now_ms(void)
 {
 	struct timespec ts;

@@ -39,6 +39,7 @@ int dm_table_info(unsigned int major, unsigned int minor, uint64_t *len, char *c
 		  size_t plen);
 
 /* Start @job on the reload thread; returns -EBUSY if one is running. */
+int dm_resume_loaded(unsigned int major, unsigned int minor);
 int reload_start(struct reloader *r, struct reload_job *job);
 /* After r->done fired: join the thread and take the finished job. */
 struct reload_job *reload_finish(struct reloader *r);

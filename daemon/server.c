@@ -585,6 +585,15 @@ int cowd_start(struct cowd *d)
 		log_err("%s: cannot hand the store's mappings to the kernel", d->ident);
 		return r;
 	}
+	/* A device loaded but not resumed yet goes live now, with the store. */
+	r = dm_resume_loaded(cow_dev_major(d->geo.md_dev), cow_dev_minor(d->geo.md_dev));
+	if (r < 0) {
+		log_err("%s: cannot resume the device with the store loaded (%s); see dmesg",
+			d->ident, strerror(-r));
+		return r;
+	}
+	if (r > 0)
+		log_info("%s: device resumed with the store's mappings in place", d->ident);
 	return 0;
 }
 
