@@ -304,7 +304,7 @@ static void test_refusals(void)
 		       NULL, "external data file");
 	unlink("/tmp/test-qcow2-data.raw");
 	expect_refused("encryption refused",
-		       "--object secret,id=s0,data=pw -o encrypt.format=luks,encrypt.key-secret=s0",
+		       "--object secret,id=s0,data=pw -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10",
 		       NULL, "encryption");
 	expect_refused("internal snapshots refused", "", "qemu-img snapshot -c snap1",
 		       "internal snapshots");
