@@ -32,7 +32,12 @@ int table_build(const struct mapping *maps, size_t n, uint64_t dev_len, uint32_t
 		struct table_stats *st)
 {
 	struct builder b = { 0 };
-	uint64_t pos = 0;
+	/*
+	 * The last chunk is always left to a cow segment: a table without a
+	 * cow target would end the group (its daemon, counters and control
+	 * device) once every chunk is mapped.
+	 */
+	uint64_t pos = 0, last_chunk = dev_len ? (dev_len - 1) / chunk_sectors : 0;
 	size_t i = 0, runs = 0;
 	int r = 0;
 
@@ -41,14 +46,12 @@ int table_build(const struct mapping *maps, size_t n, uint64_t dev_len, uint32_t
 		size_t j = i + 1;
 		uint64_t start = maps[i].chunk * chunk_sectors, end;
 
-		if (start >= dev_len)
+		if (maps[i].chunk >= last_chunk)
 			break;
-		while (j < n && maps[j].chunk == maps[j - 1].chunk + 1 &&
+		while (j < n && maps[j].chunk < last_chunk && maps[j].chunk == maps[j - 1].chunk + 1 &&
 		       maps[j].sector == maps[j - 1].sector + chunk_sectors)
 			j++;
 		end = (maps[j - 1].chunk + 1) * chunk_sectors;
-		if (end > dev_len)
-			end = dev_len;
 		if (j - i < pol->min_run) {
 			st->tree_chunks += j - i;
 		} else if (runs < pol->max_linear) {

@@ -37,7 +37,8 @@ struct table_policy {
  * of at least @pol->min_run consecutive chunks whose CoW sectors are
  * consecutive too becomes one linear segment (at most @pol->max_linear of
  * them, the first in device order); the rest of [0, dev_len) is cow
- * segments, whose chunks the kernel's remap tree serves.  Short runs gain
+ * segments, whose chunks the kernel's remap tree serves; the last chunk of
+ * the device always is (see table_build()).  Short runs gain
  * little from a segment of their own and every segment lengthens the
  * suspend of a reload.  A partial last chunk is cut at dev_len.  Returns 0
  * and a malloc'ed array in *out, or -ENOMEM.

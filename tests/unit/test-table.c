@@ -81,8 +81,11 @@ static void test_partial_last_chunk(void)
 	/* The device ends 40 sectors into chunk 7. */
 	CHECK(build(m, 2, 7 * CS + 40, 100) == 0, "build");
 	CHECK(tiles(7 * CS + 40), "tiles the device");
-	CHECK(n == 2 && segs[1].linear && segs[1].len == CS + 40, "cut at the end: n=%zu", n);
-	CHECK(table_chunk_linear(segs, n, 7, CS), "the partial chunk counts as linear");
+	CHECK(n == 3 && segs[1].linear && segs[1].len == CS, "chunk 6 linear: n=%zu", n);
+	CHECK(!segs[2].linear && segs[2].start == 7 * CS && segs[2].len == 40,
+	      "the partial last chunk is a cow segment, cut at the end");
+	CHECK(!table_chunk_linear(segs, n, 7, CS) && st.tree_chunks == 1,
+	      "the last chunk stays in the kernel's tree");
 }
 
 static void test_beyond_device(void)
@@ -115,11 +118,15 @@ static void test_whole_device(void)
 	struct mapping m[64];
 	size_t i;
 
-	TEST("every chunk mapped in order: one linear segment");
+	TEST("every chunk mapped in order: one linear segment and a cow one");
 	for (i = 0; i < 64; i++)
 		m[i] = (struct mapping){ i, 24 + i * CS };
-	CHECK(build(m, 64, 64 * CS, 1) == 0, "build");
-	CHECK(n == 1 && segs[0].linear && segs[0].cow_sector == 24 && !st.capped, "n=%zu", n);
+	CHECK(build(m, 64, 64 * CS, 1) == 0 && tiles(64 * CS), "build");
+	CHECK(n == 2 && segs[0].linear && segs[0].cow_sector == 24 && segs[0].len == 63 * CS &&
+	      !st.capped, "n=%zu", n);
+	/* A table without a cow target would end the group and its daemon. */
+	CHECK(!segs[1].linear && segs[1].start == 63 * CS && st.tree_chunks == 1,
+	      "the last chunk keeps a cow target in the table");
 }
 
 static void test_min_run(void)
