@@ -57,16 +57,16 @@ alive() {
 		fail "the workload stopped (an I/O error?) during: $1"
 }
 
-# suspend [--noflush]: device-mapper refuses (EINVAL) a suspend that meets
-# another one, and cowd's reloads suspend the device every half second:
-# try again, a bounded number of times.
-suspend() {
+# dm_retry suspend|resume [ARGS]: device-mapper refuses (EINVAL) a suspend
+# or resume that meets another one, and cowd's reloads suspend and resume
+# the device every half second: try again, a bounded number of times.
+dm_retry() {
 	local tries=0 r
-	until r=0; timeout 120 dmsetup suspend "$@" st 2>suspend.err || r=$?; [ $r = 0 ]; do
-		[ $r != 124 ] || fail "dmsetup suspend $* hung"
-		has "Invalid argument" suspend.err || fail "dmsetup suspend $* failed: $(cat suspend.err)"
+	until r=0; timeout 120 dmsetup "$@" st 2>dm.err || r=$?; [ $r = 0 ]; do
+		[ $r != 124 ] || fail "dmsetup $* hung"
+		has "Invalid argument" dm.err || fail "dmsetup $* failed: $(cat dm.err)"
 		tries=$((tries + 1))
-		[ $tries -lt 100 ] || fail "dmsetup suspend $* refused 100 times"
+		[ $tries -lt 100 ] || fail "dmsetup $* refused 100 times"
 		sleep 0.05
 	done
 }
@@ -79,11 +79,11 @@ for a in "${actions[@]}"; do
 	kill)
 		restart_cowd st ;;
 	noflush)
-		suspend --noflush
-		dmsetup resume st ;;
+		dm_retry suspend --noflush
+		dm_retry resume ;;
 	flush)
-		suspend
-		dmsetup resume st ;;
+		dm_retry suspend
+		dm_retry resume ;;
 	esac
 	alive "'$a'"
 done
