@@ -310,11 +310,38 @@ static int claim_slot(struct cow_group *g, const struct cow_msg *m, long slot)
 	return r;
 }
 
+/*
+ * Take m->sector for m->chunk: a valid location, its CoW slot, and a
+ * reserved remap entry (so that publishing it never allocates).  Returns
+ * the slot, or a negative error with nothing taken; *claimed says whether
+ * the slot was taken anew (see claim_slot()).
+ */
+static long take_location(struct cow_group *g, const struct cow_msg *m, int *claimed)
+{
+	const char *why = NULL;
+	long slot;
+	int r;
+
+	lockdep_assert_held(&g->ctl_mutex);
+	slot = ctl_check_location(g, m, &why);
+	if (slot < 0)
+		return ctl_reject(g, m, slot, why);
+	*claimed = claim_slot(g, m, slot);
+	if (*claimed < 0)
+		return *claimed;
+	r = xa_reserve_irq(&g->remaps, m->chunk, GFP_KERNEL);
+	if (r) {
+		if (*claimed)
+			xa_erase(&g->cow_slots, slot);
+		return r;
+	}
+	return slot;
+}
+
 static int ctl_map(struct cow_group *g, const struct cow_msg *m)
 {
 	struct pending_chunk *pc;
-	const char *why = NULL;
-	int claimed, r;
+	int claimed;
 	long slot;
 
 	spin_lock_irq(&g->lock);
@@ -325,18 +352,9 @@ static int ctl_map(struct cow_group *g, const struct cow_msg *m)
 	}
 	spin_unlock_irq(&g->lock);
 
-	slot = ctl_check_location(g, m, &why);
+	slot = take_location(g, m, &claimed);
 	if (slot < 0)
-		return ctl_reject(g, m, slot, why);
-	claimed = claim_slot(g, m, slot);
-	if (claimed < 0)
-		return claimed;
-	r = xa_reserve_irq(&g->remaps, m->chunk, GFP_KERNEL);
-	if (r) {
-		if (claimed)
-			xa_erase(&g->cow_slots, slot);
-		return r;
-	}
+		return slot;
 
 	spin_lock_irq(&g->lock);
 	pc->state = PENDING_COPYING;
@@ -354,8 +372,7 @@ static int ctl_map(struct cow_group *g, const struct cow_msg *m)
 static int ctl_load(struct cow_group *g, const struct cow_msg *m)
 {
 	struct pending_chunk *pc;
-	const char *why = NULL;
-	int claimed, r;
+	int claimed;
 	sector_t cur;
 	long slot;
 
@@ -369,26 +386,17 @@ static int ctl_load(struct cow_group *g, const struct cow_msg *m)
 	spin_unlock_irq(&g->lock);
 	if (pc)
 		return ctl_reject(g, m, -EBUSY, "chunk has a pending fault");
-	slot = ctl_check_location(g, m, &why);
-	if (slot < 0)
-		return ctl_reject(g, m, slot, why);
-	claimed = claim_slot(g, m, slot);
-	if (claimed < 0)
-		return claimed;
 
 	/*
 	 * A chunk with a pending fault must be answered with MAP (DATA_VALID)
-	 * instead.  Only ctl_map(), under the ctl_mutex we hold, reserves
-	 * remap entries, so the reservation below is ours to release.  The
-	 * entry is published under g->lock: a bio that misses the pending
-	 * tree re-reads the remaps under the same lock.
+	 * instead.  Remap entries are reserved only by take_location(), under
+	 * the ctl_mutex we hold, so the reservation taken here is ours to
+	 * release.  The entry is published under g->lock: a bio that misses
+	 * the pending tree re-reads the remaps under the same lock.
 	 */
-	r = xa_reserve_irq(&g->remaps, m->chunk, GFP_KERNEL);
-	if (r) {
-		if (claimed)
-			xa_erase(&g->cow_slots, slot);
-		return r;
-	}
+	slot = take_location(g, m, &claimed);
+	if (slot < 0)
+		return slot;
 	spin_lock_irq(&g->lock);
 	if (pending_find(g, m->chunk)) {
 		xa_release(&g->remaps, m->chunk);
