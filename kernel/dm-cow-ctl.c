@@ -167,31 +167,26 @@ static bool ctl_readable(struct cow_group *g)
 }
 
 /*
- * The daemon is on the writeback path of the device it serves: nothing it
- * asks of the kernel may wait for that writeback, so the control device
- * allocates as if under GFP_NOIO (see memalloc_noio_save()).
+ * Messages are collected into, and copied out of, g->ctl_msgs under
+ * ctl_mutex; the wait for messages happens without it.
  */
 static ssize_t ctl_read(struct file *file, char __user *buf, size_t len,
 			loff_t *ppos)
 {
 	struct cow_group *g = file->private_data;
-	struct cow_msg *msgs;
+	struct cow_msg *msgs = g->ctl_msgs;
 	struct pending_chunk *pc, *tmp;
 	unsigned int max = min_t(size_t, len / sizeof(*msgs), COW_MSG_BATCH);
-	unsigned int n, noio;
+	unsigned int n;
 	LIST_HEAD(freed);
 	ssize_t r;
 
 	if (!max)
 		return -EINVAL;
-	noio = memalloc_noio_save();
-	msgs = kmalloc_array(max, sizeof(*msgs), GFP_KERNEL);
-	memalloc_noio_restore(noio);
-	if (!msgs)
-		return -ENOMEM;
 	for (;;) {
 		bool dead;
 
+		mutex_lock(&g->ctl_mutex);
 		spin_lock_irq(&g->lock);
 		/*
 		 * A dead group still hands out what it has (the READYs of
@@ -203,21 +198,14 @@ static ssize_t ctl_read(struct file *file, char __user *buf, size_t len,
 		spin_unlock_irq(&g->lock);
 		if (n)
 			break;
-		if (dead) {
-			r = 0;
-			goto out;
-		}
-		if (file->f_flags & O_NONBLOCK) {
-			r = -EAGAIN;
-			goto out;
-		}
+		mutex_unlock(&g->ctl_mutex);
+		if (dead)
+			return 0;
+		if (file->f_flags & O_NONBLOCK)
+			return -EAGAIN;
 		r = wait_event_interruptible(g->wait, ctl_readable(g));
 		if (r)
-			goto out;
-	}
-	list_for_each_entry_safe(pc, tmp, &freed, list) {
-		list_del(&pc->list);
-		mempool_free(pc, &g->pending_pool);
+			return r;
 	}
 	r = n * sizeof(*msgs);
 	if (copy_to_user(buf, msgs, r)) {
@@ -231,8 +219,11 @@ static ssize_t ctl_read(struct file *file, char __user *buf, size_t len,
 		spin_unlock_irq(&g->lock);
 		r = -EFAULT;
 	}
-out:
-	kfree(msgs);
+	mutex_unlock(&g->ctl_mutex);
+	list_for_each_entry_safe(pc, tmp, &freed, list) {
+		list_del(&pc->list);
+		mempool_free(pc, &g->pending_pool);
+	}
 	return r;
 }
 
@@ -627,21 +618,18 @@ static ssize_t ctl_write(struct file *file, const char __user *buf,
 			 size_t len, loff_t *ppos)
 {
 	struct cow_group *g = file->private_data;
-	struct cow_msg *msgs;
+	struct cow_msg *msgs = g->ctl_msgs;
 	size_t done = 0;
 	unsigned int noio;
 	int r = 0;
 
 	if (!len || len % sizeof(*msgs))
 		return -EINVAL;
-	/* Not while the device's writeback waits for us: see ctl_read(). */
+	/*
+	 * The daemon is on the writeback path of the device it serves: what
+	 * its messages allocate must not wait for that writeback.
+	 */
 	noio = memalloc_noio_save();
-	msgs = kmalloc_array(COW_MSG_BATCH, sizeof(*msgs), GFP_KERNEL);
-	if (!msgs) {
-		memalloc_noio_restore(noio);
-		return -ENOMEM;
-	}
-
 	mutex_lock(&g->ctl_mutex);
 	while (done < len && !r) {
 		size_t chunk = min_t(size_t, len - done,
@@ -667,7 +655,6 @@ static ssize_t ctl_write(struct file *file, const char __user *buf,
 	}
 	mutex_unlock(&g->ctl_mutex);
 	memalloc_noio_restore(noio);
-	kfree(msgs);
 	/* A partial write tells the daemon which message was refused. */
 	return done ? done : r;
 }

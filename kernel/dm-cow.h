@@ -7,8 +7,9 @@
  *
  *   cow_groups_mutex		the list of groups, group->targets, group
  *				creation and teardown, control-device open
- *     g->ctl_mutex		one control-device writer at a time; the
- *				cow_slots xarray; g->dead is set under it
+ *     g->ctl_mutex		one control-device reader or writer at a
+ *				time and its message buffer; the cow_slots
+ *				xarray; g->dead is set under it
  *       g->lock		(spinlock, irq-safe: taken from bio
  *				completion) pending tree and lists, commit
  *				waiters, counters, live targets, flags
@@ -192,8 +193,13 @@ struct cow_group {
 	 */
 	struct rb_root_cached targets_tree;
 
-	struct mutex ctl_mutex;		/* serialises control-device writers */
+	struct mutex ctl_mutex;		/* serialises control-device I/O */
 	wait_queue_head_t wait;		/* readers and pollers */
+	/*
+	 * The messages of one read() or write() step, under ctl_mutex: the
+	 * daemon's requests never fail for want of memory to hold them.
+	 */
+	struct cow_msg ctl_msgs[COW_MSG_BATCH];
 };
 
 /* Open modes became blk_mode_t in 6.5. */
