@@ -55,9 +55,50 @@ static void retry_map(struct cowd *d, uint64_t chunk)
 	(void)!write(d->ctl_fd, &m, sizeof(m));
 }
 
+/*
+ * How long a message the kernel had no memory for is tried again: memory
+ * short for a moment must not fail a guest's writes, nor hold them for
+ * ever.  Backoff from 1 ms doubling to 100 ms, about 3 s in all.
+ */
+#define NOMEM_TRIES 36
+
+static void nomem_backoff(unsigned int tries)
+{
+	usleep(tries < 7 ? 1000u << tries : 100000u);
+}
+
+/*
+ * The kernel had no memory for msgs[i], tries after tries.  A MAP fails its
+ * chunk's writes (the guest sees EIO, not a hang); a LOAD left out would
+ * serve the chunk from the base, so it stops the caller; anything else is
+ * reported and skipped.
+ */
+static int nomem_give_up(struct cowd *d, const struct cow_msg *m)
+{
+	struct cow_msg fail;
+	char desc[160];
+
+	cow_msg_describe(m, desc, sizeof(desc));
+	if (m->type == COW_MSG_LOAD) {
+		log_err("%s: the kernel has no memory for %s; giving up", d->ident, desc);
+		return -ENOMEM;
+	}
+	log_err("%s: the kernel has no memory for %s%s", d->ident, desc,
+		m->type == COW_MSG_MAP ? "; failing the chunk's writes" : "");
+	if (m->type == COW_MSG_MAP) {
+		fail = cow_msg_fail(m->chunk, -EIO);
+		if (write(d->ctl_fd, &fail, sizeof(fail)) != (ssize_t)sizeof(fail))
+			log_err("%s: the kernel refused to fail chunk %llu: %s", d->ident,
+				(unsigned long long)m->chunk, strerror(errno));
+	}
+	return 0;
+}
+
 static int ctl_send(struct cowd *d, const struct cow_msg *msgs, size_t n, int quiet_busy)
 {
+	unsigned int nomem = 0;
 	size_t i = 0;
+	int r;
 
 	while (i < n) {
 		ssize_t w = write(d->ctl_fd, msgs + i, (n - i) * sizeof(*msgs));
@@ -65,12 +106,25 @@ static int ctl_send(struct cowd *d, const struct cow_msg *msgs, size_t n, int qu
 
 		if (w > 0) {
 			i += (size_t)w / sizeof(*msgs);
+			nomem = 0;
 			continue;
 		}
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && errno == ENODEV)
 			return -ENODEV;
+		if (w < 0 && errno == ENOMEM) {
+			if (nomem < NOMEM_TRIES) {
+				nomem_backoff(nomem++);
+				continue;
+			}
+			r = nomem_give_up(d, &msgs[i]);
+			if (r)
+				return r;
+			nomem = 0;
+			i++;
+			continue;
+		}
 		if (w < 0 && errno == EEXIST && msgs[i].type == COW_MSG_MAP && d->plugin) {
 			retry_map(d, msgs[i].chunk);
 			i++;
