@@ -24,7 +24,7 @@ COWD_SRC := daemon/cowd.c daemon/server.c daemon/table.c daemon/reload.c $(DAEMO
 COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/offline.c \
 	daemon/store-check.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
 PLUGINS := uml packed qcow2
-HELPERS := cow-pattern cow-hostile log-replay
+HELPERS := cow-pattern cow-hostile log-replay cow-failnth
 
 .PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo bench install clean deps debug-kernel
 

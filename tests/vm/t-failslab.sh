@@ -1,0 +1,118 @@
+# Slab allocations that fail (failslab, on the debug kernel):
+# 1. every allocation of a table load, one at a time (cow-failnth): a new
+#    group and a table joining a live one; each error path unwinds (the
+#    kernel log and the suite's kmemleak scan judge) and leaves no group;
+# 2. cowd's messages to the kernel with every allocation failing: the
+#    write waiting for the MAP fails with EIO after cowd's bounded retries,
+#    cowd keeps serving, and the chunk works once memory is back;
+# 3. a quarter of them failing: cowd tries again and every write succeeds.
+# Everything written is checked, also after the device is built anew.
+. ./lib.sh
+
+FS=/sys/kernel/debug/failslab
+if [ ! -d $FS ]; then
+	case $(uname -r) in
+	*dmcow-debug*) fail "the debug kernel has no $FS" ;;
+	esac
+	echo "needs failslab: runs on the debug kernel"
+	exit 77
+fi
+failslab_off() {
+	echo 0 >$FS/probability
+	echo Y >$FS/ignore-gfp-wait
+}
+trap 'failslab_off; _cleanup' EXIT
+# Only tasks marked in /proc/PID/make-it-fail, and fail-nth; sleeping
+# allocations (GFP_KERNEL, GFP_NOIO) too; no stack dump per failure.
+echo 0 >$FS/probability
+echo Y >$FS/task-filter
+echo N >$FS/ignore-gfp-wait
+echo 0 >$FS/verbose
+echo 1 >$FS/interval
+echo 0 >$FS/space
+
+# 4 KiB chunks; the chunks written below are 64 apart, so that each first
+# write needs new xarray nodes in the kernel.
+make_base base.img 16M 5
+base_sum=$(sha base.img)
+truncate -s 16M store.img store2.img
+B=$(loop -r base.img)
+S=$(loop store.img)
+size=$(blockdev --getsz "$B")
+table="0 $size cow fs $B $S 8"
+track fs
+dmsetup create fs --table "$table"
+cowd --no-reload --pidfile /run/dm-cow/fs.pid --log-file /run/dm-cow/fs.log fs
+pid=$(cat /run/dm-cow/fs.pid)
+
+# 1. Table loads: a new group (into a device that serves linear), then one
+# joining the live group.
+track fn
+dmsetup create fn --table "0 $size linear $B 0"
+rounds=$(cow-failnth new fn "0 $size cow fn $B $(loop store2.img) 8") ||
+	fail "a failed load of a new group did not unwind"
+[ "$rounds" -ge 5 ] || fail "only $rounds allocations in a table load?"
+note "new group: $rounds table loads, each failing one more allocation"
+dmsetup remove fn
+rounds=$(cow-failnth join fs "$table") || fail "a failed load into a live group did not unwind"
+[ "$rounds" -ge 5 ] || fail "only $rounds allocations in a table load?"
+note "joining a group: $rounds table loads, each failing one more allocation"
+
+put() {	# put CHUNK GEN
+	cow-pattern put pat.bin 0 $(($1 * 8)) 8 77 "$2"
+	dd if=pat.bin of=/dev/mapper/fs bs=4096 count=1 seek="$1" oflag=direct conv=notrunc \
+		status=none 2>/dev/null
+}
+holds() {	# holds CHUNK GEN
+	cow-pattern check /dev/mapper/fs $(($1 * 4096)) 4096 77 "$2"
+}
+: >pat.bin
+
+# 2. Every allocation of cowd's fails.
+echo 1 >/proc/"$pid"/make-it-fail
+echo -1 >$FS/times
+echo 100 >$FS/probability
+put 1000 1 && fail "a write succeeded although the kernel had no memory for its MAP"
+echo 0 >$FS/probability
+kill -0 "$pid" || fail "cowd died when the kernel had no memory"
+[ "$(dm_status fs failed)" = 1 ] || fail "cowd did not fail the chunk: $(dmsetup status fs)"
+cmp -n 4096 -i $((1000 * 4096)) base.img /dev/mapper/fs || fail "the failed chunk does not read the base"
+put 1000 2 || fail "the write failed once memory was back"
+holds 1000 2 || fail "chunk 1000 does not hold what was written"
+note "no memory at all: the write failed (EIO), cowd kept serving, the next write worked"
+
+# 3. A quarter of cowd's allocations fail.
+echo 100000 >$FS/times
+echo 25 >$FS/probability
+chunks=()
+for i in $(seq 0 63); do
+	c=$((i * 64 + 1))
+	put $c 3 || fail "write to chunk $c failed although cowd retries"
+	chunks+=($c)
+done
+sync /dev/mapper/fs 2>/dev/null || true # a commit may fail for want of memory
+echo 0 >$FS/probability
+injected=$((100000 - $(cat $FS/times)))
+[ $injected -ge 1 ] || fail "no allocation failed: the test tested nothing"
+sync /dev/mapper/fs || fail "a flush failed once memory was back"
+echo 0 >/proc/"$pid"/make-it-fail
+note "$injected allocations failed under 64 first writes; all succeeded"
+
+check_all() {
+	local c
+	for c in "${chunks[@]}"; do holds "$c" 3 || fail "chunk $c lost its data $1"; done
+	holds 1000 2 || fail "chunk 1000 lost its data $1"
+	cmp -n 4096 base.img /dev/mapper/fs || fail "chunk 0 is not the base's $1"
+}
+check_all ""
+kill "$pid"
+wait_until "cowd exits" gone "$pid"
+dmsetup remove fs
+dmsetup create fs --table "$table"
+cowd --no-reload --pidfile /run/dm-cow/fs.pid --log-file /run/dm-cow/fs.log fs
+check_all "after the device was built anew"
+pid=$(cat /run/dm-cow/fs.pid)
+kill "$pid"
+wait_until "cowd exits" gone "$pid"
+dmsetup remove fs
+[ "$(sha base.img)" = "$base_sum" ] || fail "the base changed"
