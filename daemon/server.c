@@ -577,7 +577,12 @@ static int load_one(void *arg, uint64_t chunk, uint64_t sector)
 	return lc->error;
 }
 
-/* Tell the kernel every mapping the store already holds. */
+/*
+ * Tell the kernel every mapping the store already holds.  A LOAD refused
+ * with EBUSY met a write that faulted on the chunk first: that FAULT is
+ * answered like any other, and locate() gives the chunk's location with
+ * its data valid (see dm-cow-plugin(3)), so nothing is copied over it.
+ */
 static int load_mappings(struct cowd *d)
 {
 	struct cow_msg msgs[READ_BATCH];

@@ -82,9 +82,12 @@ struct cow_plugin {
 	void (*close)(struct cow_store *s);
 
 	/*
-	 * Required.  A first write hit @chunk: where does it live on the CoW
-	 * store (in 512-byte sectors)?  Set *data_valid when the store already
-	 * holds the chunk's data there (no copy must be made).
+	 * Required.  A first write hit @chunk in the kernel: where does it
+	 * live on the CoW store (in 512-byte sectors)?  The chunk may be
+	 * mapped already (a write reached it before cowd loaded the store):
+	 * then return its location and set *data_valid, since the store holds
+	 * its data there and no copy must be made.  Otherwise choose a new
+	 * location and leave *data_valid 0.
 	 */
 	int (*locate)(struct cow_store *s, uint64_t chunk, uint64_t *sector,
 		      int *data_valid);

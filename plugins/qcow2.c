@@ -608,10 +608,38 @@ static int reserve_l2(struct cow_store *s, struct q2 *q, uint64_t l1i)
 	return ensure_space(s, q);
 }
 
+/*
+ * The cluster the image keeps @chunk's data in, from its committed L2
+ * table; *off = 0 when there is none.  (Chunks marked since the last commit
+ * are not looked for: the kernel holds their remaps and never faults on
+ * them again; reloads turn only committed chunks into segments.)
+ */
+static int mapped_cluster(struct cow_store *s, struct q2 *q, uint64_t chunk, uint64_t *off)
+{
+	uint64_t l2_off = q->l1[chunk / q->l2_entries] & Q2_OFFSET_MASK, e;
+	int r;
+
+	*off = 0;
+	if (!l2_off)
+		return 0;
+	r = pread_full(s->cow_fd, &e, sizeof(e), l2_off + chunk % q->l2_entries * sizeof(e));
+	if (r)
+		return cow_store_error(s, r, "cannot read an L2 table: %s", strerror(-r));
+	e = be64toh(e);
+	/* open() refused compressed clusters and made zero clusters real. */
+	if (e & (Q2_COMPRESSED | Q2_ZERO))
+		return cow_store_error(s, -EINVAL, "corrupt qcow2 image: chunk %llu changed under us",
+				       (unsigned long long)chunk);
+	*off = e & Q2_OFFSET_MASK;
+	if (*off % q->cs)
+		return cow_store_error(s, -EINVAL, "corrupt qcow2 image: unaligned data cluster");
+	return 0;
+}
+
 static int q2_locate(struct cow_store *s, uint64_t chunk, uint64_t *sector, int *data_valid)
 {
 	struct q2 *q = s->priv;
-	uint64_t l1i = chunk / q->l2_entries;
+	uint64_t l1i = chunk / q->l2_entries, off;
 	int r;
 
 	if (q->version == 2)
@@ -620,6 +648,18 @@ static int q2_locate(struct cow_store *s, uint64_t chunk, uint64_t *sector, int 
 	if (l1i >= q->l1_size)
 		return cow_store_error(s, -EINVAL, "chunk %llu is past the image",
 				       (unsigned long long)chunk);
+	/*
+	 * A write can reach a chunk the image maps before cowd has loaded
+	 * the mapping into the kernel: its data is in that cluster already.
+	 */
+	r = mapped_cluster(s, q, chunk, &off);
+	if (r)
+		return r;
+	if (off) {
+		*sector = off / COW_SECTOR;
+		*data_valid = 1;
+		return 0;
+	}
 	/* The table goes before the run of data clusters, not inside it. */
 	if (!q->l1[l1i] && !q->l1_new[l1i]) {
 		r = reserve_l2(s, q, l1i);

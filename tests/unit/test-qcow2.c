@@ -175,8 +175,8 @@ static void test_create_write(void)
 {
 	struct fixture f;
 	struct seen seen = { 0 };
-	uint64_t s3, s4, s5, s64;
-	int fd;
+	uint64_t s3, s4, s5, s64, sector = 0;
+	int fd, valid;
 
 	TEST("create, write, commit: qemu-img agrees");
 	setup(&f, "cw");
@@ -206,6 +206,19 @@ static void test_create_write(void)
 	CHECK(seen.chunk[0] == 3 && seen.sector[0] == s3 && seen.chunk[3] == 64 &&
 	      seen.sector[3] == s64, "chunk order and locations survive");
 	CHECK(P->check(&f.s) == 0, "our own check: %s", f.s.error);
+
+	/*
+	 * A write that reaches a mapped chunk before cowd loaded the store
+	 * faults on it: its cluster and data, not a fresh copy of the base.
+	 */
+	TEST("locate of a chunk the image maps gives its cluster, data valid");
+	valid = 0;
+	CHECK(P->locate(&f.s, 4, &sector, &valid) == 0 && sector == s4 && valid == 1,
+	      "chunk 4: sector %llu valid %d, want %llu valid 1", (unsigned long long)sector, valid,
+	      (unsigned long long)s4);
+	CHECK(P->locate(&f.s, 6, &sector, &valid) == 0 && sector > s64 && valid == 0,
+	      "an unmapped chunk gets a fresh cluster (%llu, valid %d)", (unsigned long long)sector,
+	      valid);
 
 	/* Marked but never committed: gone after a reopen, image still clean. */
 	CHECK(write_chunk(&f, 20, 0xcc) != 0, "map chunk 20");
@@ -259,6 +272,16 @@ static void test_qemu_overlay(void)
 	all_zero = pread(f.s.cow_fd, buf, CHUNK, (off_t)(seen.sector[2] * COW_SECTOR)) == CHUNK &&
 		   !memcmp(buf, zero, CHUNK);
 	CHECK(all_zero, "the zero cluster became a cluster of zeros");
+	for (i = 0; i < 3; i++) {
+		uint64_t sector = 0;
+		int valid = 0;
+
+		CHECK(P->locate(&f.s, seen.chunk[i], &sector, &valid) == 0 &&
+		      sector == seen.sector[i] && valid == 1,
+		      "locate of qemu's chunk %llu: sector %llu valid %d, want %llu valid 1",
+		      (unsigned long long)seen.chunk[i], (unsigned long long)sector, valid,
+		      (unsigned long long)seen.sector[i]);
+	}
 	CHECK(P->check(&f.s) == 0, "our check: %s", f.s.error);
 	CHECK(qemu_check(f.cow) == 0, "qemu-img check after the zero cluster was allocated");
 	CHECK(qemu_compare(&f) == 0, "qemu-img compare with the raw model");
