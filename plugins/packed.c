@@ -36,6 +36,7 @@
 #define PK_VERSION 1
 #define PK_BLOCK 4096
 #define PK_SECTORS_PER_BLOCK (PK_BLOCK / COW_SECTOR)
+#define PK_MAX_JOURNAL_BLOCKS 256
 #define PK_JMAGIC 0x4c4e524aU /* "JRNL" */
 #define PK_CMAGIC 0x54504b43U /* "CKPT" */
 #define PK_LAST 1U
@@ -251,8 +252,8 @@ static int plan_layout(struct cow_store *s, struct pk_header *h, uint64_t cow_se
 	h->journal_blocks = cow_sectors / PK_SECTORS_PER_BLOCK / 256;
 	if (h->journal_blocks < 16)
 		h->journal_blocks = 16;
-	if (h->journal_blocks > 256)
-		h->journal_blocks = 256;
+	if (h->journal_blocks > PK_MAX_JOURNAL_BLOCKS)
+		h->journal_blocks = PK_MAX_JOURNAL_BLOCKS;
 	h->ckpt_blocks = (sizeof(struct pk_chdr) + max_slots * sizeof(struct pk_rec) + PK_BLOCK - 1) /
 			 PK_BLOCK;
 	h->journal_start = PK_SECTORS_PER_BLOCK;
@@ -265,6 +266,38 @@ static int plan_layout(struct cow_store *s, struct pk_header *h, uint64_t cow_se
 				       (unsigned long long)cow_sectors * COW_SECTOR);
 	h->nr_slots = (cow_sectors - h->data_start) / cs;
 	return 0;
+}
+
+/* [start, start + n * unit) lies in [from, limit), computed without wrapping. */
+static int region_fits(uint64_t start, uint64_t n, uint64_t unit, uint64_t from, uint64_t limit)
+{
+	return start >= from && start <= limit && n <= (limit - start) / unit;
+}
+
+/*
+ * A header's layout, as plan_layout() makes it: header block, journal,
+ * two checkpoint areas that hold a record per slot, data slots, in that
+ * order, none overlapping, all on a device of @cow_sectors.  The checksum
+ * proves nothing against a crafted file, so every size is bounded before
+ * anything is allocated or read by it.
+ */
+static int layout_fits(const struct pk_header *h, uint64_t cow_sectors)
+{
+	const uint64_t spb = PK_SECTORS_PER_BLOCK;
+	uint64_t cs = h->chunk_sectors;
+
+	if (!h->journal_blocks || h->journal_blocks > PK_MAX_JOURNAL_BLOCKS || !cs ||
+	    h->data_start % cs ||
+	    !region_fits(h->journal_start, h->journal_blocks, spb, spb, cow_sectors) ||
+	    !region_fits(h->ckpt_start[0], h->ckpt_blocks, spb,
+			 h->journal_start + h->journal_blocks * spb, cow_sectors) ||
+	    !region_fits(h->ckpt_start[1], h->ckpt_blocks, spb,
+			 h->ckpt_start[0] + h->ckpt_blocks * spb, cow_sectors) ||
+	    !region_fits(h->data_start, h->nr_slots, cs,
+			 h->ckpt_start[1] + h->ckpt_blocks * spb, cow_sectors))
+		return 0;
+	/* nr_slots <= cow_sectors < 2^55: the product cannot wrap. */
+	return h->ckpt_blocks * PK_BLOCK >= sizeof(struct pk_chdr) + h->nr_slots * sizeof(struct pk_rec);
 }
 
 static int base_identity(struct cow_store *s, uint32_t bytes, uint32_t *crc)
@@ -596,8 +629,7 @@ static int check_header(struct cow_store *s, struct pk_store *p)
 	if (crc != p->h.base_crc)
 		return cow_store_error(s, -EINVAL, "the store was made for another base (its first %u bytes differ)",
 				       p->h.base_id_bytes);
-	if (p->h.data_start % p->h.chunk_sectors || !p->h.journal_blocks ||
-	    (p->h.data_start + p->h.nr_slots * p->h.chunk_sectors) * COW_SECTOR > s->cow_size)
+	if (!layout_fits(&p->h, s->cow_size / COW_SECTOR))
 		return cow_store_error(s, -EINVAL, "corrupt packed store: its layout does not fit the device");
 	return 0;
 }

@@ -4,6 +4,7 @@
  * a torn last commit (ignored), a damaged journal (refused), another base
  * (refused), a full store, and the journal rolling over into checkpoints.
  */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -209,6 +210,78 @@ static void test_refusals(void)
 	teardown(&f);
 }
 
+/*
+ * Set the 64-bit little-endian header field at @off and give the header a
+ * valid checksum again, as a crafted file would.
+ */
+static void forge_header(struct fixture *f, size_t off, uint64_t value)
+{
+	unsigned char h[104];
+	uint32_t crc;
+
+	if (pread(f->s.cow_fd, h, sizeof(h), 0) != sizeof(h))
+		abort();
+	value = htole64(value);
+	memcpy(h + off, &value, 8);
+	memset(h + 96, 0, 4);
+	crc = htole32(crc32c(0, h, sizeof(h)));
+	memcpy(h + 96, &crc, 4);
+	if (pwrite(f->s.cow_fd, h, sizeof(h), 0) != sizeof(h))
+		abort();
+}
+
+static void test_crafted_layout(void)
+{
+	/* Header offsets of the layout fields. */
+	enum { JSTART = 40, JBLOCKS = 48, CKPT0 = 56, CKPT1 = 64, CBLOCKS = 72, DATA = 80, SLOTS = 88 };
+	static const struct {
+		const char *what;
+		size_t off;
+		uint64_t value;
+	} cases[] = {
+		{ "journal_blocks 2^60", JBLOCKS, 1ULL << 60 },
+		{ "journal_blocks 0", JBLOCKS, 0 },
+		{ "journal over the header", JSTART, 0 },
+		{ "nr_slots 2^60", SLOTS, 1ULL << 60 },
+		{ "nr_slots past the device", SLOTS, 1000000 },
+		{ "data over the second checkpoint", DATA, 128 },
+		{ "checkpoints at one place", CKPT1, 0 /* set below */ },
+		{ "checkpoint too small for the slots", CBLOCKS, 0 },
+		{ "checkpoint_blocks 2^62", CBLOCKS, 1ULL << 62 },
+		{ "a start past 2^64 when added", CKPT0, ~0ULL - 7 },
+	};
+	struct fixture f;
+	unsigned char orig[104];
+	size_t i;
+
+	TEST("a crafted header with a valid checksum: every layout field bounded");
+	setup(&f, 16 << 20, 16 << 20, "crafted");
+	CHECK(P->create(&f.s) == 0, "%s", f.s.error);
+	P->close(&f.s);
+	if (pread(f.s.cow_fd, orig, sizeof(orig), 0) != sizeof(orig))
+		abort();
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t value = cases[i].value;
+		int r;
+
+		if (cases[i].off == CKPT1)
+			memcpy(&value, orig + CKPT0, 8);
+		else
+			value = htole64(value);
+		forge_header(&f, cases[i].off, le64toh(value));
+		f.s.error[0] = 0;
+		r = P->open(&f.s);
+		CHECK(r == -EINVAL && strstr(f.s.error, "layout"), "%s: %d %s", cases[i].what, r,
+		      f.s.error);
+		if (!r)
+			P->close(&f.s);
+		if (pwrite(f.s.cow_fd, orig, sizeof(orig), 0) != sizeof(orig))
+			abort();
+	}
+	CHECK(P->open(&f.s) == 0, "the untouched header opens: %s", f.s.error);
+	teardown(&f);
+}
+
 static void test_full(void)
 {
 	struct fixture f;
@@ -276,6 +349,7 @@ int main(void)
 	test_crc32c();
 	test_round_trip();
 	test_torn_and_corrupt();
+	test_crafted_layout();
 	test_refusals();
 	test_full();
 	test_rollover();
