@@ -41,6 +41,9 @@
 #define Q2_COMPRESSED (1ULL << 62)
 #define Q2_ZERO 1ULL
 #define Q2_MAX_CLUSTER_BITS 21
+#define Q2_MAX_BACKING_NAME 1023		/* as qemu */
+#define Q2_MAX_L1_BYTES (32ULL << 20)		/* QCOW_MAX_L1_SIZE */
+#define Q2_MAX_REFTABLE_BYTES (8ULL << 20)	/* QCOW_MAX_REFTABLE_SIZE */
 #define Q2_REFCOUNT_ORDER 4 /* 16-bit refcounts, the default */
 
 /* Incompatible feature bits (qcow2 v3). */
@@ -102,9 +105,11 @@ static uint64_t div_up(uint64_t a, uint64_t b)
 	return (a + b - 1) / b;
 }
 
-static void header_from_disk(const void *buf, struct q2_header *h, int *v2)
+/* @len bytes at @buf, at least Q2_HEADER_V2; fields past them read as 0. */
+static void header_from_disk(const void *buf, size_t len, struct q2_header *h, int *v2)
 {
-	memcpy(h, buf, sizeof(*h));
+	memset(h, 0, sizeof(*h));
+	memcpy(h, buf, len < sizeof(*h) ? len : sizeof(*h));
 	h->magic = be32toh(h->magic);
 	h->version = be32toh(h->version);
 	h->backing_file_offset = be64toh(h->backing_file_offset);
@@ -149,14 +154,14 @@ static int q2_inspect(const void *head, size_t len, struct cow_store_info *info)
 
 	if (len < Q2_HEADER_V2)
 		return -EINVAL;
-	header_from_disk(head, &h, &v2);
+	header_from_disk(head, len, &h, &v2);
 	if (h.cluster_bits < 9 || h.cluster_bits > Q2_MAX_CLUSTER_BITS)
 		return -EINVAL;
 	info->chunk_sectors = (1U << h.cluster_bits) / COW_SECTOR;
 	info->base_path[0] = 0;
 	if (h.backing_file_offset && h.backing_file_size) {
 		if (h.backing_file_size >= sizeof(info->base_path) ||
-		    h.backing_file_offset + h.backing_file_size > len)
+		    h.backing_file_offset > len || h.backing_file_size > len - h.backing_file_offset)
 			return -ENAMETOOLONG;
 		memcpy(info->base_path, (const char *)head + h.backing_file_offset,
 		       h.backing_file_size);
@@ -260,6 +265,45 @@ static int refuse(struct cow_store *s, const char *feature)
 			       feature);
 }
 
+/* [off, off + len) lies in [from, limit), computed without wrapping. */
+static int area_fits(uint64_t off, uint64_t len, uint64_t from, uint64_t limit)
+{
+	return off >= from && off <= limit && len <= limit - off;
+}
+
+/*
+ * Every size and offset of a header bounded, as qemu bounds them, before
+ * anything is allocated or read by it: the header and the backing file
+ * name in the first cluster, the L1 and refcount tables inside the file,
+ * past the first cluster, apart from each other, and no larger than qemu
+ * allows (QCOW_MAX_L1_SIZE, QCOW_MAX_REFTABLE_SIZE).
+ */
+static int check_layout(struct cow_store *s, const struct q2_header *h)
+{
+	uint64_t cs = 1ULL << h->cluster_bits, l1_len = (uint64_t)h->l1_size * 8;
+	uint64_t rt_len = (uint64_t)h->refcount_table_clusters * cs;
+
+	if (h->version == 3 && (h->header_length < Q2_HEADER_V3 || h->header_length > cs))
+		return cow_store_error(s, -EINVAL, "corrupt qcow2 image: header length %u",
+				       h->header_length);
+	if (h->backing_file_offset &&
+	    (h->backing_file_size > Q2_MAX_BACKING_NAME ||
+	     !area_fits(h->backing_file_offset, h->backing_file_size, Q2_HEADER_V2, cs)))
+		return cow_store_error(s, -EINVAL, "corrupt qcow2 image: backing file name outside the first cluster");
+	if (l1_len > Q2_MAX_L1_BYTES || !area_fits(h->l1_table_offset, l1_len, cs, s->cow_size))
+		return cow_store_error(s, -EINVAL, "corrupt qcow2 image: L1 table of %u entries at %llu does not fit",
+				       h->l1_size, (unsigned long long)h->l1_table_offset);
+	if (!h->refcount_table_clusters || rt_len > Q2_MAX_REFTABLE_BYTES ||
+	    !area_fits(h->refcount_table_offset, rt_len, cs, s->cow_size))
+		return cow_store_error(s, -EINVAL, "corrupt qcow2 image: refcount table of %u clusters at %llu does not fit",
+				       h->refcount_table_clusters,
+				       (unsigned long long)h->refcount_table_offset);
+	if (h->l1_table_offset < h->refcount_table_offset + rt_len &&
+	    h->refcount_table_offset < h->l1_table_offset + l1_len)
+		return cow_store_error(s, -EINVAL, "corrupt qcow2 image: the L1 and refcount tables overlap");
+	return 0;
+}
+
 static int check_header(struct cow_store *s, const struct q2_header *h)
 {
 	uint64_t incompat = h->incompatible_features;
@@ -295,8 +339,8 @@ static int check_header(struct cow_store *s, const struct q2_header *h)
 	if (h->nb_snapshots)
 		return refuse(s, "internal snapshots");
 	if (h->refcount_order != Q2_REFCOUNT_ORDER)
-		return cow_store_error(s, -EINVAL, "qcow2 image uses %u-bit refcounts; only 16-bit ones are supported",
-				       1U << h->refcount_order);
+		return cow_store_error(s, -EINVAL, "qcow2 image uses refcount order %u; only 4 (16-bit refcounts) is supported",
+				       h->refcount_order);
 	if (h->size != s->base_size)
 		return cow_store_error(s, -EINVAL,
 				       "the image's virtual size is %llu bytes, but the base has %llu",
@@ -304,7 +348,7 @@ static int check_header(struct cow_store *s, const struct q2_header *h)
 	if (h->l1_table_offset % (1ULL << h->cluster_bits) ||
 	    h->refcount_table_offset % (1ULL << h->cluster_bits))
 		return cow_store_error(s, -EINVAL, "corrupt qcow2 image: tables not cluster aligned");
-	return 0;
+	return check_layout(s, h);
 }
 
 static int read_be64_table(struct cow_store *s, uint64_t off, uint64_t n, uint64_t **out)
@@ -462,7 +506,7 @@ static int q2_open(struct cow_store *s)
 		cow_store_error(s, r, "cannot read the qcow2 header: %s", strerror(-r));
 		goto fail;
 	}
-	header_from_disk(buf, &h, &v2);
+	header_from_disk(buf, sizeof(buf), &h, &v2);
 	r = check_header(s, &h);
 	if (r)
 		goto fail;

@@ -352,6 +352,93 @@ static void test_refusals(void)
 	teardown(&f);
 }
 
+/* Set the big-endian header field of @bytes (4 or 8) at @off of @path. */
+static void poke(const char *path, off_t off, int bytes, uint64_t value)
+{
+	uint64_t v64 = htobe64(value);
+	uint32_t v32 = htobe32((uint32_t)value);
+	int fd = open(path, O_RDWR);
+
+	if (pwrite(fd, bytes == 8 ? (void *)&v64 : (void *)&v32, (size_t)bytes, off) != bytes)
+		abort();
+	close(fd);
+}
+
+static void test_crafted_headers(void)
+{
+	/* Offsets of the header fields. */
+	enum { BACKING_OFF = 8, BACKING_SIZE = 16, L1_SIZE = 36, L1_OFF = 40, RT_OFF = 48,
+	       RT_CLUSTERS = 56, HEADER_LEN = 100 };
+	static const struct {
+		const char *what;
+		off_t off;
+		int bytes;
+		uint64_t value;
+		const char *want;
+	} cases[] = {
+		{ "l1_size 2^31 - 1 (a 16 GiB table)", L1_SIZE, 4, 0x7fffffff, "L1 table" },
+		{ "L1 table past the file", L1_OFF, 8, 1ULL << 40, "L1 table" },
+		{ "L1 table offset that wraps", L1_OFF, 8, 0ULL - 65536, "L1 table" },
+		{ "L1 table over the header", L1_OFF, 8, 0, "L1 table" },
+		{ "refcount table of 2^32 - 1 clusters", RT_CLUSTERS, 4, 0xffffffff, "refcount table" },
+		{ "refcount table of no cluster", RT_CLUSTERS, 4, 0, "refcount table" },
+		{ "refcount table past the file", RT_OFF, 8, 1ULL << 40, "refcount table" },
+		{ "backing name offset that wraps", BACKING_OFF, 8, 0ULL - 8, "backing file" },
+		{ "backing name past the first cluster", BACKING_SIZE, 4, 70000, "backing file" },
+		{ "header length past the first cluster", HEADER_LEN, 4, 1 << 20, "header length" },
+	};
+	struct fixture f;
+	struct cow_store_info info;
+	char head[CHUNK], saved[CHUNK];
+	uint64_t rt_off;
+	size_t i;
+	int fd, r;
+
+	TEST("crafted headers: every size and offset bounded");
+	setup(&f, "ch");
+	CHECK(sh("qemu-img create -q -f qcow2 -b %s -F raw %s", f.base, f.cow) == 0, "qemu-img create");
+	fd = open(f.cow, O_RDWR);
+	if (pread(fd, saved, sizeof(saved), 0) != (ssize_t)sizeof(saved))
+		abort();
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		poke(f.cow, cases[i].off, cases[i].bytes, cases[i].value);
+		if (pread(fd, head, sizeof(head), 0) != (ssize_t)sizeof(head))
+			abort();
+		/* inspect() reads only what it was given, and never wraps. */
+		P->inspect(head, sizeof(head), &info);
+		r = open_cow(&f);
+		CHECK(r == -EINVAL && strstr(f.s.error, cases[i].want), "%s: %d '%s'", cases[i].what, r,
+		      f.s.error);
+		if (!r)
+			P->close(&f.s);
+		if (pwrite(fd, saved, sizeof(saved), 0) != (ssize_t)sizeof(saved))
+			abort();
+	}
+	memcpy(&rt_off, saved + RT_OFF, 8);
+	poke(f.cow, L1_OFF, 8, be64toh(rt_off));
+	r = open_cow(&f);
+	CHECK(r == -EINVAL && strstr(f.s.error, "overlap"), "L1 table on the refcount table: %d '%s'",
+	      r, f.s.error);
+	if (!r)
+		P->close(&f.s);
+	if (pwrite(fd, saved, sizeof(saved), 0) != (ssize_t)sizeof(saved))
+		abort();
+
+	TEST("inspect of a 72-byte version 3 header reads 72 bytes");
+	{
+		char *short_head = malloc(72);
+
+		memcpy(short_head, saved, 72);
+		/* The backing name lies past those 72 bytes (ASan: no read of it). */
+		r = P->inspect(short_head, 72, &info);
+		CHECK(r == -ENAMETOOLONG, "the name is past what was read: %d", r);
+		free(short_head);
+	}
+	CHECK(open_cow(&f) == 0, "the untouched image opens: %s", f.s.error);
+	close(fd);
+	teardown(&f);
+}
+
 int main(void)
 {
 	P = cow_plugin_init();
@@ -366,6 +453,7 @@ int main(void)
 	test_create_write();
 	test_qemu_overlay();
 	test_refusals();
+	test_crafted_headers();
 	sh("rm -rf %s", dir);
 	return check_done("test-qcow2");
 }
