@@ -77,7 +77,8 @@ struct cow_msg cow_msg_drop(uint64_t first_chunk, uint64_t count)
 	return m;
 }
 
-int cow_msg_check_incoming(const struct cow_msg *m, const char **why)
+int cow_msg_check_incoming(const struct cow_msg *m, const struct cow_geometry *g, uint64_t phase,
+			   const char **why)
 {
 	if (m->version != COW_PROTO_VERSION) {
 		*why = "protocol version mismatch (module and cowd from different releases?)";
@@ -85,15 +86,26 @@ int cow_msg_check_incoming(const struct cow_msg *m, const char **why)
 	}
 	switch (m->type) {
 	case COW_MSG_HELLO:
+	case COW_MSG_COMMIT:
+		return 0;
 	case COW_MSG_FAULT:
 	case COW_MSG_READY:
-	case COW_MSG_COMMIT:
 	case COW_MSG_COPY_FAILED:
-		return 0;
+		break;
 	default:
 		*why = "unknown message type from the kernel";
 		return -EINVAL;
 	}
+	if (m->chunk >= g->nr_chunks) {
+		*why = "chunk beyond the device";
+		return -EINVAL;
+	}
+	if (m->type != COW_MSG_FAULT &&
+	    (m->sector < phase || (m->sector - phase) % g->chunk_sectors)) {
+		*why = "CoW location not aligned to the store's chunks";
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int cow_msg_hello_decode(const struct cow_msg *m, struct cow_geometry *g)

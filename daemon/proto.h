@@ -30,7 +30,13 @@ struct cow_msg cow_msg_drop(uint64_t first_chunk, uint64_t count);
  * Check a message read from the kernel: 0 if it is well formed, else a
  * negative errno and a reason in @why.
  */
-int cow_msg_check_incoming(const struct cow_msg *m, const char **why);
+/*
+ * A message from the kernel: -EPROTO if it speaks another protocol (fatal),
+ * -EINVAL if it is of a type the kernel never sends or names a chunk or a
+ * location outside the geometry and the store's data phase (skip it).
+ */
+int cow_msg_check_incoming(const struct cow_msg *m, const struct cow_geometry *g, uint64_t phase,
+			   const char **why);
 
 /* Decode a HELLO; returns -EINVAL if @m is not a sound one. */
 int cow_msg_hello_decode(const struct cow_msg *m, struct cow_geometry *g);

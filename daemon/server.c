@@ -249,10 +249,19 @@ static int handle_batch(struct cowd *d, const struct cow_msg *msgs, size_t n)
 
 	for (i = 0; i < n && !r; i++) {
 		const char *why;
+		char desc[160];
 
-		if (cow_msg_check_incoming(&msgs[i], &why)) {
+		r = cow_msg_check_incoming(&msgs[i], &d->geo, d->phase, &why);
+		if (r == -EPROTO) {
 			log_err("%s: bad message from the kernel: %s", d->ident, why);
-			return -EPROTO;
+			return r;
+		}
+		if (r) {
+			cow_msg_describe(&msgs[i], desc, sizeof(desc));
+			log_err("%s: ignoring a bad message from the kernel (%s): %s", d->ident, why,
+				desc);
+			r = 0;
+			continue;
 		}
 		switch (msgs[i].type) {
 		case COW_MSG_FAULT:
@@ -634,7 +643,8 @@ int cowd_start(struct cowd *d)
 	d->store_open = 1;
 	d->store_created = created;
 
-	attach = cow_msg_attach(d->plugin->data_phase(&d->store));
+	d->phase = d->plugin->data_phase(&d->store);
+	attach = cow_msg_attach(d->phase);
 	if (write(d->ctl_fd, &attach, sizeof(attach)) != (ssize_t)sizeof(attach)) {
 		log_err("%s: the kernel refused ATTACH: %s", d->ident, strerror(errno));
 		return -errno;

@@ -40,6 +40,7 @@ struct cowd {
 	uint64_t nr_commit_errors;
 	uint64_t nr_copy_errors;
 	int store_failing;	/* the last commit failed */
+	uint64_t phase;		/* the store's data phase, told to the kernel */
 	int dirty;		/* mark() since the last commit */
 	struct cow_msg *out;	/* answers not yet written */
 	size_t nout, maxout;

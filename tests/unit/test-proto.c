@@ -52,6 +52,7 @@ static void test_builders(void)
 
 static void test_incoming(void)
 {
+	struct cow_geometry g = { .nr_chunks = 100, .chunk_sectors = 128 };
 	struct cow_msg m;
 	const char *why = NULL;
 
@@ -59,19 +60,42 @@ static void test_incoming(void)
 	memset(&m, 0, sizeof(m));
 	m.version = COW_PROTO_VERSION;
 	m.type = COW_MSG_FAULT;
-	CHECK(cow_msg_check_incoming(&m, &why) == 0, "a FAULT is fine");
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == 0, "a FAULT is fine");
 	m.version = COW_PROTO_VERSION + 1;
-	CHECK(cow_msg_check_incoming(&m, &why) == -EPROTO, "wrong version");
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EPROTO, "wrong version");
 	CHECK(why && strstr(why, "version"), "says why: %s", why ? why : "(null)");
 	m.version = COW_PROTO_VERSION;
 	m.type = COW_MSG_MAP;
-	CHECK(cow_msg_check_incoming(&m, &why) == -EINVAL, "MAP never comes from the kernel");
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "MAP never comes from the kernel");
 	m.type = 0;
-	CHECK(cow_msg_check_incoming(&m, &why) == -EINVAL, "type 0");
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "type 0");
 	m.type = COW_MSG_COPY_FAILED;
-	CHECK(cow_msg_check_incoming(&m, &why) == 0, "a COPY_FAILED comes from the kernel");
+	m.sector = 8 + 3 * 128;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == 0, "a COPY_FAILED comes from the kernel");
 	m.type = COW_MSG_COMMIT_FAILED;
-	CHECK(cow_msg_check_incoming(&m, &why) == -EINVAL, "COMMIT_FAILED never does");
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "COMMIT_FAILED never does");
+
+	TEST("incoming: chunks and locations inside the geometry");
+	m.type = COW_MSG_FAULT;
+	m.chunk = 99;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == 0, "the last chunk");
+	m.chunk = 100;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL && strstr(why, "chunk"),
+	      "a FAULT past the last chunk");
+	m.type = COW_MSG_READY;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "a READY past the last chunk");
+	m.chunk = 5;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == 0, "a READY at an aligned location");
+	m.sector = 9 + 3 * 128;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL && strstr(why, "aligned"),
+	      "a READY off the data phase");
+	m.sector = 0;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "a READY before the data area");
+	m.type = COW_MSG_COPY_FAILED;
+	m.chunk = ~0ULL;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "a COPY_FAILED of chunk 2^64-1");
+	m.type = COW_MSG_COMMIT;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == 0, "a COMMIT names no chunk");
 }
 
 static void test_hello(void)
