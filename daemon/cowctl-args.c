@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,22 +76,51 @@ static const struct {
 	{ "help", CMD_HELP, 0, 0 },
 };
 
-/* An option with a value: "--opt VALUE" or "--opt=VALUE". */
-static const char *option_value(int argc, char **argv, int *i, const char *opt)
-{
-	size_t len = strlen(opt);
+enum {
+	OPT_JSON = 256, OPT_READ_ONLY, OPT_BASE_RO, OPT_IN_PLACE, OPT_OUT, OPT_CHUNK, OPT_FORMAT,
+};
 
-	if (!strncmp(argv[*i], opt, len) && argv[*i][len] == '=')
-		return argv[*i] + len + 1;
-	if (!strcmp(argv[*i], opt) && *i + 1 < argc)
-		return argv[++*i];
-	return NULL;
+static const struct option long_options[] = {
+	{ "help", no_argument, NULL, 'h' },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "read-only", no_argument, NULL, OPT_READ_ONLY },
+	{ "base-ro", no_argument, NULL, OPT_BASE_RO },
+	{ "in-place", no_argument, NULL, OPT_IN_PLACE },
+	{ "out", required_argument, NULL, OPT_OUT },
+	{ "chunk", required_argument, NULL, OPT_CHUNK },
+	{ "format", required_argument, NULL, OPT_FORMAT },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Whether option @opt belongs to command @cmd. */
+static int option_applies(int opt, enum cowctl_cmd cmd)
+{
+	switch (opt) {
+	case OPT_JSON:
+		return cmd == CMD_STATUS || cmd == CMD_DUMP;
+	case OPT_READ_ONLY:
+	case OPT_BASE_RO:
+	case OPT_CHUNK:
+	case OPT_FORMAT:
+		return cmd == CMD_CREATE;
+	case OPT_IN_PLACE:
+	case OPT_OUT:
+		return cmd == CMD_MERGE;
+	default:
+		return 1;
+	}
+}
+
+/* The option argv[optind - 1] names, for messages. */
+static const char *option_text(char **argv, int index)
+{
+	return index > 0 ? argv[index - 1] : "?";
 }
 
 int cowctl_parse(int argc, char **argv, struct cowctl_args *a)
 {
 	const char *pos[3];
-	int npos = 0, nargs = -1, min = 0, i;
+	int npos = 0, nargs = -1, min = 0, opt;
 	size_t c;
 
 	memset(a, 0, sizeof(*a));
@@ -110,47 +140,60 @@ int cowctl_parse(int argc, char **argv, struct cowctl_args *a)
 	if (nargs < 0)
 		return fail(a, "unknown command '%s'", argv[1]);
 
-	for (i = 2; i < argc; i++) {
-		const char *arg = argv[i], *v;
+	/* Options and arguments after the command, in any order. */
+	optind = 0;	/* a full reset: cowctl_parse may be called again */
+	opterr = 0;
+	while ((opt = getopt_long(argc - 1, argv + 1, ":h", long_options, NULL)) != -1) {
+		const char *v = optarg;
 
-		if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+		if (opt == 'h') {
 			a->cmd = CMD_HELP;
 			return 0;
-		} else if (!strcmp(arg, "--json") && (a->cmd == CMD_STATUS || a->cmd == CMD_DUMP)) {
+		}
+		if (opt == ':')
+			return fail(a, "%s", optopt == OPT_CHUNK ? "--chunk needs a size, e.g. --chunk 64k" :
+				    optopt == OPT_FORMAT ? "--format needs a name, e.g. --format uml" :
+				    "--out needs a file name");
+		if (opt == '?' || !option_applies(opt, a->cmd))
+			return fail(a, "unknown option '%s' for %s", option_text(argv + 1, optind),
+				    argv[1]);
+		switch (opt) {
+		case OPT_JSON:
 			a->json = 1;
-		} else if (!strcmp(arg, "--read-only") && a->cmd == CMD_CREATE) {
+			break;
+		case OPT_READ_ONLY:
 			a->read_only = 1;
-		} else if (!strcmp(arg, "--base-ro") && a->cmd == CMD_CREATE) {
+			break;
+		case OPT_BASE_RO:
 			a->base_ro = 1;
-		} else if (!strcmp(arg, "--in-place") && a->cmd == CMD_MERGE) {
+			break;
+		case OPT_IN_PLACE:
 			a->in_place = 1;
-		} else if (a->cmd == CMD_MERGE && !strncmp(arg, "--out", 5)) {
-			v = option_value(argc, argv, &i, "--out");
-			if (!v || !*v)
+			break;
+		case OPT_OUT:
+			if (!*v)
 				return fail(a, "--out needs a file name");
 			a->out = v;
-		} else if (a->cmd == CMD_CREATE && !strncmp(arg, "--chunk", 7)) {
-			v = option_value(argc, argv, &i, "--chunk");
-			if (!v)
-				return fail(a, "--chunk needs a size, e.g. --chunk 64k");
+			break;
+		case OPT_CHUNK:
 			if (parse_size(v, &a->chunk_bytes))
 				return fail(a, "bad chunk size '%s'", v);
 			a->chunk_given = 1;
 			if (a->chunk_bytes < 4096 || a->chunk_bytes > (1ULL << 30) ||
 			    (a->chunk_bytes & (a->chunk_bytes - 1)))
 				return fail(a, "chunk size must be a power of two from 4k to 1G, not '%s'", v);
-		} else if (a->cmd == CMD_CREATE && !strncmp(arg, "--format", 8)) {
-			v = option_value(argc, argv, &i, "--format");
-			if (!v || !*v)
+			break;
+		case OPT_FORMAT:
+			if (!*v)
 				return fail(a, "--format needs a name, e.g. --format uml");
 			a->format = v;
-		} else if (arg[0] == '-' && arg[1]) {
-			return fail(a, "unknown option '%s' for %s", arg, argv[1]);
-		} else {
-			if (npos == nargs)
-				return fail(a, "too many arguments for %s", argv[1]);
-			pos[npos++] = arg;
+			break;
 		}
+	}
+	for (; optind < argc - 1; optind++) {
+		if (npos == nargs)
+			return fail(a, "too many arguments for %s", argv[1]);
+		pos[npos++] = argv[optind + 1];
 	}
 	if (npos < min)
 		return fail(a, "%s needs %d argument%s", argv[1], min, min > 1 ? "s" : "");

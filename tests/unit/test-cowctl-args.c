@@ -103,6 +103,20 @@ static void test_commands(void)
 	CHECK(PARSE(&a, "create", "g1", "b", "c", "--read-only", "--base-ro") == 0 && a.read_only &&
 	      a.base_ro, "create --read-only --base-ro: %s", a.error);
 	CHECK(PARSE(&a, "check", "s", "--in-place") == -1, "--in-place is for merge");
+
+	TEST("options are whole words");
+	CHECK(PARSE(&a, "merge", "s.cow", "--output", "x") == -1 && strstr(a.error, "unknown option"),
+	      "--output is not --out: %s", a.error);
+	CHECK(PARSE(&a, "merge", "s.cow", "--output=x") == -1, "--output=x is not --out");
+	CHECK(PARSE(&a, "create", "g1", "b", "c", "--chunks", "16k") == -1, "--chunks is not --chunk");
+	CHECK(PARSE(&a, "create", "g1", "b", "c", "--formats=uml") == -1, "--formats is not --format");
+	CHECK(PARSE(&a, "create", "g1", "b", "c", "--json") == -1, "--json is not for create");
+	CHECK(PARSE(&a, "merge", "s.cow", "--out=") == -1 && strstr(a.error, "file name"),
+	      "--out= is empty: %s", a.error);
+	CHECK(PARSE(&a, "create", "g1", "--", "-b", "c") == 0 && !strcmp(a.base, "-b"),
+	      "-- ends the options: %s", a.error);
+	CHECK(PARSE(&a, "status", "g1") == 0 && PARSE(&a, "status", "g2", "--json") == 0 &&
+	      !strcmp(a.name, "g2") && a.json, "parsing twice starts afresh");
 }
 
 int main(void)
