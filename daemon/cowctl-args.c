@@ -202,6 +202,9 @@ int cowctl_parse(int argc, char **argv, struct cowctl_args *a)
 		a->base = npos > 1 ? pos[1] : NULL;
 		if (a->cmd == CMD_MERGE && !a->out == !a->in_place)
 			return fail(a, "merge needs either --out FILE or --in-place");
+		if (a->in_place && !a->base)
+			return fail(a, "merge --in-place writes into the base: name it, as in "
+				    "cowctl merge STORE BASE --in-place");
 		return 0;
 	}
 	if (nargs >= 1) {

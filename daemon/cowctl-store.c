@@ -208,6 +208,46 @@ static int count_one(void *ctx, uint64_t chunk, uint64_t sector)
 	return 0;
 }
 
+/* Whether @a and @b are the same file. */
+static int same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/*
+ * Open the base for an in-place merge: the file the user named, which must
+ * be the one the plugin checked (and the one the store's header names, if
+ * it names one: an untrusted store must not choose what root overwrites),
+ * and which no device may be using.
+ */
+static int in_place_target(struct offline_store *o, int *out_fd)
+{
+	struct stat named, opened, checked;
+	int r;
+
+	if (o->named_base[0] &&
+	    (stat(o->named_base, &named) || fstat(o->s.base_fd, &checked) ||
+	     !same_file(&named, &checked))) {
+		log_err("the store was made over %s, not %s: merge --in-place writes only into "
+			"the store's own base", o->named_base, o->base_path);
+		return -EINVAL;
+	}
+	r = refuse_if_used(o->base_path, "base");
+	if (r)
+		return r;
+	*out_fd = open(o->base_path, O_RDWR | O_CLOEXEC);
+	if (*out_fd < 0) {
+		r = -errno;
+		log_err("base %s: cannot open it for writing: %s", o->base_path, strerror(errno));
+		return r;
+	}
+	if (fstat(*out_fd, &opened) || fstat(o->s.base_fd, &checked) || !same_file(&opened, &checked)) {
+		log_err("base %s changed while it was checked", o->base_path);
+		return -EAGAIN;
+	}
+	return 0;
+}
+
 int cmd_merge(const struct cowctl_args *a)
 {
 	struct offline_store o;
@@ -228,14 +268,7 @@ int cmd_merge(const struct cowctl_args *a)
 	}
 	if (a->in_place) {
 		target = o.base_path;
-		r = refuse_if_used(target, "base");
-		if (!r) {
-			out_fd = open(target, O_RDWR | O_CLOEXEC);
-			if (out_fd < 0) {
-				r = -errno;
-				log_err("base %s: cannot open it for writing: %s", target, strerror(errno));
-			}
-		}
+		r = in_place_target(&o, &out_fd);
 	} else {
 		target = a->out;
 		if (stat(target, &st) == 0 && !S_ISBLK(st.st_mode)) {

@@ -100,10 +100,12 @@ int offline_open(struct offline_store *o, const char *store_path, const char *ba
 	if (r)
 		return fail(o, r, "%s: cannot read its %s header: %s", store_path, o->p->name,
 			    strerror(-r));
+	if (info.base_path[0])
+		resolve_base(store_path, info.base_path, o->named_base, sizeof(o->named_base));
 	if (base_path)
 		snprintf(o->base_path, sizeof(o->base_path), "%s", base_path);
-	else if (info.base_path[0])
-		resolve_base(store_path, info.base_path, o->base_path, sizeof(o->base_path));
+	else if (o->named_base[0])
+		snprintf(o->base_path, sizeof(o->base_path), "%s", o->named_base);
 	else
 		return fail(o, -EINVAL, "%s: a %s store does not name its base: give the base too",
 			    store_path, o->p->name);

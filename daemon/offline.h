@@ -14,6 +14,7 @@ struct offline_store {
 	struct cow_store s;
 	const struct cow_plugin *p;
 	char base_path[PATH_MAX];
+	char named_base[PATH_MAX];	/* the base the header names; "" if none */
 	char error[512];
 	uint64_t nr_chunks;	/* chunks of the base */
 };

@@ -97,6 +97,8 @@ static void test_commands(void)
 	      !strcmp(a.base, "b"), "merge --in-place: %s", a.error);
 	CHECK(PARSE(&a, "merge", "s.cow") == -1 && strstr(a.error, "--out"), "merge needs a target");
 	CHECK(PARSE(&a, "merge", "s.cow", "--out", "x", "--in-place") == -1, "merge: not both");
+	CHECK(PARSE(&a, "merge", "s.cow", "--in-place") == -1 && strstr(a.error, "name it"),
+	      "merge --in-place names the base it writes: %s", a.error);
 	CHECK(PARSE(&a, "merge", "s.cow", "--out") == -1, "--out needs a file");
 	CHECK(PARSE(&a, "reset", "g1") == 0 && a.cmd == CMD_RESET && !strcmp(a.name, "g1"), "reset");
 	CHECK(PARSE(&a, "reset", "a/b") == -1, "reset: bad name");

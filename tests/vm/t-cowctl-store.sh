@@ -111,6 +111,25 @@ fi
 has "in use" err.txt || fail "no reason for refusing: $(cat err.txt)"
 losetup -d "$B"
 
+# merge --in-place writes only into the base the user names, and only if
+# the store names that base too: an untrusted store must not choose what
+# root overwrites.
+cp base.img other.img
+track mm
+cowctl create mm base.img mm.cow --format uml >/dev/null
+dd if=/dev/urandom of=/dev/mapper/mm bs=64k count=1 seek=3 oflag=direct status=none
+cowctl remove mm
+if cowctl merge mm.cow --in-place 2>err.txt; then
+	fail "merge --in-place wrote into the base the store's header names, unasked"
+fi
+has "name it" err.txt || fail "no reason for refusing an unnamed base: $(cat err.txt)"
+if cowctl merge mm.cow other.img --in-place 2>err.txt; then
+	fail "merge --in-place wrote into other.img, which mm.cow was not made over"
+fi
+has "made over" err.txt || fail "no reason for refusing another base: $(cat err.txt)"
+cmp -s other.img base.img || fail "a refused merge changed other.img"
+[ "$(sha base.img)" = "$base_sum" ] || fail "a refused merge changed the base"
+
 # --read-only: writes fail, reads work; --base-ro insists on a read-only base.
 # rs.cow has mapped chunks, so cowd's start-up reload makes linear
 # segments: the reloaded table must stay read-only.
@@ -137,4 +156,17 @@ chmod a-w base.img
 track rb
 cowctl create rb base.img rb.cow --base-ro >/dev/null || fail "--base-ro refused a read-only base"
 cowctl remove rb
+
+# A stale or forged pidfile: remove signals only the group's own cowd.
+track pf
+cowctl create pf base.img pf.cow >/dev/null
+cowd_pid=$(cat /run/dm-cow/pf.pid)
+sleep 1000 &
+innocent=$!
+track_pid $innocent
+echo $innocent >/run/dm-cow/pf.pid
+cowctl remove pf 2>err.txt || fail "remove failed: $(cat err.txt)"
+kill -0 $innocent || fail "cowctl remove signalled pid $innocent, which the pidfile named but is no cowd"
+has "not the group's cowd" err.txt || fail "remove did not say it left pid $innocent alone: $(cat err.txt)"
+wait_until "the group's cowd exits" gone "$cowd_pid"
 [ "$(sha base.img)" = "$base_sum" ] || fail "the base changed"
