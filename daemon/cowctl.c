@@ -2,15 +2,18 @@
 /*
  * cowctl: create, remove and inspect dm-cow devices.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <linux/fs.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -18,6 +21,7 @@
 
 #include "blkdev.h"
 #include "cowctl-args.h"
+#include "dm-cow-proto.h"
 #include "dmdev.h"
 #include "log.h"
 #include "offline.h"
@@ -363,6 +367,37 @@ static int cmd_create(const struct cowctl_args *a)
 	return 0;
 }
 
+/* Whether process @pid holds the control device of group @name open. */
+static int serves_group(pid_t pid, const char *name)
+{
+	char dir[64], path[PATH_MAX], link[PATH_MAX], want[PATH_MAX];
+	struct dirent *e;
+	int found = 0;
+	DIR *fds;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	snprintf(want, sizeof(want), "%s/%s", COW_CTL_DIR, name);
+	fds = opendir(dir);
+	if (!fds)
+		return 0;
+	while (!found && (e = readdir(fds))) {
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = 0;
+		found = !strcmp(link, want);
+	}
+	closedir(fds);
+	return found;
+}
+
+/*
+ * The pid in the group's pidfile, if that process serves the group: a
+ * stale or forged pidfile may name any process.  0 if there is none.
+ */
 static pid_t daemon_pid(const char *name)
 {
 	char pidfile[128];
@@ -373,17 +408,49 @@ static pid_t daemon_pid(const char *name)
 	f = fopen(pidfile, "re");
 	if (!f)
 		return 0;
-	if (fscanf(f, "%d", &pid) != 1 || pid <= 0 || kill(pid, 0) < 0)
+	if (fscanf(f, "%d", &pid) != 1 || pid <= 0)
 		pid = 0;
 	fclose(f);
+	if (pid && !serves_group(pid, name)) {
+		log_warn("%s: %s names pid %d, which is not the group's cowd; leaving it alone",
+			 name, pidfile, pid);
+		pid = 0;
+	}
 	return pid;
+}
+
+/*
+ * The group's cowd as a pidfd, so that a pid recycled meanwhile is never
+ * signalled (checked again once pinned); -1 if there is none.
+ */
+static int daemon_pidfd(const char *name, pid_t *pid)
+{
+	int pidfd;
+
+	*pid = daemon_pid(name);
+	if (!*pid)
+		return -1;
+	pidfd = (int)syscall(SYS_pidfd_open, *pid, 0);
+	if (pidfd >= 0 && !serves_group(*pid, name)) {
+		close(pidfd);
+		pidfd = -1;
+	}
+	return pidfd;
+}
+
+/* Wait up to @ms for the process behind @pidfd to exit; 1 if it did. */
+static int pidfd_wait_exit(int pidfd, int ms)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+	return poll(&p, 1, ms) == 1;
 }
 
 static int cmd_remove(const struct cowctl_args *a)
 {
 	char path[128];
-	pid_t pid;
-	int fd, i;
+	pid_t pid = 0;
+	int fd, pidfd;
 
 	if (!dmdev_exists(a->name)) {
 		log_err("%s: no such device", a->name);
@@ -397,18 +464,20 @@ static int cmd_remove(const struct cowctl_args *a)
 			log_warn("%s: flush failed: %s", a->name, strerror(errno));
 		close(fd);
 	}
-	pid = daemon_pid(a->name);
+	pidfd = daemon_pidfd(a->name, &pid);
 	if (dmdev_remove(a->name)) {
 		log_err("%s: cannot remove the device (still open or mounted?)", a->name);
+		if (pidfd >= 0)
+			close(pidfd);
 		return 1;
 	}
 	/* cowd sees its group go, commits and exits. */
-	for (i = 0; pid && i < 300 && kill(pid, 0) == 0; i++)
-		usleep(100000);
-	if (pid && kill(pid, 0) == 0) {
+	if (pidfd >= 0 && !pidfd_wait_exit(pidfd, 30000)) {
 		log_warn("%s: cowd (pid %d) did not exit; stopping it", a->name, (int)pid);
-		kill(pid, SIGTERM);
+		syscall(SYS_pidfd_send_signal, pidfd, SIGTERM, NULL, 0);
 	}
+	if (pidfd >= 0)
+		close(pidfd);
 	return 0;
 }
 
