@@ -161,14 +161,16 @@ static bool ctl_readable(struct cow_group *g)
 	bool r;
 
 	spin_lock_irq(&g->lock);
-	r = g->dead || ctl_has_messages(g);
+	r = g->drained || ctl_has_messages(g);
 	spin_unlock_irq(&g->lock);
 	return r;
 }
 
 /*
  * Messages are collected into, and copied out of, g->ctl_msgs under
- * ctl_mutex; the wait for messages happens without it.
+ * ctl_mutex; the wait for messages happens without it.  The daemon is on
+ * the writeback path of the device it serves: a fault in the copy must not
+ * wait for that writeback (see memalloc_noio_save()).
  */
 static ssize_t ctl_read(struct file *file, char __user *buf, size_t len,
 			loff_t *ppos)
@@ -177,16 +179,17 @@ static ssize_t ctl_read(struct file *file, char __user *buf, size_t len,
 	struct cow_msg *msgs = g->ctl_msgs;
 	struct pending_chunk *pc, *tmp;
 	unsigned int max = min_t(size_t, len / sizeof(*msgs), COW_MSG_BATCH);
-	unsigned int n;
+	unsigned int n, noio;
 	LIST_HEAD(freed);
 	ssize_t r;
 
 	if (!max)
 		return -EINVAL;
 	for (;;) {
-		bool dead;
+		bool drained;
 
-		mutex_lock(&g->ctl_mutex);
+		if (mutex_lock_interruptible(&g->ctl_mutex))
+			return -ERESTARTSYS;
 		spin_lock_irq(&g->lock);
 		/*
 		 * A dead group still hands out what it has (the READYs of
@@ -194,12 +197,12 @@ static ssize_t ctl_read(struct file *file, char __user *buf, size_t len,
 		 * reads end of file.
 		 */
 		n = ctl_collect(g, msgs, max, &freed);
-		dead = g->dead;
+		drained = g->drained;
 		spin_unlock_irq(&g->lock);
 		if (n)
 			break;
 		mutex_unlock(&g->ctl_mutex);
-		if (dead)
+		if (drained)
 			return 0;
 		if (file->f_flags & O_NONBLOCK)
 			return -EAGAIN;
@@ -208,17 +211,24 @@ static ssize_t ctl_read(struct file *file, char __user *buf, size_t len,
 			return r;
 	}
 	r = n * sizeof(*msgs);
+	noio = memalloc_noio_save();
 	if (copy_to_user(buf, msgs, r)) {
 		/*
 		 * The daemon did not get these messages: start the
 		 * conversation over, as for a new daemon, so that nothing it
-		 * was not told of is ever covered by a COMMIT.
+		 * was not told of is ever covered by a COMMIT.  READYs come
+		 * back with the replay of the remaps; failed copies are
+		 * queued again.
 		 */
 		spin_lock_irq(&g->lock);
+		list_for_each_entry_safe_reverse(pc, tmp, &freed, list)
+			if (pc->state == PENDING_COPY_FAILED)
+				list_move(&pc->list, &g->copy_failed);
 		ctl_restart(g);
 		spin_unlock_irq(&g->lock);
 		r = -EFAULT;
 	}
+	memalloc_noio_restore(noio);
 	mutex_unlock(&g->ctl_mutex);
 	list_for_each_entry_safe(pc, tmp, &freed, list) {
 		list_del(&pc->list);
@@ -234,7 +244,7 @@ static __poll_t ctl_poll(struct file *file, poll_table *wait)
 
 	poll_wait(file, &g->wait, wait);
 	spin_lock_irq(&g->lock);
-	if (g->dead)
+	if (g->drained)
 		mask |= EPOLLHUP;
 	if (ctl_has_messages(g))
 		mask |= EPOLLIN | EPOLLRDNORM;
@@ -304,8 +314,8 @@ static int claim_slot(struct cow_group *g, const struct cow_msg *m, long slot)
 /*
  * Take m->sector for m->chunk: a valid location, its CoW slot, and a
  * reserved remap entry (so that publishing it never allocates).  Returns
- * the slot, or a negative error with nothing taken; *claimed says whether
- * the slot was taken anew (see claim_slot()).
+ * the slot, or a negative error with nothing taken; on success *claimed
+ * says whether the slot was taken anew (see claim_slot()).
  */
 static long take_location(struct cow_group *g, const struct cow_msg *m, int *claimed)
 {
@@ -630,30 +640,28 @@ static ssize_t ctl_write(struct file *file, const char __user *buf,
 	 * its messages allocate must not wait for that writeback.
 	 */
 	noio = memalloc_noio_save();
-	mutex_lock(&g->ctl_mutex);
+	/* A batch at a time: a daemon may write hundreds of thousands. */
 	while (done < len && !r) {
 		size_t chunk = min_t(size_t, len - done,
 				     COW_MSG_BATCH * sizeof(*msgs));
 		unsigned int i;
 
-		if (g->dead) {
+		if (mutex_lock_interruptible(&g->ctl_mutex)) {
+			r = -ERESTARTSYS;
+			break;
+		}
+		if (g->dead)
 			r = -ENODEV;
-			break;
-		}
-		if (copy_from_user(msgs, buf + done, chunk)) {
+		else if (copy_from_user(msgs, buf + done, chunk))
 			r = -EFAULT;
-			break;
-		}
-		for (i = 0; i < chunk / sizeof(*msgs); i++) {
+		for (i = 0; !r && i < chunk / sizeof(*msgs); i++) {
 			r = ctl_handle(g, &msgs[i]);
-			if (r)
-				break;
-			done += sizeof(*msgs);
+			if (!r)
+				done += sizeof(*msgs);
 		}
-		/* A daemon may write hundreds of thousands of messages at once. */
+		mutex_unlock(&g->ctl_mutex);
 		cond_resched();
 	}
-	mutex_unlock(&g->ctl_mutex);
 	memalloc_noio_restore(noio);
 	/* A partial write tells the daemon which message was refused. */
 	return done ? done : r;

@@ -560,6 +560,8 @@ static void group_free(struct kref *kref)
 	xa_destroy(&g->remaps);
 	xa_destroy(&g->cow_slots);
 	mempool_exit(&g->pending_pool);
+	mutex_destroy(&g->ctl_mutex);
+	kfree(g->ctl_msgs);
 	kfree(g);
 }
 
@@ -617,6 +619,12 @@ struct cow_group *group_create(const char *ident, struct cow_target *ct,
 	INIT_DELAYED_WORK(&g->timeout_work, daemon_timeout_work);
 	g->detached_since = jiffies;
 
+	g->ctl_msgs = kmalloc_array(COW_MSG_BATCH, sizeof(*g->ctl_msgs), GFP_KERNEL);
+	if (!g->ctl_msgs) {
+		r = -ENOMEM;
+		*error = "Cannot allocate the control buffer";
+		goto bad_msgs;
+	}
 	r = mempool_init_slab_pool(&g->pending_pool, COW_MIN_PENDING,
 				   pending_cache);
 	if (r) {
@@ -643,6 +651,9 @@ bad_ctl:
 bad_kcopyd:
 	mempool_exit(&g->pending_pool);
 bad_pool:
+	kfree(g->ctl_msgs);
+bad_msgs:
+	mutex_destroy(&g->ctl_mutex);
 	kfree(g);
 	return ERR_PTR(r);
 }
@@ -723,10 +734,13 @@ static void group_kill(struct cow_group *g)
 	free_pending(g, &g->fault_queued);
 	free_pending(g, &g->fault_sent);
 	free_pending(g, &g->copy_wait);
+	/* Every message is queued now: a reader may see end of file. */
 	spin_lock_irq(&g->lock);
 	g->base_bdev = NULL;
 	g->cow_bdev = NULL;
+	g->drained = true;
 	spin_unlock_irq(&g->lock);
+	wake_up_interruptible(&g->wait);
 }
 
 /* A target leaves its group; the last one takes the group down. */

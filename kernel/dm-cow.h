@@ -8,8 +8,10 @@
  *   cow_groups_mutex		the list of groups, group->targets, group
  *				creation and teardown, control-device open
  *     g->ctl_mutex		one control-device reader or writer at a
- *				time and its message buffer; the cow_slots
- *				xarray; g->dead is set under it
+ *				time and its message buffer (held across
+ *				the copy from or to the daemon's memory,
+ *				under memalloc_noio); the cow_slots xarray;
+ *				g->dead is set under it
  *       g->lock		(spinlock, irq-safe: taken from bio
  *				completion) pending tree and lists, commit
  *				waiters, counters, live targets, flags
@@ -162,6 +164,7 @@ struct cow_group {
 	bool ctl_open;
 	bool attached;
 	bool dead;			/* no target left; set under ctl_mutex too */
+	bool drained;			/* dead, and every message queued: EOF */
 	/*
 	 * A target whose noflush suspend began (presuspend) and has not
 	 * ended (postsuspend, presuspend_undo, resume, dtr).  Bios that would
@@ -196,10 +199,12 @@ struct cow_group {
 	struct mutex ctl_mutex;		/* serialises control-device I/O */
 	wait_queue_head_t wait;		/* readers and pollers */
 	/*
-	 * The messages of one read() or write() step, under ctl_mutex: the
-	 * daemon's requests never fail for want of memory to hold them.
+	 * COW_MSG_BATCH messages: one read() or write() step, under
+	 * ctl_mutex.  Allocated with the group, so that reading and writing
+	 * never fail for want of memory to hold them (MAP and LOAD still
+	 * allocate xarray entries, and fail alone with -ENOMEM).
 	 */
-	struct cow_msg ctl_msgs[COW_MSG_BATCH];
+	struct cow_msg *ctl_msgs;
 };
 
 /* Open modes became blk_mode_t in 6.5. */

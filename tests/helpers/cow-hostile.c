@@ -18,6 +18,10 @@
  *       another process, neither committed: COMMITTED for chunk 1's READY
  *       must release the first flush, while the second one, which depends
  *       on chunk 2 too, waits until chunk 2 is committed
+ *   cow-hostile efault IDENT DMNAME ERROR_SECTOR
+ *       maps a first write to ERROR_SECTOR of the CoW device, where I/O
+ *       fails, then reads the COPY_FAILED into an unmapped buffer (EFAULT):
+ *       the message must come again on the next read
  *   cow-hostile spam IDENT
  *       attaches and writes batches of valid-looking messages (COMMITTED,
  *       LOAD of in-range chunks to their own aligned location, DROP of
@@ -37,6 +41,7 @@
 #include <string.h>
 #include <linux/capability.h>
 #include <sys/syscall.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -460,6 +465,64 @@ static int drop_suspended(const char *ident, const char *dmname)
 	return failures ? 1 : 0;
 }
 
+/* ---- efault ------------------------------------------------------------------ */
+
+/*
+ * A read into a bad buffer loses nothing: the daemon maps a first write of
+ * chunk 2 to @err_sector, where the CoW device fails I/O, reads the
+ * COPY_FAILED into an unmapped address (EFAULT) and must get it again.
+ */
+static int efault(const char *ident, const char *dmname, uint64_t err_sector)
+{
+	struct pollfd p;
+	struct geometry geo;
+	struct cow_msg m;
+	char dev[300];
+	const uint64_t chunk = 2;
+	pid_t writer;
+	int fd, status;
+	void *bad;
+
+	snprintf(dev, sizeof(dev), "/dev/mapper/%s", dmname);
+	fd = open_attached(ident, 0, &geo);
+	if (fd < 0)
+		return 1;
+	writer = fork();
+	if (writer == 0) {
+		int d = open(dev, O_WRONLY | O_DIRECT);
+		void *data;
+
+		if (d < 0 || posix_memalign(&data, 4096, 4096))
+			_exit(2);
+		memset(data, 0xef, 4096);
+		_exit(pwrite(d, data, 4096, (off_t)(chunk * geo.chunk_sectors * 512)) == 4096 ? 0 : 1);
+	}
+	if (wait_msg(fd, COW_MSG_FAULT, &m) || m.chunk != chunk) {
+		printf("FAIL no FAULT for chunk %llu\n", (unsigned long long)chunk);
+		kill(writer, SIGKILL);
+		return 1;
+	}
+	m = msg(COW_MSG_MAP);
+	m.chunk = chunk;
+	m.sector = err_sector;
+	expect("MAP of the chunk to a location that fails I/O", send1(fd, m), 0);
+	waitpid(writer, &status, 0);
+	check("the write whose copy failed fails", WIFEXITED(status) && WEXITSTATUS(status) == 1);
+	p = (struct pollfd){ .fd = fd, .events = POLLIN };
+	check("the COPY_FAILED is due", poll(&p, 1, 60000) == 1);
+	bad = mmap(NULL, 64 * sizeof(m), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (bad == MAP_FAILED)
+		return 2;
+	expect("read into a buffer the daemon may not write",
+	       read(fd, bad, 64 * sizeof(m)) < 0 ? errno : 0, EFAULT);
+	munmap(bad, 64 * sizeof(m));
+	check("the COPY_FAILED comes again after the failed read",
+	      !wait_msg(fd, COW_MSG_COPY_FAILED, &m) && m.chunk == chunk && m.sector == err_sector);
+	close(fd);
+	printf("%d checks, %d failed\n", checks, failures);
+	return failures ? 1 : 0;
+}
+
 /* ---- flush-release ----------------------------------------------------------- */
 
 /* A child that fsync()s the device: one empty flush bio. */
@@ -660,11 +723,14 @@ int main(int argc, char **argv)
 		return flush_release(argv[2], argv[3]);
 	if (argc == 3 && !strcmp(argv[1], "spam"))
 		return spam(argv[2]);
+	if (argc == 5 && !strcmp(argv[1], "efault"))
+		return efault(argv[2], argv[3], strtoull(argv[4], NULL, 0));
 	if (argc == 3)
 		return hostile(argv[1], argv[2]);
 	fprintf(stderr, "usage: cow-hostile IDENT DEVICE\n"
 		"       cow-hostile drop-suspended IDENT DMNAME\n"
 		"       cow-hostile flush-release IDENT DMNAME\n"
-		"       cow-hostile spam IDENT\n");
+		"       cow-hostile spam IDENT\n"
+		"       cow-hostile efault IDENT DMNAME ERROR_SECTOR\n");
 	return 2;
 }
