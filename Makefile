@@ -35,7 +35,7 @@ deps:
 
 programs: $(B)/bin/cowd $(B)/bin/cowctl
 plugins: $(PLUGINS:%=$(B)/plugins/%.so)
-helpers: $(HELPERS:%=$(B)/test-bin/%)
+helpers: $(HELPERS:%=$(B)/test-bin/%) $(B)/test-plugins/flaky.so
 
 $(B)/bin/cowd: $(COWD_SRC) $(wildcard daemon/*.h include/*.h)
 	@mkdir -p $(@D)
@@ -53,6 +53,11 @@ $(B)/plugins/%.so: plugins/%.c $(PLUGIN_LIB) $(wildcard include/*.h daemon/store
 $(B)/test-bin/%: tests/helpers/%.c $(wildcard include/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $< -lpthread
+
+# Plugins that only tests load (cowd --plugin-dir / $COWD_PLUGIN_DIR).
+$(B)/test-plugins/%.so: tests/plugins/%.c $(wildcard include/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -shared -o $@ $< -ldl
 
 # kernel/ builds on its own (as DKMS builds it: the protocol header is found
 # through $(src)/../include).  kbuild on 6.1 writes its objects next to the

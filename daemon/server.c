@@ -165,12 +165,41 @@ static void write_status(struct cowd *d);
  * goes on serving; the next flush asks for a new commit, which tries again.
  * Returns 0, or a negative errno if the answer could not be queued.
  */
+/*
+ * Try again to record the chunks mark() refused: their data is in place
+ * and the kernel maps them, so no commit may claim their READYs before
+ * they are recorded.  0 once none is left.
+ */
+static int record_again(struct cowd *d)
+{
+	size_t i, kept = 0;
+
+	for (i = 0; i < d->nunrecorded; i++) {
+		const struct mapping *u = &d->unrecorded[i];
+
+		if (d->plugin->mark(&d->store, u->chunk, u->sector))
+			d->unrecorded[kept++] = *u;
+		else
+			d->dirty = 1;
+	}
+	d->nunrecorded = kept;
+	return kept ? -EIO : 0;
+}
+
 static int commit(struct cowd *d, int asked)
 {
+	char unrecorded[160];
 	const char *why = NULL;
 	int r = 0;
 
-	if (d->dirty) {
+	if (d->nunrecorded && record_again(d)) {
+		r = -EIO;
+		snprintf(unrecorded, sizeof(unrecorded),
+			 "%zu chunks the store could not record, chunk %llu first: %s",
+			 d->nunrecorded, (unsigned long long)d->unrecorded[0].chunk,
+			 d->store.error);
+		why = unrecorded;
+	} else if (d->dirty) {
 		if (fdatasync(d->store.cow_fd) < 0) {
 			r = -errno;
 			why = strerror(errno);
@@ -226,16 +255,27 @@ static int handle_fault(struct cowd *d, const struct cow_msg *m)
 	return queue_answer(d, cow_msg_map(m->chunk, sector, valid));
 }
 
+/*
+ * The kernel filled a chunk: record it.  If the plugin cannot, the chunk
+ * still reads right (the kernel maps it) but cannot be made durable: it is
+ * kept, tried again at each commit, and commits fail until it is recorded
+ * (a new cowd gets it again from the kernel's replay).
+ */
 static int handle_ready(struct cowd *d, const struct cow_msg *m)
 {
 	int r = d->plugin->mark(&d->store, m->chunk, m->sector);
 
 	if (r) {
-		log_err("%s: cannot record chunk %llu: %s", d->ident,
-			(unsigned long long)m->chunk, d->store.error);
-		return r;
+		log_err("%s: cannot record chunk %llu at sector %llu: %s; flushes fail until it "
+			"is recorded", d->ident, (unsigned long long)m->chunk,
+			(unsigned long long)m->sector, d->store.error);
+		if (array_reserve(&d->unrecorded, &d->maxunrecorded, d->nunrecorded,
+				  sizeof(*d->unrecorded)))
+			return -ENOMEM;
+		d->unrecorded[d->nunrecorded++] = (struct mapping){ m->chunk, m->sector };
+	} else {
+		d->dirty = 1;
 	}
-	d->dirty = 1;
 	d->new_since_reload++;
 	if (m->seq > d->ready_seen)
 		d->ready_seen = m->seq;
@@ -734,6 +774,7 @@ void cowd_cleanup(struct cowd *d)
 	if (d->ctl_fd >= 0)
 		close(d->ctl_fd);
 	free(d->out);
+	free(d->unrecorded);
 	free(d->live_segs);
 	if (d->status_path[0])
 		unlink(d->status_path);

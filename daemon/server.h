@@ -42,6 +42,9 @@ struct cowd {
 	int store_failing;	/* the last commit failed */
 	uint64_t phase;		/* the store's data phase, told to the kernel */
 	int dirty;		/* mark() since the last commit */
+	/* READY chunks the plugin could not record: no commit until it does */
+	struct mapping *unrecorded;
+	size_t nunrecorded, maxunrecorded;
 	struct cow_msg *out;	/* answers not yet written */
 	size_t nout, maxout;
 
