@@ -52,15 +52,24 @@ static void usage(FILE *f)
 		COW_DEFAULT_FORMAT);
 }
 
-static int daemonize(const char *log_file)
+static void write_pidfile(const char *path, pid_t pid);
+
+/*
+ * Go to the background.  The parent writes the daemon's pidfile before it
+ * exits: whoever started cowd finds the pidfile as soon as cowd returns.
+ */
+static int daemonize(const char *log_file, const char *pidfile)
 {
 	pid_t pid = fork();
 	int fd;
 
 	if (pid < 0)
 		return -errno;
-	if (pid > 0)
+	if (pid > 0) {
+		if (pidfile)
+			write_pidfile(pidfile, pid);
 		_exit(0);
+	}
 	setsid();
 	if (chdir("/") < 0)
 		return -errno;
@@ -88,7 +97,7 @@ static void make_parent_dir(const char *path)
 	}
 }
 
-static void write_pidfile(const char *path)
+static void write_pidfile(const char *path, pid_t pid)
 {
 	FILE *f;
 
@@ -98,7 +107,7 @@ static void write_pidfile(const char *path)
 		log_warn("cannot write the pidfile %s: %s", path, strerror(errno));
 		return;
 	}
-	fprintf(f, "%d\n", (int)getpid());
+	fprintf(f, "%d\n", (int)pid);
 	fclose(f);
 }
 
@@ -203,7 +212,7 @@ int main(int argc, char **argv)
 		cowd_cleanup(&d);
 		return 1;
 	}
-	if (!foreground && daemonize(log_file)) {
+	if (!foreground && daemonize(log_file, pidfile)) {
 		log_err("%s: cannot go to the background", d.ident);
 		cowd_cleanup(&d);
 		return 1;
@@ -222,8 +231,8 @@ int main(int argc, char **argv)
 		}
 	}
 	log_init("cowd", use_syslog || (!foreground && !log_file), verbose);
-	if (pidfile)
-		write_pidfile(pidfile);
+	if (pidfile && foreground)
+		write_pidfile(pidfile, getpid());
 	r = cowd_run(&d);
 	log_info("%s: exiting after %llu commits", d.ident, (unsigned long long)d.nr_commits);
 	cowd_cleanup(&d);
