@@ -29,6 +29,16 @@
 
 static void maybe_reload(struct cowd *d, int force);
 
+/* Fail the writes waiting for @chunk: tell the kernel, say so if it refuses. */
+static void fail_chunk(struct cowd *d, uint64_t chunk)
+{
+	struct cow_msg m = cow_msg_fail(chunk, -EIO);
+
+	if (write(d->ctl_fd, &m, sizeof(m)) != (ssize_t)sizeof(m))
+		log_err("%s: the kernel refused to fail chunk %llu: %s", d->ident,
+			(unsigned long long)chunk, strerror(errno));
+}
+
 /*
  * The kernel refused a MAP because another chunk's copy, answered by an
  * earlier daemon, holds that location: ask the plugin for another one.
@@ -51,8 +61,7 @@ static void retry_map(struct cowd *d, uint64_t chunk)
 	}
 	log_err("%s: no free location for chunk %llu; failing its writes", d->ident,
 		(unsigned long long)chunk);
-	m = cow_msg_fail(chunk, -EIO);
-	(void)!write(d->ctl_fd, &m, sizeof(m));
+	fail_chunk(d, chunk);
 }
 
 /*
@@ -75,7 +84,6 @@ static void nomem_backoff(unsigned int tries)
  */
 static int nomem_give_up(struct cowd *d, const struct cow_msg *m)
 {
-	struct cow_msg fail;
 	char desc[160];
 
 	cow_msg_describe(m, desc, sizeof(desc));
@@ -83,14 +91,12 @@ static int nomem_give_up(struct cowd *d, const struct cow_msg *m)
 		log_err("%s: the kernel has no memory for %s; giving up", d->ident, desc);
 		return -ENOMEM;
 	}
-	log_err("%s: the kernel has no memory for %s%s", d->ident, desc,
-		m->type == COW_MSG_MAP ? "; failing the chunk's writes" : "");
-	if (m->type == COW_MSG_MAP) {
-		fail = cow_msg_fail(m->chunk, -EIO);
-		if (write(d->ctl_fd, &fail, sizeof(fail)) != (ssize_t)sizeof(fail))
-			log_err("%s: the kernel refused to fail chunk %llu: %s", d->ident,
-				(unsigned long long)m->chunk, strerror(errno));
+	if (m->type != COW_MSG_MAP) {
+		log_err("%s: the kernel has no memory for %s", d->ident, desc);
+		return 0;
 	}
+	log_err("%s: the kernel has no memory for %s; failing the chunk's writes", d->ident, desc);
+	fail_chunk(d, m->chunk);
 	return 0;
 }
 
@@ -159,13 +165,6 @@ static int flush_answers(struct cowd *d)
 static void write_status(struct cowd *d);
 
 /*
- * Make every READY seen so far durable; see the commit rule above.  A
- * commit the kernel @asked for and that fails is answered with
- * COMMIT_FAILED: the kernel fails the flushes that waited for it, and cowd
- * goes on serving; the next flush asks for a new commit, which tries again.
- * Returns 0, or a negative errno if the answer could not be queued.
- */
-/*
  * Try again to record the chunks mark() refused: their data is in place
  * and the kernel maps them, so no commit may claim their READYs before
  * they are recorded.  0 once none is left.
@@ -186,6 +185,13 @@ static int record_again(struct cowd *d)
 	return kept ? -EIO : 0;
 }
 
+/*
+ * Make every READY seen so far durable; see the commit rule above.  A
+ * commit the kernel @asked for and that fails is answered with
+ * COMMIT_FAILED: the kernel fails the flushes that waited for it, and cowd
+ * goes on serving; the next flush asks for a new commit, which tries again.
+ * Returns 0, or a negative errno if the answer could not be queued.
+ */
 static int commit(struct cowd *d, int asked)
 {
 	char unrecorded[160];
