@@ -225,9 +225,12 @@ static int in_place_target(struct offline_store *o, int *out_fd)
 	struct stat named, opened, checked;
 	int r;
 
-	if (o->named_base[0] &&
-	    (stat(o->named_base, &named) || fstat(o->s.base_fd, &checked) ||
-	     !same_file(&named, &checked))) {
+	if (fstat(o->s.base_fd, &checked)) {
+		r = -errno;
+		log_err("base %s: %s", o->base_path, strerror(errno));
+		return r;
+	}
+	if (o->named_base[0] && (stat(o->named_base, &named) || !same_file(&named, &checked))) {
 		log_err("the store was made over %s, not %s: merge --in-place writes only into "
 			"the store's own base", o->named_base, o->base_path);
 		return -EINVAL;
@@ -241,7 +244,7 @@ static int in_place_target(struct offline_store *o, int *out_fd)
 		log_err("base %s: cannot open it for writing: %s", o->base_path, strerror(errno));
 		return r;
 	}
-	if (fstat(*out_fd, &opened) || fstat(o->s.base_fd, &checked) || !same_file(&opened, &checked)) {
+	if (fstat(*out_fd, &opened) || !same_file(&opened, &checked)) {
 		log_err("base %s changed while it was checked", o->base_path);
 		return -EAGAIN;
 	}
