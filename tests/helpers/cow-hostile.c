@@ -368,6 +368,25 @@ static int run(const char *cmd)
 }
 
 /*
+ * A child that writes @len bytes of @byte at @off of @dev with O_DIRECT and
+ * exits 0 if the write worked, 1 if it failed (2: could not try).
+ */
+static pid_t fork_writer(const char *dev, off_t off, size_t len, int byte)
+{
+	pid_t pid = fork();
+	void *data;
+	int d;
+
+	if (pid)
+		return pid;
+	d = open(dev, O_WRONLY | O_DIRECT);
+	if (d < 0 || posix_memalign(&data, 4096, len))
+		_exit(2);
+	memset(data, byte, len);
+	_exit(pwrite(d, data, len, off) == (ssize_t)len ? 0 : 1);
+}
+
+/*
  * Serve a first write of the whole of @chunk, every byte @byte, from a
  * child process: FAULT, MAP to the chunk's own location (phase 0), READY.
  * Returns the READY's seq, or 0 (said why) if something went wrong.
@@ -378,22 +397,13 @@ static uint64_t serve_first_write(int fd, const struct geometry *geo, const char
 	size_t len = geo->chunk_sectors * 512;
 	struct cow_msg m;
 	pid_t writer;
-	void *data;
 	int status;
 
 	if (geo->nr_chunks <= chunk || geo->cow_sectors < (chunk + 1) * geo->chunk_sectors) {
 		printf("FAIL the device is too small for chunk %llu\n", (unsigned long long)chunk);
 		return 0;
 	}
-	writer = fork();
-	if (writer == 0) {
-		int d = open(dev, O_WRONLY | O_DIRECT);
-
-		if (d < 0 || posix_memalign(&data, 4096, len))
-			_exit(2);
-		memset(data, byte, len);
-		_exit(pwrite(d, data, len, (off_t)(chunk * len)) == (ssize_t)len ? 0 : 1);
-	}
+	writer = fork_writer(dev, (off_t)(chunk * len), len, byte);
 	if (wait_msg(fd, COW_MSG_FAULT, &m) || m.chunk != chunk) {
 		printf("FAIL no FAULT for chunk %llu\n", (unsigned long long)chunk);
 		kill(writer, SIGKILL);
@@ -487,16 +497,7 @@ static int efault(const char *ident, const char *dmname, uint64_t err_sector)
 	fd = open_attached(ident, 0, &geo);
 	if (fd < 0)
 		return 1;
-	writer = fork();
-	if (writer == 0) {
-		int d = open(dev, O_WRONLY | O_DIRECT);
-		void *data;
-
-		if (d < 0 || posix_memalign(&data, 4096, 4096))
-			_exit(2);
-		memset(data, 0xef, 4096);
-		_exit(pwrite(d, data, 4096, (off_t)(chunk * geo.chunk_sectors * 512)) == 4096 ? 0 : 1);
-	}
+	writer = fork_writer(dev, (off_t)(chunk * geo.chunk_sectors * 512), 4096, 0xef);
 	if (wait_msg(fd, COW_MSG_FAULT, &m) || m.chunk != chunk) {
 		printf("FAIL no FAULT for chunk %llu\n", (unsigned long long)chunk);
 		kill(writer, SIGKILL);
