@@ -81,7 +81,8 @@ $(B)/systemd/cowd@.service: systemd/cowd@.service.in
 	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' $< >$@
 
 # ---- tests ----------------------------------------------------------------
-UNIT_TESTS := test-proto test-uml test-cowctl-args test-table test-packed test-qcow2 test-plugin-api
+UNIT_TESTS := test-proto test-uml test-cowctl-args test-table test-packed test-qcow2 test-qcow2-refcount \
+	test-plugin-api
 UNIT_BIN := $(UNIT_TESTS:%=$(B)/unit/%)
 
 $(B)/unit/test-proto: tests/unit/test-proto.c daemon/proto.c daemon/log.c tests/unit/check.h
@@ -100,9 +101,14 @@ $(B)/unit/test-packed: tests/unit/test-packed.c plugins/packed.c daemon/store.c 
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
-$(B)/unit/test-qcow2: tests/unit/test-qcow2.c plugins/qcow2.c $(PLUGIN_LIB) tests/unit/check.h
+$(B)/unit/test-qcow2: tests/unit/test-qcow2.c plugins/qcow2.c $(PLUGIN_LIB) tests/unit/check.h tests/unit/sh.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
+
+# Records the plugin's writes and syncs to replay power cuts.
+$(B)/unit/test-qcow2-refcount: tests/unit/test-qcow2-refcount.c plugins/qcow2.c $(PLUGIN_LIB) tests/unit/check.h tests/unit/sh.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^) -Wl,--wrap=pwrite_full,--wrap=fdatasync
 
 # The example plugin of dm-cow-plugin(3), compiled from the manual page itself.
 $(B)/example/flat.c: man/dm-cow-plugin.3

@@ -14,6 +14,15 @@
  *   2. the L2 entries (cowd has made the clusters' data durable before),
  *   3. the L1 entries of new L2 tables.
  * A crash leaves clusters counted but unused (leaks), never the reverse.
+ * The same rule inside step 1: a new refcount block is pointed at only
+ * once its own refcount is durable, and a grown refcount table only once
+ * it and the blocks that count it are (see grow_refcount_table()).
+ * tests/unit/test-qcow2-refcount replays power cuts at every write.
+ *
+ * Capacity: locate() makes sure the store can hold the cluster and all the
+ * metadata its commit may add (L2 table, refcount blocks, a grown refcount
+ * table), so a store that cannot grow fails a first write with ENOSPC
+ * before anything is copied, and a commit never runs out of space.
  *
  * Version 3 images are read and written; version 2 images are served read
  * only (first writes fail).  Compressed clusters, encryption, external data
@@ -79,6 +88,7 @@ _Static_assert(sizeof(struct q2_header) == Q2_HEADER_V3, "qcow2 v3 header size")
 
 struct q2_pending {
 	uint64_t chunk, offset;
+	uint64_t seq;		/* order of marking */
 };
 
 struct q2 {
@@ -93,6 +103,7 @@ struct q2 {
 	uint64_t rt_entries;
 	uint64_t rt_offset;
 	uint32_t rt_clusters;
+	uint64_t rt_full;	/* every block below this one exists */
 	uint64_t refs_per_block;
 	uint64_t next_free;	/* first byte past every allocated cluster */
 	uint64_t nr_mapped;
@@ -172,17 +183,178 @@ static int q2_inspect(const void *head, size_t len, struct cow_store_info *info)
 
 /* ---- refcounts ---------------------------------------------------------- */
 
+/*
+ * The refcount table grows by half again, and at least to address block
+ * @need; the result in entries, rounded up to whole clusters.
+ */
+static uint64_t grown_entries(const struct q2 *q, uint64_t need)
+{
+	uint64_t per_cluster = q->cs / 8, want = q->rt_entries + q->rt_entries / 2;
+
+	if (want < need + 1)
+		want = need + 1;
+	return div_up(want, per_cluster) * per_cluster;
+}
+
+/* Refcount blocks in [from, to) that do not exist yet. */
+static uint64_t missing_blocks(struct q2 *q, uint64_t from, uint64_t to)
+{
+	uint64_t b, n = 0;
+
+	while (q->rt_full < q->rt_entries && q->rt[q->rt_full])
+		q->rt_full++;
+	if (from < q->rt_full)
+		from = q->rt_full;
+	for (b = from; b < to; b++)
+		if (b >= q->rt_entries || !q->rt[b])
+			n++;
+	return n;
+}
+
+/*
+ * The clusters a commit may still take past byte @end for refcounts: the
+ * blocks that count the clusters up to there (and themselves), and a grown
+ * refcount table with the blocks that count it.  locate() makes room for
+ * them before it hands out a cluster, so a commit never runs out of space.
+ */
+static uint64_t refcount_reserve(struct q2 *q, uint64_t end)
+{
+	uint64_t clusters = div_up(end, q->cs), extra = 0, want, hi;
+	int i;
+
+	for (i = 0; i < 64; i++) {
+		hi = div_up(clusters + extra, q->refs_per_block);
+		want = missing_blocks(q, 0, hi);
+		if (hi > q->rt_entries) {
+			uint64_t t = div_up(grown_entries(q, hi) * 8, q->cs);
+
+			want += t + div_up(t, q->refs_per_block) + 1;
+		}
+		if (want <= extra)
+			break;
+		extra = want;
+	}
+	return extra;
+}
+
 static int ensure_space(struct cow_store *s, struct q2 *q)
 {
 	return store_grow(s, q->next_free);
 }
 
-static int set_refcount(struct cow_store *s, struct q2 *q, uint64_t cluster, uint16_t ref);
+static int set_refcounts(struct cow_store *s, struct q2 *q, uint64_t first, uint64_t n,
+			 uint16_t ref);
 
-/* A refcount block for table slot @block, zeroed and made durable first. */
+/*
+ * Grow the refcount table to address block @need, as qemu does: a larger
+ * table and the refcount blocks that count it go at the end of the image,
+ * made durable before anything points at them; one header write (offset
+ * and size share a sector) switches tables; then the old table's clusters
+ * are freed.  A power cut leaves the old table in use or the new one
+ * complete, and leaks at most.
+ */
+static int grow_refcount_table(struct cow_store *s, struct q2 *q, uint64_t need)
+{
+	uint64_t rpb = q->refs_per_block, start = div_up(q->next_free, q->cs);
+	uint64_t entries = grown_entries(q, need), n, k = 0, end, b, j, c;
+	uint64_t old_offset = q->rt_offset, old_clusters = q->rt_clusters;
+	uint64_t *table = NULL, offset_be, at;
+	uint32_t clusters_be;
+	uint16_t *block = NULL;
+	char header[12];
+	int r = 0;
+
+	/* The area: n table clusters, then k new blocks that count the area. */
+	for (;;) {
+		n = div_up(entries * 8, q->cs);
+		end = start + n + k;
+		c = missing_blocks(q, start / rpb, div_up(end, rpb));
+		if (c == k && div_up(end, rpb) <= entries)
+			break;
+		k = c;
+		if (div_up(start + n + k, rpb) > entries)
+			entries = div_up(div_up(start + n + k, rpb) + 1, q->cs / 8) * (q->cs / 8);
+	}
+	if (entries * 8 > Q2_MAX_REFTABLE_BYTES)
+		return cow_store_error(s, -ENOSPC, "the image's refcount table cannot grow past %llu MiB",
+				       Q2_MAX_REFTABLE_BYTES >> 20);
+	q->next_free = end * q->cs;
+	r = ensure_space(s, q);
+	if (r)
+		return r;
+	table = calloc(n, q->cs);
+	block = malloc(q->cs);
+	if (!table || !block) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (b = 0; b < q->rt_entries; b++)
+		table[b] = htobe64(q->rt[b]);
+	/* The new blocks, each with the refcounts of the area it covers. */
+	j = 0;
+	for (b = start / rpb; b < div_up(end, rpb) && !r; b++) {
+		if (b < q->rt_entries && q->rt[b])
+			continue;
+		at = (start + n + j++) * q->cs;
+		table[b] = htobe64(at);
+		memset(block, 0, q->cs);
+		for (c = b * rpb > start ? b * rpb : start; c < end && c < (b + 1) * rpb; c++)
+			block[c % rpb] = htobe16(1);
+		r = pwrite_full(s->cow_fd, block, q->cs, at);
+	}
+	if (!r)
+		r = pwrite_full(s->cow_fd, table, n * q->cs, start * q->cs);
+	/* Area clusters in blocks that exist: counted in place. */
+	for (b = start / rpb; b < q->rt_entries && b < div_up(end, rpb) && !r; b++) {
+		uint64_t lo = b * rpb > start ? b * rpb : start, hi = (b + 1) * rpb < end ? (b + 1) * rpb : end;
+
+		if (q->rt[b])
+			r = set_refcounts(s, q, lo, hi - lo, 1);
+	}
+	if (!r && fdatasync(s->cow_fd) < 0)
+		r = -errno;
+	if (r) {
+		cow_store_error(s, r, "cannot write a grown refcount table: %s", strerror(-r));
+		goto out;
+	}
+	offset_be = htobe64(start * q->cs);
+	clusters_be = htobe32((uint32_t)n);
+	memcpy(header, &offset_be, 8);
+	memcpy(header + 8, &clusters_be, 4);
+	r = pwrite_full(s->cow_fd, header, 12, offsetof(struct q2_header, refcount_table_offset));
+	if (!r && fdatasync(s->cow_fd) < 0)
+		r = -errno;
+	if (r) {
+		cow_store_error(s, r, "cannot switch to the grown refcount table: %s", strerror(-r));
+		goto out;
+	}
+	for (b = 0; b < entries; b++)
+		table[b] = be64toh(table[b]);
+	free(q->rt);
+	q->rt = table;
+	table = NULL;
+	q->rt_offset = start * q->cs;
+	q->rt_clusters = (uint32_t)n;
+	q->rt_entries = entries;
+	/* The old table is garbage now; a cut before this leaks it. */
+	r = set_refcounts(s, q, old_offset / q->cs, old_clusters, 0);
+out:
+	free(table);
+	free(block);
+	return r;
+}
+
+/*
+ * A refcount block for table slot @block.  Nothing points at it until its
+ * own refcount is durable: a block that counts itself is written with it;
+ * otherwise the block that counts it is updated (made first if need be)
+ * and synced.  Then the table entry is written; the caller's next sync
+ * makes it durable before anything counted in the block is used.
+ */
 static int new_refcount_block(struct cow_store *s, struct q2 *q, uint64_t block)
 {
 	uint64_t off = q->next_free, own = off / q->cs, v;
+	int self = own / q->refs_per_block == block;
 	char *zero = calloc(1, q->cs);
 	int r;
 
@@ -190,43 +362,62 @@ static int new_refcount_block(struct cow_store *s, struct q2 *q, uint64_t block)
 		return -ENOMEM;
 	q->next_free += q->cs;
 	r = ensure_space(s, q);
-	if (!r && own / q->refs_per_block == block)
+	if (!r && self)
 		((uint16_t *)zero)[own % q->refs_per_block] = htobe16(1);
 	if (!r)
 		r = pwrite_full(s->cow_fd, zero, q->cs, off);
 	free(zero);
-	if (!r && fdatasync(s->cow_fd) < 0)
-		r = -errno;
 	if (r)
 		return cow_store_error(s, r, "cannot write a refcount block: %s", strerror(-r));
+	if (!self) {
+		r = set_refcounts(s, q, own, 1, 1);
+		if (r)
+			return r;
+	}
+	if (fdatasync(s->cow_fd) < 0)
+		return cow_store_error(s, -errno, "cannot sync a refcount block: %s", strerror(errno));
+	/* A grown table has a slot for @block too: it only grows. */
 	v = htobe64(off);
 	r = pwrite_full(s->cow_fd, &v, 8, q->rt_offset + block * 8);
 	if (r)
 		return cow_store_error(s, r, "cannot write the refcount table: %s", strerror(-r));
 	q->rt[block] = off;
-	if (own / q->refs_per_block != block)
-		return set_refcount(s, q, own, 1);
 	return 0;
 }
 
-static int set_refcount(struct cow_store *s, struct q2 *q, uint64_t cluster, uint16_t ref)
+/* Refcounts of clusters [first, first + n) set to @ref: one write per block. */
+static int set_refcounts(struct cow_store *s, struct q2 *q, uint64_t first, uint64_t n,
+			 uint16_t ref)
 {
-	uint64_t block = cluster / q->refs_per_block;
-	uint16_t v = htobe16(ref);
+	uint16_t buf[512];
+	uint64_t block, m, i;
 	int r;
 
-	if (block >= q->rt_entries)
-		return cow_store_error(s, -ENOSPC,
-				       "the image's refcount table is full (it addresses %llu clusters)",
-				       (unsigned long long)(q->rt_entries * q->refs_per_block));
-	if (!q->rt[block]) {
-		r = new_refcount_block(s, q, block);
+	for (i = 0; i < sizeof(buf) / 2; i++)
+		buf[i] = htobe16(ref);
+	while (n) {
+		block = first / q->refs_per_block;
+		m = q->refs_per_block - first % q->refs_per_block;
+		if (m > n)
+			m = n;
+		if (m > sizeof(buf) / 2)
+			m = sizeof(buf) / 2;
+		if (block >= q->rt_entries) {
+			r = grow_refcount_table(s, q, block);
+			if (r)
+				return r;
+		}
+		if (!q->rt[block]) {
+			r = new_refcount_block(s, q, block);
+			if (r)
+				return r;
+		}
+		r = pwrite_full(s->cow_fd, buf, m * 2, q->rt[block] + (first % q->refs_per_block) * 2);
 		if (r)
-			return r;
+			return cow_store_error(s, r, "cannot write a refcount: %s", strerror(-r));
+		first += m;
+		n -= m;
 	}
-	r = pwrite_full(s->cow_fd, &v, 2, q->rt[block] + (cluster % q->refs_per_block) * 2);
-	if (r)
-		return cow_store_error(s, r, "cannot write a refcount: %s", strerror(-r));
 	return 0;
 }
 
@@ -426,7 +617,7 @@ static int materialize_zero(struct cow_store *s, struct q2 *q, uint64_t l2_off, 
 		q->next_free += q->cs;
 		r = ensure_space(s, q);
 		if (!r)
-			r = set_refcount(s, q, off / q->cs, 1);
+			r = set_refcounts(s, q, off / q->cs, 1, 1);
 	}
 	if (!r)
 		r = pwrite_full(s->cow_fd, zero, q->cs, off);
@@ -683,7 +874,7 @@ static int mapped_cluster(struct cow_store *s, struct q2 *q, uint64_t chunk, uin
 static int q2_locate(struct cow_store *s, uint64_t chunk, uint64_t *sector, int *data_valid)
 {
 	struct q2 *q = s->priv;
-	uint64_t l1i = chunk / q->l2_entries, off;
+	uint64_t l1i = chunk / q->l2_entries, off, end;
 	int r;
 
 	if (q->version == 2)
@@ -704,6 +895,15 @@ static int q2_locate(struct cow_store *s, uint64_t chunk, uint64_t *sector, int 
 		*data_valid = 1;
 		return 0;
 	}
+	/*
+	 * Room for the cluster, its L2 table and every refcount block and
+	 * table a commit adds for them: a full store fails here, cleanly,
+	 * before the kernel copies anything, never in a commit.
+	 */
+	end = q->next_free + q->cs * (1 + (!q->l1[l1i] && !q->l1_new[l1i]));
+	r = store_grow(s, end + refcount_reserve(q, end) * q->cs);
+	if (r)
+		return r;
 	/* The table goes before the run of data clusters, not inside it. */
 	if (!q->l1[l1i] && !q->l1_new[l1i]) {
 		r = reserve_l2(s, q, l1i);
@@ -732,7 +932,8 @@ static int q2_mark(struct cow_store *s, uint64_t chunk, uint64_t sector)
 		q->next_free = off + q->cs;
 	if (array_reserve(&q->pending, &q->maxpending, q->npending, sizeof(*q->pending)))
 		return -ENOMEM;
-	q->pending[q->npending++] = (struct q2_pending){ chunk, off };
+	q->pending[q->npending] = (struct q2_pending){ chunk, off, q->npending };
+	q->npending++;
 	return 0;
 }
 
@@ -743,12 +944,80 @@ static int sync_step(struct cow_store *s, const char *what)
 	return 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* By chunk, and in the order marked: the last mapping of a chunk wins. */
+static int cmp_pending(const void *a, const void *b)
+{
+	const struct q2_pending *x = a, *y = b;
+
+	if (x->chunk != y->chunk)
+		return x->chunk < y->chunk ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Step 1 of a commit: refcount 1 for @n clusters, a write per run. */
+static int count_clusters(struct cow_store *s, struct q2 *q, uint64_t *clusters, size_t n)
+{
+	size_t i, j;
+	int r = 0;
+
+	qsort(clusters, n, sizeof(*clusters), cmp_u64);
+	for (i = 0; i < n && !r; i = j) {
+		for (j = i + 1; j < n && clusters[j] <= clusters[j - 1] + 1; j++)
+			;
+		r = set_refcounts(s, q, clusters[i], clusters[j - 1] - clusters[i] + 1, 1);
+	}
+	return r;
+}
+
+/* Step 2: the L2 entries of the pending mappings, a write per run of chunks. */
+static int write_l2_entries(struct cow_store *s, struct q2 *q)
+{
+	uint64_t *run = malloc(q->cs), first = 0, l2 = 0;
+	size_t i, n = 0;
+	int r = 0;
+
+	if (!run)
+		return -ENOMEM;
+	qsort(q->pending, q->npending, sizeof(*q->pending), cmp_pending);
+	for (i = 0; i <= q->npending && !r; i++) {
+		const struct q2_pending *p = i < q->npending ? &q->pending[i] : NULL;
+		uint64_t l1i = p ? p->chunk / q->l2_entries : 0;
+
+		if (p && n && p->chunk == first + n - 1) {	/* marked again */
+			run[n - 1] = htobe64(p->offset | Q2_COPIED);
+			continue;
+		}
+		if (n && (!p || p->chunk != first + n || l1i != (first / q->l2_entries))) {
+			r = pwrite_full(s->cow_fd, run, n * 8, l2 + first % q->l2_entries * 8);
+			if (r)
+				cow_store_error(s, r, "cannot write an L2 entry: %s", strerror(-r));
+			n = 0;
+		}
+		if (!p)
+			break;
+		if (!n) {
+			first = p->chunk;
+			l2 = q->l1[l1i] ? q->l1[l1i] & Q2_OFFSET_MASK : q->l1_new[l1i];
+		}
+		run[n++] = htobe64(p->offset | Q2_COPIED);
+	}
+	free(run);
+	return r;
+}
+
 static int q2_commit(struct cow_store *s)
 {
 	struct q2 *q = s->priv;
+	uint64_t *clusters = NULL, v;
 	char *zero = NULL;
-	size_t i, nl1 = 0;
-	uint64_t v;
+	size_t i, nl1 = 0, n = 0;
 	int r = 0;
 
 	if (!q->npending)
@@ -761,32 +1030,29 @@ static int q2_commit(struct cow_store *s)
 		if (!q->l1[l1i] && !q->l1_new[l1i])
 			r = reserve_l2(s, q, l1i);
 	}
+	for (i = 0; i < q->l1_size; i++)
+		nl1 += !!q->l1_new[i];
+	clusters = malloc((q->npending + nl1) * sizeof(*clusters));
+	if (!r && (!clusters || (nl1 && !(zero = calloc(1, q->cs)))))
+		r = -ENOMEM;
 	for (i = 0; i < q->l1_size && !r; i++) {
 		if (!q->l1_new[i])
 			continue;
-		if (!zero && !(zero = calloc(1, q->cs)))
-			return -ENOMEM;
 		r = pwrite_full(s->cow_fd, zero, q->cs, q->l1_new[i]);
-		if (!r)
-			r = set_refcount(s, q, q->l1_new[i] / q->cs, 1);
-		nl1++;
+		clusters[n++] = q->l1_new[i] / q->cs;
 	}
 	for (i = 0; i < q->npending && !r; i++)
-		r = set_refcount(s, q, q->pending[i].offset / q->cs, 1);
+		clusters[n++] = q->pending[i].offset / q->cs;
+	if (!r)
+		r = count_clusters(s, q, clusters, n);
+	free(clusters);
 	free(zero);
 	if (r)
 		return s->error[0] ? r : cow_store_error(s, r, "cannot allocate clusters: %s", strerror(-r));
 	r = sync_step(s, "refcounts");
 	/* 2. The L2 entries. */
-	for (i = 0; i < q->npending && !r; i++) {
-		uint64_t l1i = q->pending[i].chunk / q->l2_entries;
-		uint64_t l2 = q->l1[l1i] ? q->l1[l1i] & Q2_OFFSET_MASK : q->l1_new[l1i];
-
-		v = htobe64(q->pending[i].offset | Q2_COPIED);
-		r = pwrite_full(s->cow_fd, &v, 8, l2 + (q->pending[i].chunk % q->l2_entries) * 8);
-		if (r)
-			cow_store_error(s, r, "cannot write an L2 entry: %s", strerror(-r));
-	}
+	if (!r)
+		r = write_l2_entries(s, q);
 	if (!r)
 		r = sync_step(s, "L2 tables");
 	/* 3. The L1 entries of new L2 tables. */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "sh.h"
 #include "cow-plugin.h"
 #include "store.h"
 
@@ -32,21 +33,6 @@ struct fixture {
 	struct cow_store s;
 	char base[256], cow[256], model[256];
 };
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int sh(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-	int r;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	r = system(cmd);
-	return WIFEXITED(r) ? WEXITSTATUS(r) : -1;
-}
 
 static void fill(const char *path, uint64_t size, int seed)
 {

@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The qcow2 refcount structures at their boundaries: power cuts while
+ * refcount blocks are made and while the refcount table grows, and a store
+ * that cannot grow, which must fill up in locate(), never in a commit.
+ *
+ * Power cuts are judged by qemu-img check.
+ *
+ * Every write and sync the plugin makes during a commit is recorded (the
+ * test links with --wrap=pwrite_full,--wrap=fdatasync).  A cut is then
+ * replayed on a copy of the image as it was before the commit, in two ways
+ * for every write k: all writes up to k landed (a prefix), or every write
+ * of the synced steps before k's plus k alone landed (writes between two
+ * syncs reach the disk in any order).  Each such image must pass
+ * `qemu-img check` with leaks at most; the finished commit, with none.
+ *
+ * The commits tested: the first of an image with 4 KiB clusters, 4200
+ * mappings that cross into two refcount blocks made while it runs (the
+ * second counted by the third); and, with 512-byte clusters (a refcount
+ * block counts 256 of them and qemu-img's one-cluster refcount table
+ * addresses 64 blocks; the metadata code does not depend on the size),
+ * a commit that outgrows the refcount table.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "sh.h"
+#include "cow-plugin.h"
+#include "store.h"
+
+const struct cow_plugin *cow_plugin_init(void);
+static const struct cow_plugin *P;
+static char dir[] = "/tmp/test-qcow2-refcount.XXXXXX";
+
+#define BASE_SIZE (20 << 20)
+
+/* ---- the write recorder -------------------------------------------------- */
+
+struct rec {
+	uint64_t off;
+	size_t len;
+	char *data;
+	int epoch;	/* syncs before this write */
+};
+
+static struct rec *recs;
+static size_t nrecs, maxrecs;
+static int recording = -1, epoch;	/* the fd recorded, or -1 */
+
+int __real_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+int __wrap_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+int __real_fdatasync(int fd);
+int __wrap_fdatasync(int fd);
+
+int __wrap_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	if (fd == recording) {
+		if (array_reserve(&recs, &maxrecs, nrecs, sizeof(*recs)))
+			abort();
+		recs[nrecs].data = malloc(len);
+		if (!recs[nrecs].data)
+			abort();
+		memcpy(recs[nrecs].data, buf, len);
+		recs[nrecs].off = off;
+		recs[nrecs].len = len;
+		recs[nrecs].epoch = epoch;
+		nrecs++;
+	}
+	return __real_pwrite_full(fd, buf, len, off);
+}
+
+int __wrap_fdatasync(int fd)
+{
+	if (fd == recording)
+		epoch++;
+	return __real_fdatasync(fd);
+}
+
+static void forget_writes(void)
+{
+	while (nrecs)
+		free(recs[--nrecs].data);
+	epoch = 0;
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+struct fixture {
+	struct cow_store s;
+	char base[256], cow[256], before[256], cut[256];
+	uint64_t next_chunk;
+	int cluster;
+};
+
+static void setup(struct fixture *f, int cluster)
+{
+	memset(f, 0, sizeof(*f));
+	snprintf(f->base, sizeof(f->base), "%s/base", dir);
+	snprintf(f->cow, sizeof(f->cow), "%s/cow.qcow2", dir);
+	snprintf(f->before, sizeof(f->before), "%s/before.qcow2", dir);
+	snprintf(f->cut, sizeof(f->cut), "%s/cut.qcow2", dir);
+	if (sh("truncate -s %d %s && qemu-img create -q -f qcow2 -o cluster_size=%d -b %s -F raw %s",
+	       BASE_SIZE, f->base, cluster, f->base, f->cow))
+		abort();
+	f->s.base_fd = open(f->base, O_RDONLY);
+	f->s.cow_fd = open(f->cow, O_RDWR);
+	f->s.cow_size = 0;
+	f->s.base_size = BASE_SIZE;
+	f->s.chunk_sectors = cluster / COW_SECTOR;
+	f->cluster = cluster;
+	f->s.base_name = f->base;
+	f->s.cow_is_file = 1;
+	if (f->s.base_fd < 0 || f->s.cow_fd < 0)
+		abort();
+	f->s.cow_size = (uint64_t)lseek(f->s.cow_fd, 0, SEEK_END);
+}
+
+/* @n first writes, as the kernel and cowd make them, not yet committed. */
+static int map_chunks(struct fixture *f, uint64_t n)
+{
+	char buf[4096];
+	uint64_t sector;
+	int valid, r;
+
+	for (; n; n--, f->next_chunk++) {
+		r = P->locate(&f->s, f->next_chunk, &sector, &valid);
+		if (r)
+			return r;
+		memset(buf, (int)(f->next_chunk * 7 + 1) & 0xff, sizeof(buf));
+		if (pwrite(f->s.cow_fd, buf, f->cluster, (off_t)(sector * COW_SECTOR)) != f->cluster)
+			return -errno;
+		r = P->mark(&f->s, f->next_chunk, sector);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* The image before the commit, with the writes of cut @k landed. */
+static void make_cut(struct fixture *f, size_t k, int prefix, off_t size)
+{
+	size_t i;
+	int fd;
+
+	if (sh("cp %s %s", f->before, f->cut))
+		abort();
+	fd = open(f->cut, O_RDWR);
+	if (fd < 0 || ftruncate(fd, size))
+		abort();
+	for (i = 0; i < nrecs && i <= k; i++) {
+		if (!prefix && recs[i].epoch >= recs[k].epoch && i != k)
+			continue;
+		if (pwrite(fd, recs[i].data, recs[i].len, (off_t)recs[i].off) != (ssize_t)recs[i].len)
+			abort();
+	}
+	close(fd);
+}
+
+/*
+ * Commit what is marked, recording it; then replay every cut.  Returns
+ * the number of cut images qemu-img check found corrupt.
+ */
+static int commit_with_cuts(struct fixture *f, const char *what)
+{
+	struct stat st;
+	size_t k, bad = 0, cuts = 0;
+	int prefix, r, first_bad = -1;
+
+	if (fdatasync(f->s.cow_fd) || sh("cp %s %s", f->cow, f->before))
+		abort();
+	recording = f->s.cow_fd;
+	r = P->commit(&f->s);
+	recording = -1;
+	CHECK(r == 0, "%s: commit: %s", what, f->s.error);
+	CHECK(sh("qemu-img check -q %s", f->cow) == 0, "%s: the committed image is not clean", what);
+	if (fstat(f->s.cow_fd, &st))
+		abort();
+	for (k = 0; k < nrecs; k++) {
+		for (prefix = 1; prefix >= 0; prefix--) {
+			make_cut(f, k, prefix, st.st_size);
+			cuts++;
+			/* 0: clean, 3: leaked clusters only. */
+			r = sh("qemu-img check -q %s >/dev/null 2>&1", f->cut);
+			if (r != 0 && r != 3) {
+				if (first_bad < 0) {
+					first_bad = (int)k;
+					fprintf(stderr, "%s: cut at write %zu of %zu (%s) is corrupt:\n",
+						what, k, nrecs, prefix ? "prefix" : "alone");
+					sh("qemu-img check %s | head -n 5 >&2", f->cut);
+				}
+				bad++;
+			}
+		}
+	}
+	CHECK(nrecs > 10, "%s: only %zu writes recorded", what, nrecs);
+	printf("%s: %zu writes in %d synced steps, %zu cut images, %zu corrupt\n", what, nrecs,
+	       epoch, cuts, bad);
+	forget_writes();
+	return (int)bad;
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+/* What was written reads back through qemu, for chunks @c... (-1 ends). */
+static int data_intact(struct fixture *f, ...)
+{
+	va_list ap;
+	char list[256] = "";
+	int c, n = 0;
+
+	va_start(ap, f);
+	while ((c = va_arg(ap, int)) >= 0)
+		n += snprintf(list + n, sizeof(list) - n, " %d", c);
+	va_end(ap);
+	return sh("qemu-img convert -f qcow2 -O raw %s %s/out.raw && "
+		  "for c in%s; do "
+		  "  want=$(printf '%%02x' $(( (c * 7 + 1) %% 256 ))); "
+		  "  got=$(od -An -tx1 -j $((c * %d)) -N1 %s/out.raw | tr -d ' '); "
+		  "  [ \"$got\" = \"$want\" ] || { echo chunk $c: $got not $want >&2; exit 1; }; done",
+		  f->cow, dir, list, f->cluster, dir) == 0;
+}
+
+static void teardown(struct fixture *f)
+{
+	P->close(&f->s);
+	close(f->s.base_fd);
+	close(f->s.cow_fd);
+	sh("rm -f %s/*", dir);
+}
+
+/* qemu's own review case: 4 KiB clusters, 4200 mappings in one commit. */
+static void test_new_refcount_blocks(void)
+{
+	struct fixture f;
+
+	TEST("power cuts while refcount blocks are made");
+	setup(&f, 4096);
+	CHECK(P->open(&f.s) == 0, "open: %s", f.s.error);
+	CHECK(map_chunks(&f, 4200) == 0, "map: %s", f.s.error);
+	CHECK(commit_with_cuts(&f, "4200 mappings, 4 KiB clusters") == 0,
+	      "a cut corrupted the image");
+	CHECK(data_intact(&f, 0, 2047, 2048, 4199, -1), "the data is not what was written");
+	teardown(&f);
+}
+
+static void test_grow_refcount_table(void)
+{
+	struct fixture f;
+	uint64_t rt_before, rt_after;
+	int r;
+
+	TEST("power cuts while the refcount table grows");
+	setup(&f, 512);
+	CHECK(P->open(&f.s) == 0, "open: %s", f.s.error);
+	/* Up to the end of what the one-cluster refcount table addresses. */
+	while (!(r = map_chunks(&f, 2000)) && f.next_chunk < 14000)
+		CHECK(P->commit(&f.s) == 0, "commit: %s", f.s.error);
+	CHECK(r == 0, "map: %s", f.s.error);
+	CHECK(P->commit(&f.s) == 0, "commit: %s", f.s.error);
+	if (pread(f.s.cow_fd, &rt_before, 8, 48) != 8)
+		abort();
+	CHECK(map_chunks(&f, 2400) == 0, "map: %s", f.s.error);
+	CHECK(commit_with_cuts(&f, "16400 mappings, 512-byte clusters") == 0,
+	      "a cut corrupted the image");
+	if (pread(f.s.cow_fd, &rt_after, 8, 48) != 8)
+		abort();
+	CHECK(rt_before != rt_after, "the refcount table did not move (it never grew)");
+	/* And the image goes on: more commits on the grown table. */
+	CHECK(map_chunks(&f, 3000) == 0, "map: %s", f.s.error);
+	CHECK(P->commit(&f.s) == 0, "commit: %s", f.s.error);
+	CHECK(sh("qemu-img check -q %s", f.cow) == 0, "not clean after a commit on the grown table");
+	CHECK(data_intact(&f, 0, 13999, 16399, 19399, -1), "the data is not what was written");
+	teardown(&f);
+}
+
+/*
+ * A store that cannot grow (a block device): locate() refuses the cluster
+ * that would leave no room for the refcount blocks its commit makes, so
+ * every mapping it gave out commits.  512-byte clusters: a block counts
+ * 128 KiB, so a 1 MiB store needs seven new ones.
+ */
+static void test_full_store(void)
+{
+	struct fixture f;
+	uint64_t mapped;
+	int r;
+
+	TEST("a store that cannot grow fills up in locate");
+	setup(&f, 512);
+	if (ftruncate(f.s.cow_fd, 1 << 20))
+		abort();
+	f.s.cow_size = 1 << 20;
+	f.s.cow_is_file = 0;	/* not a file nor a loop device: fixed size */
+	CHECK(P->open(&f.s) == 0, "open: %s", f.s.error);
+	while (!(r = map_chunks(&f, 1)))
+		;
+	mapped = f.next_chunk;
+	CHECK(r == -ENOSPC, "locate: %d (%s), want ENOSPC", r, f.s.error);
+	CHECK(mapped > 1500, "only %llu chunks mapped in 2048 clusters", (unsigned long long)mapped);
+	r = P->commit(&f.s);
+	CHECK(r == 0, "the commit of what locate gave out failed: %s", f.s.error);
+	CHECK(sh("qemu-img check -q %s", f.cow) == 0, "not clean");
+	CHECK(data_intact(&f, 0, (int)mapped - 1, -1), "the data is not what was written");
+	teardown(&f);
+}
+
+int main(void)
+{
+	P = cow_plugin_init();
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 2;
+	}
+	if (system("qemu-img --version >/dev/null 2>&1")) {
+		fprintf(stderr, "test-qcow2-refcount: qemu-img is missing (make deps installs qemu-utils)\n");
+		return 1;
+	}
+	test_new_refcount_blocks();
+	test_grow_refcount_table();
+	test_full_store();
+	sh("rm -rf %s", dir);
+	return check_done("test-qcow2-refcount");
+}
