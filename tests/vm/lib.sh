@@ -62,9 +62,18 @@ dm_status() {
 }
 
 # Chunks the group has mapped: in the kernel's tree, or dropped from it
-# because a reload made them linear segments.
+# because a reload made them linear segments.  Both counters from one
+# status line: a reload between two reads would count chunks twice.
 mapped_total() {
-	echo $(( $(dm_status "$1" mapped) + $(dm_status "$1" dropped) ))
+	dmsetup status "$1" | awk '
+		!done && / mapped=/ {
+			for (i = 1; i <= NF; i++) {
+				if ($i ~ /^mapped=/) m = substr($i, 8)
+				if ($i ~ /^dropped=/) d = substr($i, 9)
+			}
+			print m + d
+			done = 1
+		}'
 }
 
 # Wait (up to 10 s) until cowd serves IDENT.

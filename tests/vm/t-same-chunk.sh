@@ -11,7 +11,8 @@ cowctl create sc base.img sc.cow --chunk 64k >/dev/null
 cow-pattern samechunk /dev/mapper/sc model.img 65536 10 40 8 4 99 7 ||
 	fail "concurrent writers/readers on one chunk"
 cmp /dev/mapper/sc model.img || fail "device differs from the model"
-[ "$(mapped_total sc)" -eq 40 ] || fail "expected 40 mapped chunks, got $(mapped_total sc)"
+n=$(mapped_total sc)
+[ "$n" -eq 40 ] || fail "expected 40 mapped chunks, got $n"
 [ "$(dm_status sc pending)" -eq 0 ] || fail "faults left pending"
 cowctl remove sc
 [ "$(sha base.img)" = "$base_sum" ] || fail "the base changed"
