@@ -20,7 +20,7 @@ CFLAGS += -DCOW_PLUGIN_DIR='"$(PLUGINDIR)"'
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 DAEMON_COMMON := daemon/log.c daemon/proto.c daemon/plugin-loader.c daemon/blkdev.c daemon/store.c
-COWD_SRC := daemon/cowd.c daemon/server.c daemon/table.c daemon/reload.c $(DAEMON_COMMON)
+COWD_SRC := daemon/cowd.c daemon/server.c daemon/space.c daemon/table.c daemon/reload.c $(DAEMON_COMMON)
 COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/offline.c \
 	daemon/store-check.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
 PLUGINS := uml packed qcow2

@@ -40,6 +40,31 @@ static void fail_chunk(struct cowd *d, uint64_t chunk)
 }
 
 /*
+ * A location for @chunk from the plugin, with its host blocks allocated
+ * when data must be copied there (see space.h).  0 or a negative errno,
+ * said in the log.
+ */
+static int place_chunk(struct cowd *d, uint64_t chunk, uint64_t *sector, int *valid)
+{
+	uint64_t len = (uint64_t)d->geo.chunk_sectors * COW_SECTOR;
+	int r;
+
+	r = d->plugin->locate(&d->store, chunk, sector, valid);
+	if (r) {
+		log_err("%s: no place for chunk %llu: %s", d->ident, (unsigned long long)chunk,
+			d->store.error);
+		return r;
+	}
+	if (*valid)
+		return 0;
+	r = space_allocate(&d->space, *sector * COW_SECTOR, len);
+	if (r)
+		log_err("%s: cannot allocate chunk %llu's space in %s: %s; its writes fail",
+			d->ident, (unsigned long long)chunk, d->space.path, strerror(-r));
+	return r;
+}
+
+/*
  * The kernel refused a MAP because another chunk's copy, answered by an
  * earlier daemon, holds that location: ask the plugin for another one.
  */
@@ -50,7 +75,7 @@ static void retry_map(struct cowd *d, uint64_t chunk)
 	int tries, valid = 0;
 
 	for (tries = 0; tries < 64; tries++) {
-		if (d->plugin->locate(&d->store, chunk, &sector, &valid) || sector == last)
+		if (place_chunk(d, chunk, &sector, &valid) || sector == last)
 			break;
 		last = sector;
 		m = cow_msg_map(chunk, sector, valid);
@@ -252,12 +277,9 @@ static int handle_fault(struct cowd *d, const struct cow_msg *m)
 	uint64_t sector;
 	int valid = 0, r;
 
-	r = d->plugin->locate(&d->store, m->chunk, &sector, &valid);
-	if (r) {
-		log_err("%s: no place for chunk %llu: %s", d->ident,
-			(unsigned long long)m->chunk, d->store.error);
+	r = place_chunk(d, m->chunk, &sector, &valid);
+	if (r)
 		return queue_answer(d, cow_msg_fail(m->chunk, r));
-	}
 	return queue_answer(d, cow_msg_map(m->chunk, sector, valid));
 }
 
@@ -600,6 +622,12 @@ static int open_devices(struct cowd *d)
 	r = fd_size(d->store.cow_fd, &size, &is_file);
 	if (r)
 		return r;
+	r = space_open(&d->space, fd);
+	if (r) {
+		log_err("%s: cannot open %s, the file behind the CoW device: %s", d->ident,
+			d->space.path, strerror(-r));
+		return r;
+	}
 	d->store.cow_size = size;
 	d->store.cow_is_file = 0;
 	d->store.base_size = d->geo.base_sectors * COW_SECTOR;
@@ -657,6 +685,7 @@ int cowd_start(struct cowd *d)
 	int created = 0, r;
 
 	d->store.base_fd = d->store.cow_fd = -1;
+	d->space.fd = -1;
 	snprintf(path, sizeof(path), "%s/%s", COW_CTL_DIR, d->ident);
 	d->ctl_fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (d->ctl_fd < 0) {
@@ -777,6 +806,7 @@ void cowd_cleanup(struct cowd *d)
 		close(d->store.base_fd);
 	if (d->store.cow_fd >= 0)
 		close(d->store.cow_fd);
+	space_close(&d->space);
 	if (d->ctl_fd >= 0)
 		close(d->ctl_fd);
 	free(d->out);

@@ -10,6 +10,7 @@
 #include "plugin-loader.h"
 #include "proto.h"
 #include "reload.h"
+#include "space.h"
 #include "table.h"
 
 struct cowd {
@@ -30,6 +31,7 @@ struct cowd {
 	struct plugin_set plugins;
 	const struct cow_plugin *plugin;
 	struct cow_store store;
+	struct space space;	/* the file behind the CoW device */
 	int store_open;
 	int store_created;	/* the store was blank and has been formatted */
 	char base_name[4096];
