@@ -542,6 +542,97 @@ static int check_header(struct cow_store *s, const struct q2_header *h)
 	return check_layout(s, h);
 }
 
+/*
+ * The format of the backing file from the header extensions in cluster 0
+ * (from the end of the header to the backing name, as qemu reads them);
+ * "" when the image does not say.
+ */
+static int backing_format(struct cow_store *s, const struct q2_header *h, char *fmt, size_t len)
+{
+	uint64_t cs = 1ULL << h->cluster_bits, off = h->header_length;
+	uint64_t end = h->backing_file_offset ? h->backing_file_offset : cs;
+	uint32_t ext[2];
+	int r;
+
+	fmt[0] = 0;
+	if (end > cs)
+		end = cs;
+	while (off + 8 <= end) {
+		r = pread_full(s->cow_fd, ext, 8, off);
+		if (r)
+			return cow_store_error(s, r, "cannot read the qcow2 header: %s", strerror(-r));
+		ext[0] = be32toh(ext[0]);
+		ext[1] = be32toh(ext[1]);
+		if (!ext[0])
+			return 0;
+		off += 8;
+		if (ext[1] > end - off)
+			return cow_store_error(s, -EINVAL, "corrupt qcow2 image: header extension 0x%x overruns the header",
+					       ext[0]);
+		if (ext[0] == Q2_EXT_BACKING_FORMAT) {
+			if (ext[1] >= len)
+				return cow_store_error(s, -EINVAL, "corrupt qcow2 image: backing format name of %u bytes",
+						       ext[1]);
+			r = pread_full(s->cow_fd, fmt, ext[1], off);
+			if (r)
+				return cow_store_error(s, r, "cannot read the qcow2 header: %s", strerror(-r));
+			fmt[ext[1]] = 0;
+		}
+		off += (ext[1] + 7ULL) & ~7ULL;
+	}
+	return 0;
+}
+
+/* Magics of image formats qemu would probe a backing file as. */
+static const char *image_format_of(const char *head)
+{
+	static const struct { const char *magic; size_t len; const char *name; } known[] = {
+		{ "QFI\xfb", 4, "qcow2" }, { "QED\0", 4, "qed" }, { "KDMV", 4, "vmdk" },
+		{ "vhdxfile", 8, "vhdx" }, { "conectix", 8, "vpc" },
+		{ "<<< Oracle VM VirtualBox Disk Image >>>", 39, "vdi" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (!memcmp(head, known[i].magic, known[i].len))
+			return known[i].name;
+	return NULL;
+}
+
+/*
+ * dm-cow reads the base raw, so the image must say so: a backing file
+ * (else qemu reads zeros where dm-cow reads the base) whose format is raw,
+ * or, when the image does not name the format, a base that does not look
+ * like another image format (qemu would probe it as that).
+ */
+static int check_backing(struct cow_store *s, const struct q2_header *h)
+{
+	char fmt[32], head[64] = { 0 };
+	const char *probed;
+	int r;
+
+	if (!h->backing_file_offset || !h->backing_file_size)
+		return cow_store_error(s, -EINVAL,
+				       "the image has no backing file: qemu reads zeros where dm-cow would read the base (set one with qemu-img rebase -u -b BASE -F raw)");
+	r = backing_format(s, h, fmt, sizeof(fmt));
+	if (r)
+		return r;
+	if (fmt[0] && strcmp(fmt, "raw"))
+		return cow_store_error(s, -EINVAL,
+				       "the image's backing file is a %s image; dm-cow's base is read raw (make a raw base with qemu-img convert -O raw)",
+				       fmt);
+	if (fmt[0] || s->base_fd < 0)
+		return 0;
+	if (pread(s->base_fd, head, sizeof(head), 0) < 0)
+		return cow_store_error(s, -errno, "cannot read the base: %s", strerror(errno));
+	probed = image_format_of(head);
+	if (probed)
+		return cow_store_error(s, -EINVAL,
+				       "the base is a %s image and the image does not say its backing format; dm-cow reads the base raw (give it a raw base, or qemu-img rebase -u -F raw if it really is raw)",
+				       probed);
+	return 0;
+}
+
 static int read_be64_table(struct cow_store *s, uint64_t off, uint64_t n, uint64_t **out)
 {
 	uint64_t *t = calloc(n ? n : 1, 8), i;
@@ -699,6 +790,8 @@ static int q2_open(struct cow_store *s)
 	}
 	header_from_disk(buf, sizeof(buf), &h, &v2);
 	r = check_header(s, &h);
+	if (!r)
+		r = check_backing(s, &h);
 	if (r)
 		goto fail;
 	q->version = h.version;

@@ -338,6 +338,51 @@ static void test_refusals(void)
 	teardown(&f);
 }
 
+/*
+ * The base is read raw: an image whose backing file is another format, or
+ * that does not say and whose base looks like an image, or that has no
+ * backing file at all, is refused with the reason.
+ */
+static void test_backing(void)
+{
+	struct fixture f;
+	char other[300];
+	int r, fd;
+
+	TEST("a backing file of another format is refused");
+	setup(&f, "bk");
+	snprintf(other, sizeof(other), "%s/bk.other", dir);
+	CHECK(sh("qemu-img create -q -f qcow2 %s %d", other, BASE_SIZE) == 0, "qemu-img create");
+	CHECK(sh("qemu-img create -q -f qcow2 -b %s -F qcow2 %s", other, f.cow) == 0, "qemu-img create");
+	r = open_cow(&f);
+	CHECK(r == -EINVAL && strstr(f.s.error, "backing file is a qcow2 image"), "got %d '%s'", r,
+	      f.s.error);
+
+	TEST("no backing format: a base that is an image is refused");
+	CHECK(sh("qemu-img create -q -f qcow2 -b %s -F raw %s", f.base, f.cow) == 0, "qemu-img create");
+	/* The backing format extension (after qemu's 112-byte header) made unknown. */
+	CHECK(sh("printf '\\022\\064\\126\\170' | dd bs=1 seek=112 conv=notrunc status=none of=%s",
+		 f.cow) == 0, "patch");
+	CHECK(open_cow(&f) == 0, "the raw base opens: %s", f.s.error);
+	P->close(&f.s);
+	f.s.priv = NULL;
+	fd = open(other, O_RDONLY);
+	CHECK(fd >= 0, "open %s", other);
+	close(f.s.base_fd);
+	f.s.base_fd = fd;
+	r = open_cow(&f);
+	CHECK(r == -EINVAL && strstr(f.s.error, "the base is a qcow2 image"), "got %d '%s'", r,
+	      f.s.error);
+
+	TEST("an image without a backing file is refused");
+	CHECK(sh("qemu-img create -q -f qcow2 %s %d", f.cow, BASE_SIZE) == 0, "qemu-img create");
+	r = open_cow(&f);
+	CHECK(r == -EINVAL && strstr(f.s.error, "no backing file"), "got %d '%s'", r, f.s.error);
+	f.s.priv = NULL;
+	unlink(other);
+	teardown(&f);
+}
+
 /* Set the big-endian header field of @bytes (4 or 8) at @off of @path. */
 static void poke(const char *path, off_t off, int bytes, uint64_t value)
 {
@@ -439,6 +484,7 @@ int main(void)
 	test_create_write();
 	test_qemu_overlay();
 	test_refusals();
+	test_backing();
 	test_crafted_headers();
 	sh("rm -rf %s", dir);
 	return check_done("test-qcow2");
