@@ -89,9 +89,10 @@ $(B)/unit/test-proto: tests/unit/test-proto.c daemon/proto.c daemon/log.c tests/
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
-$(B)/unit/test-uml: tests/unit/test-uml.c plugins/uml.c daemon/store.c daemon/log.c daemon/blkdev.c tests/unit/check.h
+$(B)/unit/test-uml: tests/unit/test-uml.c plugins/uml.c daemon/store.c daemon/log.c daemon/blkdev.c tests/unit/check.h \
+		tests/unit/sh.h tests/unit/record.h
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
+	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^) -Wl,--wrap=pwrite_full,--wrap=fdatasync
 
 $(B)/unit/test-cowctl-args: tests/unit/test-cowctl-args.c daemon/cowctl-args.c daemon/log.c tests/unit/check.h
 	@mkdir -p $(@D)
@@ -106,7 +107,7 @@ $(B)/unit/test-qcow2: tests/unit/test-qcow2.c plugins/qcow2.c $(PLUGIN_LIB) test
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
 # Records the plugin's writes and syncs to replay power cuts.
-$(B)/unit/test-qcow2-refcount: tests/unit/test-qcow2-refcount.c plugins/qcow2.c $(PLUGIN_LIB) tests/unit/check.h tests/unit/sh.h
+$(B)/unit/test-qcow2-refcount: tests/unit/test-qcow2-refcount.c plugins/qcow2.c $(PLUGIN_LIB) tests/unit/check.h tests/unit/sh.h tests/unit/record.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^) -Wl,--wrap=pwrite_full,--wrap=fdatasync
 

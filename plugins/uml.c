@@ -139,12 +139,18 @@ static int uml_create(struct cow_store *s)
 	h->cow_format = 0;
 	strcpy(h->backing_file, s->base_name);
 
-	/* Zero everything up to the data: the bitmap must start empty. */
+	/*
+	 * Zero everything up to the data, durably, and only then write the
+	 * header: the bitmap must be empty by the time the device is a store
+	 * (old bytes there would read as mapped chunks after a power cut).
+	 */
 	for (off = 0; off < lay.data_off && !r; off += 1 << 20) {
 		uint64_t n = lay.data_off - off;
 
 		r = pwrite_full(s->cow_fd, zero, n < (1 << 20) ? n : 1 << 20, off);
 	}
+	if (!r && fdatasync(s->cow_fd) < 0)
+		r = -errno;
 	if (!r)
 		r = pwrite_full(s->cow_fd, h, sizeof(*h), 0);
 	if (!r && fdatasync(s->cow_fd) < 0)

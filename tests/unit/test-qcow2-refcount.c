@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "record.h"
 #include "sh.h"
 #include "cow-plugin.h"
 #include "store.h"
@@ -40,55 +41,6 @@ static const struct cow_plugin *P;
 static char dir[] = "/tmp/test-qcow2-refcount.XXXXXX";
 
 #define BASE_SIZE (20 << 20)
-
-/* ---- the write recorder -------------------------------------------------- */
-
-struct rec {
-	uint64_t off;
-	size_t len;
-	char *data;
-	int epoch;	/* syncs before this write */
-};
-
-static struct rec *recs;
-static size_t nrecs, maxrecs;
-static int recording = -1, epoch;	/* the fd recorded, or -1 */
-
-int __real_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
-int __wrap_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
-int __real_fdatasync(int fd);
-int __wrap_fdatasync(int fd);
-
-int __wrap_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-	if (fd == recording) {
-		if (array_reserve(&recs, &maxrecs, nrecs, sizeof(*recs)))
-			abort();
-		recs[nrecs].data = malloc(len);
-		if (!recs[nrecs].data)
-			abort();
-		memcpy(recs[nrecs].data, buf, len);
-		recs[nrecs].off = off;
-		recs[nrecs].len = len;
-		recs[nrecs].epoch = epoch;
-		nrecs++;
-	}
-	return __real_pwrite_full(fd, buf, len, off);
-}
-
-int __wrap_fdatasync(int fd)
-{
-	if (fd == recording)
-		epoch++;
-	return __real_fdatasync(fd);
-}
-
-static void forget_writes(void)
-{
-	while (nrecs)
-		free(recs[--nrecs].data);
-	epoch = 0;
-}
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -146,7 +98,6 @@ static int map_chunks(struct fixture *f, uint64_t n)
 /* The image before the commit, with the writes of cut @k landed. */
 static void make_cut(struct fixture *f, size_t k, int prefix, off_t size)
 {
-	size_t i;
 	int fd;
 
 	if (sh("cp %s %s", f->before, f->cut))
@@ -154,12 +105,7 @@ static void make_cut(struct fixture *f, size_t k, int prefix, off_t size)
 	fd = open(f->cut, O_RDWR);
 	if (fd < 0 || ftruncate(fd, size))
 		abort();
-	for (i = 0; i < nrecs && i <= k; i++) {
-		if (!prefix && recs[i].epoch >= recs[k].epoch && i != k)
-			continue;
-		if (pwrite(fd, recs[i].data, recs[i].len, (off_t)recs[i].off) != (ssize_t)recs[i].len)
-			abort();
-	}
+	record_replay(fd, k, prefix);
 	close(fd);
 }
 
@@ -175,9 +121,9 @@ static int commit_with_cuts(struct fixture *f, const char *what)
 
 	if (fdatasync(f->s.cow_fd) || sh("cp %s %s", f->cow, f->before))
 		abort();
-	recording = f->s.cow_fd;
+	record_start(f->s.cow_fd);
 	r = P->commit(&f->s);
-	recording = -1;
+	record_stop();
 	CHECK(r == 0, "%s: commit: %s", what, f->s.error);
 	CHECK(sh("qemu-img check -q %s", f->cow) == 0, "%s: the committed image is not clean", what);
 	if (fstat(f->s.cow_fd, &st))
@@ -202,7 +148,7 @@ static int commit_with_cuts(struct fixture *f, const char *what)
 	CHECK(nrecs > 10, "%s: only %zu writes recorded", what, nrecs);
 	printf("%s: %zu writes in %d synced steps, %zu cut images, %zu corrupt\n", what, nrecs,
 	       epoch, cuts, bad);
-	forget_writes();
+	record_forget();
 	return (int)bad;
 }
 

@@ -2,7 +2,8 @@
 /*
  * The UML COW plugin on regular files: the layout uml_mkcow writes, marks
  * and commits landing in the on-disk bitmap, reopening, completing partly
- * written chunks, partial last chunks, and every refusal.
+ * written chunks, partial last chunks, every refusal, and power cuts
+ * while a COW file is made over a device that held other data.
  */
 #include <endian.h>
 #include <errno.h>
@@ -13,6 +14,8 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "record.h"
+#include "sh.h"
 #include "cow-plugin.h"
 #include "store.h"
 
@@ -278,6 +281,72 @@ static void test_refusals(void)
 	teardown(&f);
 }
 
+static int count_mapping(void *ctx, uint64_t chunk, uint64_t sector)
+{
+	(*(int *)ctx)++;
+	return 0;
+}
+
+/*
+ * A COW file made over a device full of old data (0xff): a power cut at
+ * any write of create() leaves either no UML header (the device is still
+ * not a store) or a header over a bitmap that is all zeros, never a header
+ * over old bytes that would read as mapped chunks.
+ */
+static void test_create_power_cut(void)
+{
+	struct fixture f;
+	char before[300], cut[300];
+	unsigned char ff[65536];
+	struct cow_store c;
+	size_t k, bad = 0;
+	int prefix, fd, n, r;
+
+	TEST("power cuts during create");
+	setup(&f, 4 << 20, 128, "pc");
+	memset(ff, 0xff, sizeof(ff));
+	for (k = 0; k < 4; k++)
+		if (pwrite(f.s.cow_fd, ff, sizeof(ff), (off_t)(k * sizeof(ff))) != sizeof(ff))
+			abort();
+	snprintf(before, sizeof(before), "%s.before", f.cow);
+	snprintf(cut, sizeof(cut), "%s.cut", f.cow);
+	CHECK(sh("cp %s %s", f.cow, before) == 0, "cp");
+	record_start(f.s.cow_fd);
+	r = P->create(&f.s);
+	record_stop();
+	CHECK(r == 0, "create: %s", f.s.error);
+	CHECK(nrecs >= 2, "only %zu writes recorded", nrecs);
+	for (k = 0; k < nrecs; k++) {
+		for (prefix = 1; prefix >= 0; prefix--) {
+			CHECK(sh("cp %s %s", before, cut) == 0, "cp");
+			fd = open(cut, O_RDWR);
+			record_replay(fd, k, prefix);
+			c = f.s;
+			c.cow_fd = fd;
+			c.priv = NULL;
+			c.read_only = 1;
+			c.cow_size = (uint64_t)lseek(fd, 0, SEEK_END);
+			n = 0;
+			if (P->open(&c) == 0) {
+				P->for_each_mapping(&c, count_mapping, &n);
+				P->close(&c);
+			}
+			if (n) {
+				if (!bad)
+					fprintf(stderr, "cut at write %zu of %zu (%s): %d chunks read as mapped\n",
+						k, nrecs, prefix ? "prefix" : "alone", n);
+				bad++;
+			}
+			close(fd);
+		}
+	}
+	CHECK(bad == 0, "%zu cut images show old bytes as mapped chunks", bad);
+	unlink(before);
+	unlink(cut);
+	record_forget();
+	teardown(&f);
+}
+
 int main(void)
 {
 	P = cow_plugin_init();
@@ -290,6 +359,7 @@ int main(void)
 	test_partial_last_chunk();
 	test_big_chunks();
 	test_refusals();
+	test_create_power_cut();
 	rmdir(dir);
 	return check_done("test-uml");
 }
