@@ -177,14 +177,19 @@ static int wipe_store(int fd, int is_file)
 	return r;
 }
 
-/*
- * Make an empty store in @format at @cow for @base: a new file (@fresh, the
- * original UML behaviour: asking for a COW file that is missing makes it),
- * or over an existing store, whose changes are thrown away (reset).
- */
+/* Where init_store() makes a store. */
+enum store_init {
+	STORE_NEW,	/* a new file: asking for a COW file that is missing makes it */
+	STORE_BLANK,	/* a blank file or device (all zeros), as it is */
+	STORE_RESET,	/* over an existing store, whose changes are thrown away */
+};
+
+/* Make an empty store in @format at @cow for @base. */
 static int init_store(const char *base, const char *cow, uint64_t chunk_sectors,
-		      const char *format, int fresh)
+		      const char *format, enum store_init how)
 {
+	int fresh = how == STORE_NEW;
+
 	struct plugin_set set;
 	struct cow_store s = { .base_fd = -1, .cow_fd = -1 };
 	const struct cow_plugin *p;
@@ -210,10 +215,10 @@ static int init_store(const char *base, const char *cow, uint64_t chunk_sectors,
 	s.cow_is_file = is_file;
 	s.base_name = base_abs;
 	s.chunk_sectors = (uint32_t)chunk_sectors;
-	r = fresh ? 0 : wipe_store(s.cow_fd, is_file);
+	r = how == STORE_RESET ? wipe_store(s.cow_fd, is_file) : 0;
 	if (r)
 		log_err("%s: cannot clear the store: %s", cow, strerror(-r));
-	else if (!fresh && is_file)
+	else if (how == STORE_RESET && is_file)
 		s.cow_size = 0;
 	if (!r && plugins_load(&set, NULL) <= 0) {
 		log_err("no store plugins in %s", set.dir);
@@ -350,15 +355,20 @@ static int cmd_create(const struct cowctl_args *a)
 	if (stat(a->cow, &st) == 0) {
 		struct cow_store_info info;
 		char format[32];
+		int r = offline_inspect(a->cow, format, sizeof(format), &info);
 
+		/* A blank file or device is made in the format asked for. */
+		if (r == -ENOENT && a->format) {
+			if (init_store(a->base, a->cow, d.chunk_sectors, a->format, STORE_BLANK))
+				return 1;
 		/* An existing store decides the chunk size (qcow2: its clusters). */
-		if (!a->chunk_given && offline_inspect(a->cow, format, sizeof(format), &info) == 0 &&
-		    info.chunk_sectors)
+		} else if (!r && !a->chunk_given && info.chunk_sectors) {
 			d.chunk_sectors = info.chunk_sectors;
+		}
 	} else if (errno != ENOENT) {
 		log_err("%s: %s", a->cow, strerror(errno));
 		return 1;
-	} else if (init_store(a->base, a->cow, d.chunk_sectors, a->format, 1)) {
+	} else if (init_store(a->base, a->cow, d.chunk_sectors, a->format, STORE_NEW)) {
 		return 1;
 	}
 	if (make_device(&d))
@@ -679,7 +689,7 @@ static int cmd_reset(const struct cowctl_args *a)
 	}
 	if (cmd_remove(a))
 		return 1;
-	if (init_store(base, cow, chunk, df.format, 0)) {
+	if (init_store(base, cow, chunk, df.format, STORE_RESET)) {
 		log_err("%s: the store could not be cleared; the device is not re-created", a->name);
 		return 1;
 	}

@@ -169,4 +169,22 @@ cowctl remove pf 2>err.txt || fail "remove failed: $(cat err.txt)"
 kill -0 $innocent || fail "cowctl remove signalled pid $innocent, which the pidfile named but is no cowd"
 has "not the group's cowd" err.txt || fail "remove did not say it left pid $innocent alone: $(cat err.txt)"
 wait_until "the group's cowd exits" gone "$cowd_pid"
+
+# --format is honoured for a blank file and a blank device, not only for a
+# file that create makes.
+truncate -s 32M blank.img
+track bf
+cowctl create bf base.img blank.img --format qcow2 >/dev/null
+dd if=/dev/urandom of=/dev/mapper/bf bs=64k count=4 oflag=direct status=none
+cowctl remove bf
+qemu-img check -q blank.img || fail "a blank file with --format qcow2 is no good qcow2 image"
+truncate -s 32M blank-dev.img
+blank_dev=$(loop blank-dev.img)
+track bd
+cowctl create bd base.img "$blank_dev" --format uml >/dev/null
+dd if=/dev/urandom of=/dev/mapper/bd bs=64k count=4 oflag=direct status=none
+cowctl remove bd
+out=$(cowctl check "$blank_dev" base.img 2>&1) || fail "cowctl check of the blank device's store: $out"
+has " uml " <<<"$out" || fail "a blank device with --format uml is not a UML store: $out"
+losetup -d "$blank_dev"
 [ "$(sha base.img)" = "$base_sum" ] || fail "the base changed"
