@@ -21,7 +21,7 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 
 DAEMON_COMMON := daemon/log.c daemon/proto.c daemon/plugin-loader.c daemon/blkdev.c daemon/store.c
 COWD_SRC := daemon/cowd.c daemon/server.c daemon/space.c daemon/table.c daemon/reload.c $(DAEMON_COMMON)
-COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/offline.c \
+COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/offline.c daemon/signature.c \
 	daemon/store-check.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
 PLUGINS := uml packed qcow2
 HELPERS := cow-pattern cow-hostile log-replay cow-failnth
@@ -43,7 +43,7 @@ $(B)/bin/cowd: $(COWD_SRC) $(wildcard daemon/*.h include/*.h)
 
 $(B)/bin/cowctl: $(COWCTL_SRC) $(wildcard daemon/*.h include/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $(COWCTL_SRC) -ldevmapper -ldl
+	$(CC) $(CFLAGS) -o $@ $(COWCTL_SRC) -ldevmapper -lblkid -ldl
 
 PLUGIN_LIB := daemon/store.c daemon/store-grow.c daemon/blkdev.c daemon/crc32c.c
 $(B)/plugins/%.so: plugins/%.c $(PLUGIN_LIB) $(wildcard include/*.h daemon/store.h daemon/crc32c.h daemon/blkdev.h)

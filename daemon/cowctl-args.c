@@ -78,6 +78,7 @@ static const struct {
 
 enum {
 	OPT_JSON = 256, OPT_READ_ONLY, OPT_BASE_RO, OPT_IN_PLACE, OPT_OUT, OPT_CHUNK, OPT_FORMAT,
+	OPT_FORCE,
 };
 
 static const struct option long_options[] = {
@@ -89,6 +90,7 @@ static const struct option long_options[] = {
 	{ "out", required_argument, NULL, OPT_OUT },
 	{ "chunk", required_argument, NULL, OPT_CHUNK },
 	{ "format", required_argument, NULL, OPT_FORMAT },
+	{ "force", no_argument, NULL, OPT_FORCE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -102,6 +104,7 @@ static int option_applies(int opt, enum cowctl_cmd cmd)
 	case OPT_BASE_RO:
 	case OPT_CHUNK:
 	case OPT_FORMAT:
+	case OPT_FORCE:
 		return cmd == CMD_CREATE;
 	case OPT_IN_PLACE:
 	case OPT_OUT:
@@ -166,6 +169,9 @@ int cowctl_parse(int argc, char **argv, struct cowctl_args *a)
 			break;
 		case OPT_BASE_RO:
 			a->base_ro = 1;
+			break;
+		case OPT_FORCE:
+			a->force = 1;
 			break;
 		case OPT_IN_PLACE:
 			a->in_place = 1;

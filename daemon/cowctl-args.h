@@ -32,6 +32,7 @@ struct cowctl_args {
 	int in_place;		/* merge --in-place */
 	int read_only;		/* create --read-only */
 	int base_ro;		/* create --base-ro */
+	int force;		/* create --force: format over a foreign signature */
 	int json;
 	char error[256];
 };

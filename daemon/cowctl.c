@@ -25,6 +25,7 @@
 #include "dmdev.h"
 #include "log.h"
 #include "offline.h"
+#include "signature.h"
 #include "cowctl-store.h"
 #include "loopdev.h"
 #include "plugin-loader.h"
@@ -37,16 +38,26 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: cowctl COMMAND [ARGS]\n"
 		"\n"
-		"  create NAME BASE COW [--chunk SIZE] [--format FMT]\n"
+		"  create NAME BASE COW [--chunk SIZE] [--format FMT] [--read-only] [--base-ro]\n"
+		"                     [--force]\n"
 		"        make /dev/mapper/NAME: BASE read-only under a private CoW store.\n"
 		"        Files are attached to loop devices; a missing COW file is created\n"
-		"        (format uml).  SIZE: power of two from 4k (default 64k).  Starts cowd.\n"
+		"        (format uml), a blank one is made in FMT.  SIZE: power of two from\n"
+		"        4k (default 64k).  --force: format over a signature libblkid finds.\n"
+		"        Starts cowd.\n"
 		"  remove NAME        flush, remove the device, stop its daemon\n"
 		"  status NAME [--json]\n"
 		"                     counters of the device's group, in words\n"
 		"  list               the dm-cow devices\n"
+		"  check STORE [BASE] check a store offline (exit 3: corrupt, 4: leaks)\n"
+		"  dump STORE [BASE] [--json]\n"
+		"                     the store's mappings\n"
+		"  merge STORE [BASE] --out FILE | STORE BASE --in-place\n"
+		"                     the base with the store's changes, as a new image or\n"
+		"                     into the base itself\n"
+		"  reset NAME         throw away the device's changes\n"
 		"\n"
-		"Exit status: 0 success, 1 failure, 2 bad usage.\n");
+		"Exit status: 0 success, 1 failure, 2 bad usage.  See cowctl(8).\n");
 }
 
 /* The directory this program lives in, for finding cowd and the module. */
@@ -310,6 +321,27 @@ out:
 	return r;
 }
 
+/*
+ * A store that looks blank (zeros at the start) is about to be formatted,
+ * by cowctl or by cowd: refuse if libblkid finds a filesystem, RAID or
+ * partition table on it further in, unless --force.  1 if refused.
+ */
+static int refuse_foreign(const struct cowctl_args *a)
+{
+	char what[128];
+	int r;
+
+	if (a->force)
+		return 0;
+	r = foreign_signature(a->cow, what, sizeof(what));
+	if (r < 0)
+		log_err("%s: cannot look for signatures on it: %s", a->cow, strerror(-r));
+	else if (r)
+		log_err("%s holds a %s; it is not made a CoW store without --force (wipefs -a removes the signature)",
+			a->cow, what);
+	return r != 0;
+}
+
 /* --base-ro: the base must be read-only for everyone, root included. */
 static int base_is_read_only(const char *path)
 {
@@ -354,11 +386,14 @@ static int cmd_create(const struct cowctl_args *a)
 		return 1;
 	if (stat(a->cow, &st) == 0) {
 		struct cow_store_info info;
-		char format[32];
+		char format[32] = "";
 		int r = offline_inspect(a->cow, format, sizeof(format), &info);
+		int unknown = r && !format[0];	/* blank, or cowd may find it so */
 
+		if (unknown && refuse_foreign(a))
+			return 1;
 		/* A blank file or device is made in the format asked for. */
-		if (r == -ENOENT && a->format) {
+		if (unknown && a->format) {
 			if (init_store(a->base, a->cow, d.chunk_sectors, a->format, STORE_BLANK))
 				return 1;
 		/* An existing store decides the chunk size (qcow2: its clusters). */

@@ -105,6 +105,10 @@ static void test_commands(void)
 	CHECK(PARSE(&a, "create", "g1", "b", "c", "--read-only", "--base-ro") == 0 && a.read_only &&
 	      a.base_ro, "create --read-only --base-ro: %s", a.error);
 	CHECK(PARSE(&a, "check", "s", "--in-place") == -1, "--in-place is for merge");
+	CHECK(PARSE(&a, "create", "g1", "b", "c", "--force") == 0 && a.force, "create --force: %s",
+	      a.error);
+	CHECK(PARSE(&a, "create", "g1", "b", "c") == 0 && !a.force, "no --force by default");
+	CHECK(PARSE(&a, "reset", "g1", "--force") == -1, "--force is for create");
 
 	TEST("options are whole words");
 	CHECK(PARSE(&a, "merge", "s.cow", "--output", "x") == -1 && strstr(a.error, "unknown option"),

@@ -187,4 +187,18 @@ cowctl remove bd
 out=$(cowctl check "$blank_dev" base.img 2>&1) || fail "cowctl check of the blank device's store: $out"
 has " uml " <<<"$out" || fail "a blank device with --format uml is not a UML store: $out"
 losetup -d "$blank_dev"
+
+# Zeros at the start do not make a device blank: an iso9660 filesystem
+# (its descriptor at 32 KiB) is not formatted without --force.
+truncate -s 32M iso.img
+printf '\001CD001\001' | dd of=iso.img bs=1 seek=32768 conv=notrunc status=none
+iso_sum=$(sha iso.img)
+track iso
+cowctl create iso base.img iso.img --format uml 2>err.txt && fail "a file holding iso9660 was formatted"
+has "iso9660 filesystem" err.txt || fail "create did not say what the file holds: $(cat err.txt)"
+has "force" err.txt || fail "create did not say how to go on: $(cat err.txt)"
+[ "$(sha iso.img)" = "$iso_sum" ] || fail "the refused file was changed"
+! dmsetup info iso >/dev/null 2>&1 || fail "a device was left behind"
+cowctl create iso base.img iso.img --format uml --force >/dev/null || fail "--force was refused"
+cowctl remove iso
 [ "$(sha base.img)" = "$base_sum" ] || fail "the base changed"
