@@ -43,7 +43,7 @@ $(B)/bin/cowd: $(COWD_SRC) $(wildcard daemon/*.h include/*.h)
 
 $(B)/bin/cowctl: $(COWCTL_SRC) $(wildcard daemon/*.h include/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $(COWCTL_SRC) -ldevmapper -lblkid -ldl
+	$(CC) $(CFLAGS) -o $@ $(COWCTL_SRC) -ldevmapper -lblkid -ljson-c -ldl
 
 PLUGIN_LIB := daemon/store.c daemon/store-grow.c daemon/blkdev.c daemon/crc32c.c
 $(B)/plugins/%.so: plugins/%.c $(PLUGIN_LIB) $(wildcard include/*.h daemon/store.h daemon/crc32c.h daemon/blkdev.h)

@@ -13,6 +13,7 @@
 
 #include "blkdev.h"
 #include "cowctl-store.h"
+#include "json-out.h"
 #include "log.h"
 #include "offline.h"
 #include "store-check.h"
@@ -105,16 +106,22 @@ int cmd_dump(const struct cowctl_args *a)
 		return 1;
 	}
 	d.chunk_bytes = (uint64_t)o.s.chunk_sectors * COW_SECTOR;
-	if (a->json)
-		printf("{\n  \"store\": \"%s\",\n  \"format\": \"%s\",\n  \"base\": \"%s\",\n"
-		       "  \"base_bytes\": %llu,\n  \"chunk_bytes\": %llu,\n  \"mappings\": [",
-		       a->store, o.p->name, o.base_path, (unsigned long long)o.s.base_size,
-		       (unsigned long long)d.chunk_bytes);
-	else
+	/* Streamed, not built: a store may hold millions of mappings. */
+	if (a->json) {
+		printf("{\n  \"store\": ");
+		json_print_string(stdout, a->store);
+		printf(",\n  \"format\": ");
+		json_print_string(stdout, o.p->name);
+		printf(",\n  \"base\": ");
+		json_print_string(stdout, o.base_path);
+		printf(",\n  \"base_bytes\": %llu,\n  \"chunk_bytes\": %llu,\n  \"mappings\": [",
+		       (unsigned long long)o.s.base_size, (unsigned long long)d.chunk_bytes);
+	} else {
 		printf("# store %s: %s format, base %s (%llu bytes), chunks of %llu bytes\n"
 		       "# chunk offset cow_offset (bytes)\n",
 		       a->store, o.p->name, o.base_path, (unsigned long long)o.s.base_size,
 		       (unsigned long long)d.chunk_bytes);
+	}
 	r = o.p->for_each_mapping(&o.s, dump_one, &d);
 	if (a->json)
 		printf("\n  ],\n  \"chunks_mapped\": %llu\n}\n", (unsigned long long)d.n);

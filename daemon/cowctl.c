@@ -23,6 +23,7 @@
 #include "cowctl-args.h"
 #include "dm-cow-proto.h"
 #include "dmdev.h"
+#include "json-out.h"
 #include "log.h"
 #include "offline.h"
 #include "signature.h"
@@ -620,23 +621,37 @@ static int cmd_status(const struct cowctl_args *a)
 	read_daemon_status(ident, &df);
 	pid = daemon_pid(ident);
 	if (a->json) {
-		printf("{\"name\": \"%s\", \"ident\": \"%s\", \"base\": \"%s\", \"cow\": \"%s\", "
-		       "\"chunk_bytes\": %llu, \"chunks_mapped\": %llu, \"pending_faults\": %llu, "
-		       "\"copies_in_flight\": %llu, \"commits\": %llu, \"daemon\": \"%s\", "
-		       "\"daemon_pid\": %d, \"rejected_messages\": %llu, \"copy_errors\": %llu, "
-		       "\"failed_faults\": %llu, \"format\": \"%s\", \"store_used_bytes\": %llu, "
-		       "\"store_free_bytes\": %llu, "
-		       "\"reloads\": %llu, \"linear_segments\": %llu, \"cow_segments\": %llu, "
-		       "\"linear_chunks\": %llu, \"tree_chunks\": %llu, \"segment_limit_reached\": %s, "
-		       "\"last_suspend_ms\": %.3f, \"full\": %s, \"failing\": %s, "
-		       "\"commit_errors\": %llu}\n",
-		       a->name, ident, base, cow, chunk * COW_SECTOR, f.mapped, f.pending,
-		       f.copying, f.commits, f.daemon, (int)pid, f.rejected, f.copy_errors,
-		       f.failed, df.format, df.used, df.size > df.used ? df.size - df.used : 0,
-		       df.reloads, df.linear_segments,
-		       df.cow_segments, df.linear_chunks, df.tree_chunks,
-		       df.capped ? "true" : "false", df.last_suspend_ms, f.full ? "true" : "false",
-		       f.failing ? "true" : "false", f.commit_errors);
+		struct json_object *j = json_object_new_object();
+
+		json_object_object_add(j, "name", json_object_new_string(a->name));
+		json_object_object_add(j, "ident", json_object_new_string(ident));
+		json_object_object_add(j, "base", json_object_new_string(base));
+		json_object_object_add(j, "cow", json_object_new_string(cow));
+		json_add_u64(j, "chunk_bytes", chunk * COW_SECTOR);
+		json_add_u64(j, "chunks_mapped", f.mapped);
+		json_add_u64(j, "pending_faults", f.pending);
+		json_add_u64(j, "copies_in_flight", f.copying);
+		json_add_u64(j, "commits", f.commits);
+		json_object_object_add(j, "daemon", json_object_new_string(f.daemon));
+		json_object_object_add(j, "daemon_pid", json_object_new_int(pid));
+		json_add_u64(j, "rejected_messages", f.rejected);
+		json_add_u64(j, "copy_errors", f.copy_errors);
+		json_add_u64(j, "failed_faults", f.failed);
+		json_object_object_add(j, "format", json_object_new_string(df.format));
+		json_add_u64(j, "store_used_bytes", df.used);
+		json_add_u64(j, "store_free_bytes", df.size > df.used ? df.size - df.used : 0);
+		json_add_u64(j, "reloads", df.reloads);
+		json_add_u64(j, "linear_segments", df.linear_segments);
+		json_add_u64(j, "cow_segments", df.cow_segments);
+		json_add_u64(j, "linear_chunks", df.linear_chunks);
+		json_add_u64(j, "tree_chunks", df.tree_chunks);
+		json_object_object_add(j, "segment_limit_reached", json_object_new_boolean(df.capped));
+		json_object_object_add(j, "last_suspend_ms", json_object_new_double(df.last_suspend_ms));
+		json_object_object_add(j, "full", json_object_new_boolean(f.full));
+		json_object_object_add(j, "failing", json_object_new_boolean(f.failing));
+		json_add_u64(j, "commit_errors", f.commit_errors);
+		puts(json_object_to_json_string_ext(j, JSON_OUTPUT_FLAGS));
+		json_object_put(j);
 		return 0;
 	}
 	printf("%s: dm-cow device /dev/mapper/%s (group %s)%s%s\n", a->name, a->name, ident,

@@ -45,6 +45,16 @@ assert d["chunks_mapped"] == len(text) == len(d["mappings"])
 for m, t in zip(d["mappings"], text):
     assert [m["chunk"], m["offset"], m["cow_offset"]] == [int(x) for x in t], (m, t)
 ' "$fmt" || fail "$fmt: dump --json disagrees with the text dump"
+	# Names are escaped: a store named with quotes and a backslash.
+	weird="st \"$fmt\" \\ copy.cow"
+	cp "st-$fmt.cow" "$weird"
+	cowctl dump "$weird" base.img --json >weird.json || fail "$fmt: dump --json of $weird failed"
+	python3 -c '
+import json, sys
+d = json.load(open("weird.json"))
+assert d["store"] == sys.argv[1], d["store"]
+' "$weird" || fail "$fmt: dump --json does not escape the store's name: $(head -n 3 weird.json)"
+	rm -f "$weird"
 	# Each dumped chunk's data is where the dump says.
 	read -r chunk off cow_off < <(grep -v '^#' dump.txt | sed -n 3p)
 	cmp -n 65536 -i "$cow_off:$off" "st-$fmt.cow" model.img ||
