@@ -50,8 +50,9 @@ static void resolve_base(const char *store_path, const char *named, char *out, s
 /*
  * Read the first HEAD_BYTES of the store on @fd (@size bytes), find its
  * plugin (*plugin, NULL if none knows it) and what its header says.
- * *blank says whether those bytes are all zeros.  0, or a negative errno
- * from the read or from inspect().
+ * *blank says whether the store is blank (its first COW_BLANK_BYTES are
+ * zeros, as cowd judges).  0, or a negative errno from the read or from
+ * inspect().
  */
 static int read_header(const struct plugin_set *set, int fd, uint64_t size,
 		       const struct cow_plugin **plugin, struct cow_store_info *info, int *blank)
@@ -66,7 +67,8 @@ static int read_header(const struct plugin_set *set, int fd, uint64_t size,
 		return -ENOMEM;
 	r = len ? pread_full(fd, head, len, 0) : 0;
 	if (!r) {
-		*blank = buf_is_zero(head, len);
+		/* What cowd calls blank (and would format). */
+		*blank = buf_is_zero(head, len < COW_BLANK_BYTES ? len : COW_BLANK_BYTES);
 		*plugin = plugins_probe(set, head, len);
 		if (*plugin && COW_PLUGIN_HAS(*plugin, inspect))
 			r = (*plugin)->inspect(head, len, info);

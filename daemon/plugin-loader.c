@@ -146,7 +146,7 @@ const struct cow_plugin *plugins_probe(const struct plugin_set *set, const void 
 int store_open(const struct plugin_set *set, struct cow_store *s, const char *format,
 	       const struct cow_plugin **plugin, int *created)
 {
-	unsigned char head[4096];
+	unsigned char head[COW_BLANK_BYTES];
 	const struct cow_plugin *p = NULL;
 	size_t len = sizeof(head);
 	int r;

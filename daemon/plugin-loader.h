@@ -9,6 +9,8 @@
 /* Blank devices get the packed format; cowctl makes new files UML COW. */
 #define COW_DEFAULT_FORMAT "packed"
 #define COW_DEFAULT_FILE_FORMAT "uml"
+/* A store whose first COW_BLANK_BYTES are zero is blank: it may be formatted. */
+#define COW_BLANK_BYTES 4096
 
 struct plugin_set {
 	const struct cow_plugin *plugin[COW_MAX_PLUGINS];
