@@ -9,4 +9,5 @@ cow-pattern verify-epochs /dev/mapper/kq "$1" 7 "$4" "$2" "$3"
 pid=$(cat /run/dm-cow/kq.pid)
 dmsetup remove kq
 while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
-cowctl check /dev/vdb /dev/vda
+# Exit 4: slots handed out whose mappings the cut lost (leaks, no harm).
+cowctl check /dev/vdb /dev/vda || [ $? -eq 4 ]
