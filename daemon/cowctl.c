@@ -200,13 +200,11 @@ enum store_init {
 static int init_store(const char *base, const char *cow, uint64_t chunk_sectors,
 		      const char *format, enum store_init how)
 {
-	int fresh = how == STORE_NEW;
-
 	struct plugin_set set;
 	struct cow_store s = { .base_fd = -1, .cow_fd = -1 };
 	const struct cow_plugin *p;
 	char base_abs[PATH_MAX];
-	int created, is_file = 0, r;
+	int fresh = how == STORE_NEW, created, is_file = 0, r;
 
 	if (!realpath(base, base_abs)) {
 		log_err("%s: %s", base, strerror(errno));

@@ -259,15 +259,12 @@ static void test_full_store(void)
 
 int main(void)
 {
+	int r;
+
 	P = cow_plugin_init();
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
-		return 2;
-	}
-	if (system("qemu-img --version >/dev/null 2>&1")) {
-		fprintf(stderr, "test-qcow2-refcount: qemu-img is missing (make deps installs qemu-utils)\n");
-		return 1;
-	}
+	r = qemu_test_setup(dir, "test-qcow2-refcount");
+	if (r)
+		return r;
 	test_new_refcount_blocks();
 	test_grow_refcount_table();
 	test_full_store();

@@ -472,15 +472,12 @@ static void test_crafted_headers(void)
 
 int main(void)
 {
+	int r;
+
 	P = cow_plugin_init();
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
-		return 2;
-	}
-	if (system("qemu-img --version >/dev/null 2>&1")) {
-		fprintf(stderr, "test-qcow2: qemu-img is missing (make deps installs qemu-utils)\n");
-		return 1;
-	}
+	r = qemu_test_setup(dir, "test-qcow2");
+	if (r)
+		return r;
 	test_create_write();
 	test_qemu_overlay();
 	test_refusals();
