@@ -90,6 +90,7 @@ int cow_msg_check_incoming(const struct cow_msg *m, const struct cow_geometry *g
 		return 0;
 	case COW_MSG_FAULT:
 	case COW_MSG_READY:
+	case COW_MSG_FILLING:
 	case COW_MSG_COPY_FAILED:
 		break;
 	default:
@@ -134,6 +135,7 @@ const char *cow_msg_type_name(uint16_t type)
 	case COW_MSG_READY: return "READY";
 	case COW_MSG_COMMIT: return "COMMIT";
 	case COW_MSG_COPY_FAILED: return "COPY_FAILED";
+	case COW_MSG_FILLING: return "FILLING";
 	case COW_MSG_COMMIT_FAILED: return "COMMIT_FAILED";
 	case COW_MSG_ATTACH: return "ATTACH";
 	case COW_MSG_MAP: return "MAP";

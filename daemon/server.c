@@ -272,6 +272,24 @@ static void handle_copy_failed(struct cowd *d, const struct cow_msg *m)
 	write_status(d);
 }
 
+/*
+ * A copy an earlier cowd answered is still filling m->sector: the plugin
+ * must not give that location out again, nor put its metadata there.
+ */
+static int handle_filling(struct cowd *d, const struct cow_msg *m)
+{
+	int r;
+
+	if (!COW_PLUGIN_HAS(d->plugin, hold))
+		return 0;
+	r = d->plugin->hold(&d->store, m->chunk, m->sector);
+	if (r)
+		log_err("%s: cannot hold CoW sector %llu for chunk %llu, whose copy is in flight: %s",
+			d->ident, (unsigned long long)m->sector, (unsigned long long)m->chunk,
+			d->store.error[0] ? d->store.error : strerror(-r));
+	return r;
+}
+
 static int handle_fault(struct cowd *d, const struct cow_msg *m)
 {
 	uint64_t sector;
@@ -340,6 +358,9 @@ static int handle_batch(struct cowd *d, const struct cow_msg *msgs, size_t n)
 			break;
 		case COW_MSG_COPY_FAILED:
 			handle_copy_failed(d, &msgs[i]);
+			break;
+		case COW_MSG_FILLING:
+			r = handle_filling(d, &msgs[i]);
 			break;
 		case COW_MSG_COMMIT:
 			/*

@@ -8,7 +8,7 @@
  * its default format for a blank store, and then calls it from its single
  * event-loop thread: callbacks never run concurrently.
  *
- * Lifecycle:   probe -> open -> { locate | mark | commit }* -> close
+ * Lifecycle:   probe -> open -> hold* -> { locate | mark | commit }* -> close
  *              (or create -> open ... for a blank store)
  * Offline:     probe -> inspect -> open (read_only) -> for_each_mapping,
  *              check -> close
@@ -126,6 +126,20 @@ struct cow_plugin {
 	 * are made by the caller.
 	 */
 	int (*check)(struct cow_store *s);
+
+	/*
+	 * Optional.  An earlier daemon gave @chunk the location @sector and
+	 * the kernel is still filling it: never hand out that location, nor
+	 * put metadata over it.  mark(@chunk, @sector) follows if the fill
+	 * succeeds.  Called on a freshly opened store, before any locate()
+	 * (or again for a location this plugin gave, if the kernel replays
+	 * after lost messages).
+	 * A plugin whose metadata never moves and whose data locations
+	 * depend only on the chunk (like UML's) needs none; others must
+	 * provide it, or a restart of cowd with copies in flight may place
+	 * metadata where the kernel then writes data.
+	 */
+	int (*hold)(struct cow_store *s, uint64_t chunk, uint64_t sector);
 };
 
 /* Does plugin @p provide the optional callback @field? */

@@ -19,6 +19,10 @@
  *               the queued bios through
  *   READY       kernel: the chunk's data is in place at its CoW location and
  *               bios now go there; the daemon may now commit the mapping
+ *   FILLING     kernel, to a newly attached daemon only: a copy an earlier
+ *               daemon answered is filling this CoW location (sector) for
+ *               the chunk; a READY or COPY_FAILED for it follows.  Until
+ *               then nothing else may be placed there, metadata included
  *   COPY_FAILED kernel: filling the chunk's CoW location (sector) failed
  *               with error; its bios failed and the chunk stays unmapped:
  *               the location is the daemon's again, and a later write to
@@ -41,11 +45,13 @@
  *               (-EBUSY) if a cow target of any table (live, suspended or
  *               inactive) still covers any of them
  *
- * When a daemon (re)attaches, the kernel sends FAULT again for every fault
- * not answered yet, READY (flag READY_REPLAY, seq 0) for every chunk in its
- * remap tree, and COMMIT if anything is not known to be committed; that
- * COMMIT's seq covers the replayed chunks.  A new daemon picks up where the
- * old one stopped.
+ * When a daemon (re)attaches, the kernel sends FILLING for every copy in
+ * flight, READY (flag READY_REPLAY, seq 0) for every chunk in its remap
+ * tree, then FAULT again for every fault not answered yet, and COMMIT if
+ * anything is not known to be committed; that COMMIT's seq covers the
+ * replayed chunks.  No FAULT comes before the last FILLING and replayed
+ * READY, so a new daemon knows every location the kernel holds before it
+ * allocates one, and picks up where the old one stopped.
  *
  * Flags other than those defined for a message type are refused (-EINVAL).
  */
@@ -54,8 +60,12 @@
 
 #include <linux/types.h>
 
-/* 2: replayed READYs carry seq 0, COMMIT's seq covers them; COPY_FAILED, COMMIT_FAILED */
-#define COW_PROTO_VERSION 2
+/*
+ * 2: replayed READYs carry seq 0, COMMIT's seq covers them; COPY_FAILED,
+ *    COMMIT_FAILED
+ * 3: FILLING
+ */
+#define COW_PROTO_VERSION 3
 
 /* Control devices live at COW_CTL_DIR "/" IDENT. */
 #define COW_CTL_DIR "/dev/dm-cow"
@@ -68,6 +78,7 @@ enum cow_msg_type {
 	COW_MSG_READY = 3,
 	COW_MSG_COMMIT = 4,
 	COW_MSG_COPY_FAILED = 5,
+	COW_MSG_FILLING = 6,
 	/* daemon -> kernel */
 	COW_MSG_ATTACH = 16,
 	COW_MSG_MAP = 17,
@@ -90,7 +101,7 @@ struct cow_msg {
 	__u32 reserved; /* zero */
 	__u64 seq;     /* READY: commit sequence; COMMIT/COMMITTED: covers READY <= seq */
 	__u64 chunk;   /* chunk number (base sector / chunk_sectors) */
-	__u64 sector;  /* MAP/LOAD/READY: CoW-device sector of the chunk */
+	__u64 sector;  /* MAP/LOAD/READY/FILLING: CoW-device sector of the chunk */
 	__u64 arg[3];  /* HELLO: see COW_HELLO_*; ATTACH: arg[0] = data phase */
 };
 

@@ -47,8 +47,10 @@ static bool ctl_has_messages(struct cow_group *g)
 
 /*
  * Fill @msgs with up to @max messages, in the order that keeps the protocol
- * sound: READY before the COMMIT that must cover it.  READY entries handed
- * out are moved to @freed for the caller to free.
+ * sound: the replay (FILLING for every copy in flight, then READY for every
+ * remap) before any FAULT, so that a new daemon knows every location the
+ * kernel holds before it allocates; READY before the COMMIT that must cover
+ * it.  READY entries handed out are moved to @freed for the caller to free.
  *
  * Replayed READYs carry sequence 0: the new daemon learns their mappings,
  * but only the COMMIT that follows the replay tells it which sequence they
@@ -77,7 +79,21 @@ static unsigned int ctl_collect(struct cow_group *g, struct cow_msg *msgs,
 		m->seq = new_encode_dev(g->md_dev);
 		g->hello_pending = false;
 	}
-	while (g->replaying && n < max) {
+	while (g->replaying && g->replaying_fills && n < max) {
+		pc = pending_find_from(g, g->fill_next);
+		if (!pc) {
+			g->replaying_fills = false;
+			break;
+		}
+		g->fill_next = pc->chunk + 1;
+		if (pc->state != PENDING_COPYING)
+			continue;
+		msg_init(&msgs[n], COW_MSG_FILLING);
+		msgs[n].chunk = pc->chunk;
+		msgs[n].sector = pc->cow_sector;
+		n++;
+	}
+	while (g->replaying && !g->replaying_fills && n < max) {
 		unsigned long index = g->replay_next;
 
 		entry = xa_find(&g->remaps, &index, ULONG_MAX, XA_PRESENT);
@@ -136,8 +152,9 @@ static unsigned int ctl_collect(struct cow_group *g, struct cow_msg *msgs,
 
 /*
  * A daemon (a new one, or one that lost messages) learns everything it may
- * not have seen: the geometry, every fault not answered, every chunk in the
- * remap tree, and a COMMIT if anything may not be committed.
+ * not have seen: the geometry, every location a copy its predecessor
+ * answered is filling, every chunk in the remap tree, every fault not
+ * answered, and a COMMIT if anything may not be committed.
  */
 static void ctl_restart(struct cow_group *g)
 {
@@ -149,6 +166,8 @@ static void ctl_restart(struct cow_group *g)
 		pc->state = PENDING_FAULT_QUEUED;
 	list_splice_init(&g->fault_sent, &g->fault_queued);
 	g->replaying = true;
+	g->replaying_fills = true;
+	g->fill_next = 0;
 	g->replay_next = 0;
 	g->replay_seq = g->published_seq;
 	g->told_seq = 0;

@@ -57,6 +57,27 @@ struct pending_chunk *pending_find(struct cow_group *g, u64 chunk)
 	return NULL;
 }
 
+/* The pending chunk with the lowest number >= @chunk, or NULL. */
+struct pending_chunk *pending_find_from(struct cow_group *g, u64 chunk)
+{
+	struct rb_node *n = g->pending.rb_node;
+	struct pending_chunk *found = NULL;
+
+	lockdep_assert_held(&g->lock);
+
+	while (n) {
+		struct pending_chunk *pc = rb_entry(n, struct pending_chunk, node);
+
+		if (chunk <= pc->chunk) {
+			found = pc;
+			n = n->rb_left;
+		} else {
+			n = n->rb_right;
+		}
+	}
+	return found;
+}
+
 void pending_insert(struct cow_group *g, struct pending_chunk *new)
 {
 	struct rb_node **p = &g->pending.rb_node, *parent = NULL;

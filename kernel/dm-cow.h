@@ -158,7 +158,9 @@ struct cow_group {
 	u64 told_seq;
 	u64 replay_next;		/* next chunk to replay as READY */
 	u64 replay_seq;			/* published_seq when the replay began */
+	u64 fill_next;			/* next chunk to replay as FILLING */
 	bool replaying;
+	bool replaying_fills;		/* first part of the replay */
 	bool hello_pending;
 	bool commit_wanted;
 	bool ctl_open;
@@ -299,6 +301,7 @@ struct cow_group *group_create(const char *ident, struct cow_target *ct,
 void group_put(struct cow_group *g);
 void group_leave(struct cow_target *ct);
 struct pending_chunk *pending_find(struct cow_group *g, u64 chunk);
+struct pending_chunk *pending_find_from(struct cow_group *g, u64 chunk);
 void pending_insert(struct cow_group *g, struct pending_chunk *new);
 void group_kick(struct cow_group *g);
 bool group_requeueing(struct cow_group *g);

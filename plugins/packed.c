@@ -673,16 +673,40 @@ static int pk_locate(struct cow_store *s, uint64_t chunk, uint64_t *sector, int 
 	return 0;
 }
 
+/* The data slot at @sector, or -EINVAL with s->error set. */
+static int sector_slot(struct cow_store *s, struct pk_store *p, uint64_t chunk, uint64_t sector,
+		       uint64_t *slot)
+{
+	*slot = sector >= p->h.data_start ? (sector - p->h.data_start) / p->h.chunk_sectors : 0;
+	if (sector < p->h.data_start || (sector - p->h.data_start) % p->h.chunk_sectors ||
+	    *slot >= p->h.nr_slots)
+		return cow_store_error(s, -EINVAL, "chunk %llu reported at sector %llu, not a data slot",
+				       (unsigned long long)chunk, (unsigned long long)sector);
+	return 0;
+}
+
+/* A slot an earlier daemon gave out, still being filled: never give it again. */
+static int pk_hold(struct cow_store *s, uint64_t chunk, uint64_t sector)
+{
+	struct pk_store *p = s->priv;
+	uint64_t slot;
+	int r;
+
+	r = sector_slot(s, p, chunk, sector, &slot);
+	if (!r && slot >= p->next_slot)
+		p->next_slot = slot + 1;
+	return r;
+}
+
 static int pk_mark(struct cow_store *s, uint64_t chunk, uint64_t sector)
 {
 	struct pk_store *p = s->priv;
 	uint64_t slot, cur;
 	int r;
 
-	if (sector < p->h.data_start || (sector - p->h.data_start) % p->h.chunk_sectors ||
-	    (slot = (sector - p->h.data_start) / p->h.chunk_sectors) >= p->h.nr_slots)
-		return cow_store_error(s, -EINVAL, "chunk %llu reported at sector %llu, not a data slot",
-				       (unsigned long long)chunk, (unsigned long long)sector);
+	r = sector_slot(s, p, chunk, sector, &slot);
+	if (r)
+		return r;
 	if (map_get(&p->map, chunk, &cur)) {
 		if (cur == slot)
 			return 0;
@@ -834,6 +858,7 @@ static const struct cow_plugin packed_plugin = {
 	.used_bytes = pk_used_bytes,
 	.inspect = pk_inspect,
 	.check = pk_check,
+	.hold = pk_hold,
 };
 
 COW_PLUGIN_REGISTER(packed_plugin)

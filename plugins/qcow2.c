@@ -1012,17 +1012,36 @@ static int q2_locate(struct cow_store *s, uint64_t chunk, uint64_t *sector, int 
 	return r;
 }
 
-static int q2_mark(struct cow_store *s, uint64_t chunk, uint64_t sector)
+/*
+ * A cluster the kernel holds for @chunk, maybe given out by an earlier
+ * daemon: nothing is allocated over it, data or metadata.
+ */
+static int keep_allocated(struct cow_store *s, struct q2 *q, uint64_t chunk, uint64_t sector)
 {
-	struct q2 *q = s->priv;
 	uint64_t off = sector * COW_SECTOR;
 
 	if (chunk / q->l2_entries >= q->l1_size || off % q->cs)
 		return cow_store_error(s, -EINVAL, "bad mapping: chunk %llu at sector %llu",
 				       (unsigned long long)chunk, (unsigned long long)sector);
-	/* A location an earlier daemon gave out counts as allocated too. */
 	if (off + q->cs > q->next_free)
 		q->next_free = off + q->cs;
+	return 0;
+}
+
+static int q2_hold(struct cow_store *s, uint64_t chunk, uint64_t sector)
+{
+	return keep_allocated(s, s->priv, chunk, sector);
+}
+
+static int q2_mark(struct cow_store *s, uint64_t chunk, uint64_t sector)
+{
+	struct q2 *q = s->priv;
+	uint64_t off = sector * COW_SECTOR;
+	int r;
+
+	r = keep_allocated(s, q, chunk, sector);
+	if (r)
+		return r;
 	if (array_reserve(&q->pending, &q->maxpending, q->npending, sizeof(*q->pending)))
 		return -ENOMEM;
 	q->pending[q->npending] = (struct q2_pending){ chunk, off, q->npending };
@@ -1340,6 +1359,7 @@ static const struct cow_plugin qcow2_plugin = {
 	.used_bytes = q2_used_bytes,
 	.inspect = q2_inspect,
 	.check = q2_check,
+	.hold = q2_hold,
 };
 
 COW_PLUGIN_REGISTER(qcow2_plugin)

@@ -365,6 +365,28 @@ static void test_check_leaks(void)
 	teardown(&f);
 }
 
+/* cowd restarted with a copy in flight: its slot is never given again. */
+static void test_hold(void)
+{
+	struct fixture f;
+	uint64_t held = 0, sector = 0;
+	int valid = 0;
+
+	TEST("hold: a slot the kernel is filling is never given again");
+	setup(&f, 4 << 20, 4 << 20, "hold");
+	CHECK(P->create(&f.s) == 0 && P->open(&f.s) == 0, "create/open: %s", f.s.error);
+	CHECK(P->locate(&f.s, 5, &held, &valid) == 0, "the old cowd places chunk 5: %s", f.s.error);
+	CHECK(reopen(&f) == 0, "the new cowd opens the store: %s", f.s.error);
+	CHECK(P->hold(&f.s, 5, held) == 0, "%s", f.s.error);
+	CHECK(P->locate(&f.s, 6, &sector, &valid) == 0 && sector != held,
+	      "chunk 6 gets sector %llu, chunk 5's copy is filling %llu", (unsigned long long)sector,
+	      (unsigned long long)held);
+	CHECK(P->mark(&f.s, 5, held) == 0 && P->mark(&f.s, 6, sector) == 0 && P->commit(&f.s) == 0,
+	      "%s", f.s.error);
+	CHECK(P->hold(&f.s, 5, held + 1) == -EINVAL, "a location off the slot grid is refused");
+	teardown(&f);
+}
+
 int main(void)
 {
 	P = cow_plugin_init();
@@ -379,6 +401,7 @@ int main(void)
 	test_full();
 	test_rollover();
 	test_check_leaks();
+	test_hold();
 	rmdir(dir);
 	return check_done("test-packed");
 }

@@ -91,6 +91,10 @@ static void test_incoming(void)
 	      "a READY off the data phase");
 	m.sector = 0;
 	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "a READY before the data area");
+	m.type = COW_MSG_FILLING;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "a FILLING before the data area");
+	m.sector = 8 + 3 * 128;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == 0, "a FILLING at an aligned location");
 	m.type = COW_MSG_COPY_FAILED;
 	m.chunk = ~0ULL;
 	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "a COPY_FAILED of chunk 2^64-1");

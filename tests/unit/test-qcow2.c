@@ -94,15 +94,13 @@ static void teardown(struct fixture *f)
 	unlink(f->model);
 }
 
-/* What the kernel does for a first write: copy, then the daemon marks. */
-static uint64_t write_chunk(struct fixture *f, uint64_t chunk, int byte)
+/* The kernel's fill of @chunk at @sector (in the model too), then mark(). */
+static uint64_t fill_chunk(struct fixture *f, uint64_t chunk, uint64_t sector, int byte)
 {
 	static char buf[CHUNK];
-	uint64_t sector = 0, len = CHUNK;
-	int valid, mfd;
+	uint64_t len = CHUNK;
+	int mfd;
 
-	if (P->locate(&f->s, chunk, &sector, &valid))
-		return 0;
 	if (chunk * CHUNK + len > BASE_SIZE)
 		len = BASE_SIZE - chunk * CHUNK;
 	memset(buf, byte, sizeof(buf));
@@ -115,6 +113,17 @@ static uint64_t write_chunk(struct fixture *f, uint64_t chunk, int byte)
 	if (P->mark(&f->s, chunk, sector))
 		return 0;
 	return sector;
+}
+
+/* What the kernel does for a first write: copy, then the daemon marks. */
+static uint64_t write_chunk(struct fixture *f, uint64_t chunk, int byte)
+{
+	uint64_t sector = 0;
+	int valid;
+
+	if (P->locate(&f->s, chunk, &sector, &valid))
+		return 0;
+	return fill_chunk(f, chunk, sector, byte);
 }
 
 struct seen {
@@ -470,6 +479,38 @@ static void test_crafted_headers(void)
 	teardown(&f);
 }
 
+/*
+ * cowd killed while the kernel copies a chunk it placed: the new cowd is
+ * told of the copy (hold) before it allocates, and never gives that
+ * cluster out again.
+ */
+static void test_hold(void)
+{
+	struct fixture f;
+	uint64_t held = 0, sector = 0;
+	int valid = 0;
+
+	TEST("hold: a cluster the kernel is filling is never given again");
+	setup(&f, "hold");
+	f.s.cow_fd = open(f.cow, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	f.s.cow_size = 0;
+	CHECK(P->create(&f.s) == 0, "%s", f.s.error);
+	CHECK(open_cow(&f) == 0, "%s", f.s.error);
+	CHECK(P->locate(&f.s, 7, &held, &valid) == 0 && !valid, "the old cowd places chunk 7: %s",
+	      f.s.error);
+	CHECK(open_cow(&f) == 0, "the new cowd opens the image: %s", f.s.error);
+	CHECK(P->hold(&f.s, 7, held) == 0, "%s", f.s.error);
+	CHECK(P->locate(&f.s, 9, &sector, &valid) == 0 && sector != held,
+	      "chunk 9 gets sector %llu, chunk 7's copy is filling %llu", (unsigned long long)sector,
+	      (unsigned long long)held);
+	CHECK(fill_chunk(&f, 9, sector, 0x99) && fill_chunk(&f, 7, held, 0x77), "%s", f.s.error);
+	CHECK(P->commit(&f.s) == 0, "%s", f.s.error);
+	CHECK(qemu_check(f.cow) == 0, "qemu-img check");
+	CHECK(qemu_compare(&f) == 0, "qemu-img compare with the raw model");
+	CHECK(P->hold(&f.s, 7, held + 1) == -EINVAL, "a location off the cluster grid is refused");
+	teardown(&f);
+}
+
 int main(void)
 {
 	int r;
@@ -483,6 +524,7 @@ int main(void)
 	test_refusals();
 	test_backing();
 	test_crafted_headers();
+	test_hold();
 	sh("rm -rf %s", dir);
 	return check_done("test-qcow2");
 }
