@@ -822,6 +822,10 @@ static int q2_open(struct cow_store *s)
 	}
 	for (uint64_t i = 0; i < q->rt_entries; i++)
 		q->rt[i] &= ~0x1ffULL;	/* bits 0-8 are reserved */
+	/* An L1 entry without an offset is unallocated, whatever its flags (as for qemu). */
+	for (uint64_t i = 0; i < q->l1_size; i++)
+		if (!(q->l1[i] & Q2_OFFSET_MASK))
+			q->l1[i] = 0;
 	r = find_end(s, q);
 	if (!r)
 		r = scan_l2(s, q, v2);
@@ -961,6 +965,10 @@ static int mapped_cluster(struct cow_store *s, struct q2 *q, uint64_t chunk, uin
 	*off = e & Q2_OFFSET_MASK;
 	if (*off % q->cs)
 		return cow_store_error(s, -EINVAL, "corrupt qcow2 image: unaligned data cluster");
+	if (*off > s->cow_size || s->cow_size - *off < q->cs)
+		return cow_store_error(s, -EINVAL,
+				       "corrupt qcow2 image: chunk %llu lives at byte %llu, past the image's end (see cowctl check)",
+				       (unsigned long long)chunk, (unsigned long long)*off);
 	return 0;
 }
 

@@ -234,7 +234,8 @@ static int complete_chunk(struct cow_store *s, struct uml_store *u,
 static int scan_bitmap(struct cow_store *s, struct uml_store *u)
 {
 	const uint64_t chunk_bytes = s->chunk_sectors / 8; /* bitmap bytes per chunk */
-	const uint64_t window_chunks = (1 << 20) / chunk_bytes + 1;
+	const uint64_t most = (1 << 20) / chunk_bytes + 1;
+	const uint64_t window_chunks = u->nr_chunks && u->nr_chunks < most ? u->nr_chunks : most;
 	uint8_t *window = malloc(window_chunks * chunk_bytes);
 	uint64_t chunk;
 	int r = 0;
