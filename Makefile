@@ -26,7 +26,8 @@ COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/
 PLUGINS := uml packed qcow2
 HELPERS := cow-pattern cow-hostile log-replay cow-failnth
 
-.PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo bench install clean deps debug-kernel
+.PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo bench install clean deps debug-kernel \
+	fuzz
 
 all: programs plugins helpers $(if $(KVER),module)
 
@@ -134,6 +135,37 @@ unit-test: $(UNIT_BIN) programs
 vm-test: all
 	tests/run-vm
 
+# ---- fuzzing (libFuzzer: clang) ------------------------------------------
+# Harnesses for each plugin (fuzz-store.c linked with it) and for cowctl's
+# command line.  make fuzz runs each for FUZZ_TIME seconds; make check runs
+# each for a minute.
+FUZZ_CC ?= clang
+FUZZ_TIME ?= 60
+FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Idaemon -Wall -Wextra -Werror \
+	-Wno-unused-parameter -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+FUZZERS := $(PLUGINS:%=fuzz-%) fuzz-cowctl-args
+F := $(B)/fuzz
+
+$(F)/fuzz-cowctl-args: tests/fuzz/fuzz-cowctl-args.c daemon/cowctl-args.c daemon/log.c $(wildcard daemon/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^)
+
+$(F)/fuzz-%: tests/fuzz/fuzz-store.c plugins/%.c $(PLUGIN_LIB) $(wildcard include/*.h daemon/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^)
+
+$(F)/make-seed-%: tests/fuzz/make-seed.c plugins/%.c $(PLUGIN_LIB) $(wildcard include/*.h daemon/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $(filter %.c,$^)
+
+$(F)/seeds/.made: tests/fuzz/make-corpus $(PLUGINS:%=$(F)/make-seed-%)
+	tests/fuzz/make-corpus $(F)
+	@touch $@
+
+fuzz: $(FUZZERS:%=$(F)/%) $(F)/seeds/.made
+	tests/run-fuzz $(F) $(FUZZ_TIME) $(FUZZERS)
+
 checkpatch:
 	scripts/checkpatch kernel/*.c kernel/*.h
 
@@ -146,6 +178,7 @@ check: deps
 	$(MAKE) all
 	$(MAKE) checkpatch
 	$(MAKE) unit-test
+	$(MAKE) fuzz FUZZ_TIME=60
 	$(MAKE) debug-kernel
 	$(MAKE) vm-test
 
