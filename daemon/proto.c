@@ -101,6 +101,10 @@ int cow_msg_check_incoming(const struct cow_msg *m, const struct cow_geometry *g
 		*why = "chunk beyond the device";
 		return -EINVAL;
 	}
+	if (m->type == COW_MSG_COPY_FAILED && (m->error >= 0 || m->error < -4095)) {
+		*why = "COPY_FAILED without a negative errno";
+		return -EINVAL;
+	}
 	if (m->type != COW_MSG_FAULT &&
 	    (m->sector < phase || (m->sector - phase) % g->chunk_sectors)) {
 		*why = "CoW location not aligned to the store's chunks";

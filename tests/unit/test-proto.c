@@ -71,7 +71,13 @@ static void test_incoming(void)
 	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "type 0");
 	m.type = COW_MSG_COPY_FAILED;
 	m.sector = 8 + 3 * 128;
+	m.error = -EIO;
 	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == 0, "a COPY_FAILED comes from the kernel");
+	m.error = -2147483647 - 1;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "a COPY_FAILED with error INT_MIN");
+	m.error = 0;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "a COPY_FAILED without an error");
+	m.error = -EIO;
 	m.type = COW_MSG_COMMIT_FAILED;
 	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "COMMIT_FAILED never does");
 
