@@ -144,12 +144,20 @@ FUZZ_TIME ?= 60
 FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Idaemon -Wall -Wextra -Werror \
 	-Wno-unused-parameter -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
-FUZZERS := $(PLUGINS:%=fuzz-%) fuzz-cowctl-args
+FUZZERS := $(PLUGINS:%=fuzz-%) $(PLUGINS:%=fuzz-cowd-%) fuzz-cowctl-args
 F := $(B)/fuzz
 
 $(F)/fuzz-cowctl-args: tests/fuzz/fuzz-cowctl-args.c daemon/cowctl-args.c daemon/log.c $(wildcard daemon/*.h)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^)
+
+# cowd's message handling (server.c, included by the harness) over a plugin.
+FUZZ_COWD_SRC := daemon/space.c daemon/table.c daemon/reload.c daemon/log.c daemon/proto.c \
+	daemon/plugin-loader.c daemon/blkdev.c daemon/store.c daemon/store-grow.c daemon/crc32c.c
+$(F)/fuzz-cowd-%: tests/fuzz/fuzz-cowd.c daemon/server.c plugins/%.c $(FUZZ_COWD_SRC) $(wildcard include/*.h daemon/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz-cowd.c plugins/$*.c $(FUZZ_COWD_SRC) \
+		-lev -ldevmapper -ldl -lpthread
 
 $(F)/fuzz-%: tests/fuzz/fuzz-store.c plugins/%.c $(PLUGIN_LIB) $(wildcard include/*.h daemon/*.h)
 	@mkdir -p $(@D)
