@@ -24,7 +24,7 @@ COWD_SRC := daemon/cowd.c daemon/server.c daemon/space.c daemon/table.c daemon/r
 COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/offline.c daemon/signature.c \
 	daemon/store-check.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
 PLUGINS := uml packed qcow2
-HELPERS := cow-pattern cow-hostile log-replay cow-failnth
+HELPERS := cow-pattern cow-hostile log-replay cow-failnth cow-ctlfuzz
 
 .PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo bench install clean deps debug-kernel \
 	fuzz
