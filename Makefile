@@ -128,7 +128,7 @@ $(B)/unit/test-table: tests/unit/test-table.c daemon/table.c daemon/store.c test
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
-unit-test: $(UNIT_BIN) programs
+unit-test: $(UNIT_BIN) programs plugins
 	tests/run-unit $(UNIT_BIN)
 	tests/check-systemd-unit
 

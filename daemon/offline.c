@@ -35,14 +35,19 @@ static int fail(struct offline_store *o, int err, const char *fmt, ...)
 	return err;
 }
 
-/* A base named in a header: as given, else next to the store. */
+/*
+ * A base named in a header: an absolute name as it is, a relative one next
+ * to the store, as qemu and UML resolve it (never from the current
+ * directory, where another file of that name may be).
+ */
 static void resolve_base(const char *store_path, const char *named, char *out, size_t len)
 {
 	char dir[PATH_MAX];
 
-	snprintf(out, len, "%s", named);
-	if (named[0] == '/' || access(named, F_OK) == 0)
+	if (named[0] == '/') {
+		snprintf(out, len, "%s", named);
 		return;
+	}
 	snprintf(dir, sizeof(dir), "%s", store_path);
 	snprintf(out, len, "%s/%s", dirname(dir), named);
 }

@@ -511,6 +511,33 @@ static void test_hold(void)
 	teardown(&f);
 }
 
+/*
+ * A relative backing name is looked up next to the image, as qemu does,
+ * even when the current directory holds a file of that name.
+ */
+static void test_relative_base(void)
+{
+	char cowctl[4096], plugins[4096];
+
+	TEST("cowctl: a relative base name resolves next to the store");
+	if (!realpath("build/bin/cowctl", cowctl) || !realpath("build/plugins", plugins)) {
+		CHECK(0, "build/bin/cowctl and build/plugins are needed (make all)");
+		return;
+	}
+	sh("mkdir -p %s/rel %s/cwd", dir, dir);
+	CHECK(sh("cd %s/rel && truncate -s 4M base.img && qemu-io -f raw -c 'write -P 0x11 0 4M' base.img >/dev/null && "
+		 "qemu-img create -q -f qcow2 -b base.img -F raw q.qcow2 && "
+		 "qemu-io -c 'write -P 0x22 64k 64k' q.qcow2 >/dev/null && "
+		 "qemu-img convert -O raw q.qcow2 want.img", dir) == 0, "a qcow2 image over a relative base");
+	CHECK(sh("cd %s/cwd && truncate -s 4M base.img && qemu-io -f raw -c 'write -P 0x33 0 4M' base.img >/dev/null",
+		 dir) == 0, "another base.img in the current directory");
+	CHECK(sh("cd %s/cwd && COWD_PLUGIN_DIR=%s %s merge ../rel/q.qcow2 --out merged.img >/dev/null",
+		 dir, plugins, cowctl) == 0, "cowctl merge");
+	CHECK(sh("cmp -s %s/cwd/merged.img %s/rel/want.img", dir, dir) == 0,
+	      "the merge read the base next to the image, as qemu-img convert does");
+	sh("rm -rf %s/rel %s/cwd", dir, dir);
+}
+
 int main(void)
 {
 	int r;
@@ -525,6 +552,7 @@ int main(void)
 	test_backing();
 	test_crafted_headers();
 	test_hold();
+	test_relative_base();
 	sh("rm -rf %s", dir);
 	return check_done("test-qcow2");
 }
