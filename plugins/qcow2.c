@@ -24,8 +24,8 @@
  * table), so a store that cannot grow fails a first write with ENOSPC
  * before anything is copied, and a commit never runs out of space.
  *
- * Version 3 images are read and written; version 2 images are served read
- * only (first writes fail).  Compressed clusters, encryption, external data
+ * Version 3 and version 2 (compat=0.10) images are read and written alike
+ * (a version 2 image has no zero clusters nor feature bits).  Compressed clusters, encryption, external data
  * files, extended L2 entries, internal snapshots, dirty (lazy refcount)
  * images and refcounts other than 16 bits are refused by name.  Zero
  * clusters are turned into allocated clusters of zeros when the image is
@@ -978,9 +978,6 @@ static int q2_locate(struct cow_store *s, uint64_t chunk, uint64_t *sector, int 
 	uint64_t l1i = chunk / q->l2_entries, off, end;
 	int r;
 
-	if (q->version == 2)
-		return cow_store_error(s, -EROFS,
-				       "qcow2 version 2 images are read only here; convert with qemu-img amend -o compat=v3");
 	if (l1i >= q->l1_size)
 		return cow_store_error(s, -EINVAL, "chunk %llu is past the image",
 				       (unsigned long long)chunk);

@@ -5,7 +5,7 @@
  * compares equal to a raw model; clusters come in order; an overlay made
  * and written by qemu opens with its clusters mapped and its zero clusters
  * reading as zeros; unsupported features are refused by name; a version 2
- * image is served read only; uncommitted mappings vanish cleanly.
+ * image is read and written as well; uncommitted mappings vanish cleanly.
  */
 #include <endian.h>
 #include <errno.h>
@@ -337,13 +337,21 @@ static void test_refusals(void)
 	expect_refused("other cluster size refused", "-o cluster_size=4096", NULL,
 		       "4096-byte clusters");
 
-	TEST("version 2: read only");
+	/* Version 2 (compat=0.10): read and written like version 3. */
+	TEST("version 2: read and written, qemu-img agrees");
 	setup(&f, "v2");
 	sh("qemu-img create -q -f qcow2 -o compat=0.10 -b %s -F raw %s", f.base, f.cow);
 	sh("qemu-io -f qcow2 -c 'write -P 0x22 64k 64k' %s >/dev/null", f.cow);
+	sh("qemu-io -f raw -c 'write -P 0x22 64k 64k' %s >/dev/null", f.model);
 	CHECK(open_cow(&f) == 0, "a v2 image opens: %s", f.s.error);
-	CHECK(P->locate(&f.s, 9, &sector, &valid) == -EROFS && strstr(f.s.error, "compat"),
-	      "first writes refused: %s", f.s.error);
+	CHECK(P->locate(&f.s, 1, &sector, &valid) == 0 && valid, "qemu's cluster is mapped: %s",
+	      f.s.error);
+	CHECK(write_chunk(&f, 9, 0x99) && write_chunk(&f, 10, 0xaa) && write_chunk(&f, 64, 0xbb),
+	      "first writes: %s", f.s.error);
+	CHECK(P->commit(&f.s) == 0, "%s", f.s.error);
+	CHECK(qemu_check(f.cow) == 0, "qemu-img check of the written v2 image");
+	CHECK(qemu_compare(&f) == 0, "qemu-img compare with the raw model");
+	CHECK(sh("qemu-img info %s | grep -q 'compat: 0.10'", f.cow) == 0, "still version 2");
 	teardown(&f);
 }
 
