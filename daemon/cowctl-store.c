@@ -209,9 +209,43 @@ static int overlay_one(void *ctx, uint64_t chunk, uint64_t sector)
 	return r;
 }
 
+/* What the store holds: sectors of data at cow_sector, or of zeros. */
+static int overlay_extent(void *ctx, uint64_t sector, uint64_t count, uint64_t cow_sector)
+{
+	struct overlay_ctx *c = ctx;
+	uint64_t step = (uint64_t)c->o->s.chunk_sectors, done;
+	int r = 0;
+
+	for (done = 0; done < count && !r; done += step) {
+		uint64_t n = count - done < step ? count - done : step;
+		uint64_t off = (sector + done) * COW_SECTOR, len = n * COW_SECTOR;
+
+		if (off >= c->o->s.base_size)
+			break;
+		if (off + len > c->o->s.base_size)
+			len = c->o->s.base_size - off;
+		if (cow_sector == COW_EXTENT_ZERO)
+			memset(c->buf, 0, len);
+		else
+			r = pread_full(c->o->s.cow_fd, c->buf, len, (cow_sector + done) * COW_SECTOR);
+		if (!r)
+			r = pwrite_full(c->out_fd, c->buf, len, off);
+		progress_show(c->pg, n);
+	}
+	if (r)
+		c->err = r;
+	return r;
+}
+
 static int count_one(void *ctx, uint64_t chunk, uint64_t sector)
 {
 	(*(uint64_t *)ctx)++;
+	return 0;
+}
+
+static int count_extent(void *ctx, uint64_t sector, uint64_t count, uint64_t cow_sector)
+{
+	*(uint64_t *)ctx += count;
 	return 0;
 }
 
@@ -270,8 +304,8 @@ int cmd_merge(const struct cowctl_args *a)
 
 	if (refuse_if_used(a->store, "store"))
 		return 1;
-	/* Read-write: a UML file's partly written chunks get completed first. */
-	r = offline_open(&o, a->store, a->base, 0);
+	/* Read-only: merge never changes its source. */
+	r = offline_open(&o, a->store, a->base, 1);
 	if (r) {
 		log_err("%s", o.error);
 		goto out;
@@ -311,13 +345,24 @@ int cmd_merge(const struct cowctl_args *a)
 	}
 	if (r)
 		goto out;
-	o.p->for_each_mapping(&o.s, count_one, &mapped);
 	c.out_fd = out_fd;
 	c.buf = malloc((size_t)o.s.chunk_sectors * COW_SECTOR);
 	c.pg = &pg;
-	pg = (struct progress){ .tty = isatty(2), .last_pct = -1, .what = "merging changes ",
-				.total = mapped };
-	r = c.buf ? o.p->for_each_mapping(&o.s, overlay_one, &c) : -ENOMEM;
+	pg = (struct progress){ .tty = isatty(2), .last_pct = -1, .what = "merging changes " };
+	if (!c.buf) {
+		r = -ENOMEM;
+	} else if (COW_PLUGIN_HAS(o.p, for_each_extent)) {
+		/* Sector by sector: partly written chunks, chunks of zeros. */
+		r = o.p->for_each_extent(&o.s, count_extent, &pg.total);
+		if (!r)
+			r = o.p->for_each_extent(&o.s, overlay_extent, &c);
+		mapped = pg.total * COW_SECTOR;
+	} else {
+		r = o.p->for_each_mapping(&o.s, count_one, &pg.total);
+		if (!r)
+			r = o.p->for_each_mapping(&o.s, overlay_one, &c);
+		mapped = pg.total * o.s.chunk_sectors * COW_SECTOR;
+	}
 	free(c.buf);
 	if (!r && fsync(out_fd) < 0)
 		r = -errno;
@@ -325,7 +370,7 @@ int cmd_merge(const struct cowctl_args *a)
 		log_err("merging into %s: %s", target, strerror(-(c.err ? c.err : r)));
 		goto out;
 	}
-	printf("%s: %llu changed chunks of %s merged into %s%s\n", a->store,
+	printf("%s: %llu bytes of changes (%s store) merged into %s%s\n", a->store,
 	       (unsigned long long)mapped, o.p->name, a->in_place ? "the base " : "", target);
 	if (a->in_place)
 		printf("the base changed: stores made over its old content no longer match it\n");

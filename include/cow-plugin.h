@@ -11,7 +11,7 @@
  * Lifecycle:   probe -> open -> hold* -> { locate | mark | commit }* -> close
  *              (or create -> open ... for a blank store)
  * Offline:     probe -> inspect -> open (read_only) -> for_each_mapping,
- *              check -> close
+ *              for_each_extent, check -> close
  *
  * Compatibility: cowd accepts a plugin whose api_version is
  * COW_PLUGIN_API_VERSION and reads only the first @size bytes of its struct;
@@ -49,8 +49,9 @@ struct cow_store {
 	char error[256];	/* why the last call failed */
 
 	/*
-	 * Set by offline tools (cowctl check, dump): open() must not write.
-	 * Only open, for_each_mapping, check, used_bytes and close are called.
+	 * Set by offline tools (cowctl check, dump, merge): open() must not
+	 * write.  Only open, for_each_mapping, for_each_extent, check,
+	 * used_bytes and close are called.
 	 */
 	int read_only;
 };
@@ -62,6 +63,13 @@ struct cow_store_info {
 };
 
 typedef int (*cow_mapping_fn)(void *ctx, uint64_t chunk, uint64_t sector);
+
+/*
+ * @count device sectors from @sector are held by the store: at CoW sector
+ * @cow_sector on, or reading as zeros if @cow_sector is COW_EXTENT_ZERO.
+ */
+typedef int (*cow_extent_fn)(void *ctx, uint64_t sector, uint64_t count, uint64_t cow_sector);
+#define COW_EXTENT_ZERO UINT64_MAX
 
 struct cow_plugin {
 	uint32_t api_version;	/* COW_PLUGIN_API_VERSION */
@@ -140,6 +148,18 @@ struct cow_plugin {
 	 * metadata where the kernel then writes data.
 	 */
 	int (*hold)(struct cow_store *s, uint64_t chunk, uint64_t sector);
+
+	/*
+	 * Optional.  What the store holds, sector by sector, for offline tools
+	 * (cowctl merge) on a store opened read-only: call @fn for each run of
+	 * device sectors the store holds, in ascending order, with where it
+	 * is.  Sectors in no run read from the base.  Unlike
+	 * for_each_mapping() this also reports what a read-only open cannot
+	 * turn into whole mapped chunks: partly written chunks (UML) and
+	 * chunks that read as zeros (qcow2 zero clusters).  A plugin without
+	 * it holds whole chunks only, as for_each_mapping() lists them.
+	 */
+	int (*for_each_extent)(struct cow_store *s, cow_extent_fn fn, void *ctx);
 };
 
 /* Does plugin @p provide the optional callback @field? */

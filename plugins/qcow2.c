@@ -1217,6 +1217,45 @@ static int table_mappings(struct cow_store *s, struct q2 *q, uint64_t l1i, uint6
 	return r;
 }
 
+struct extent_ctx {
+	cow_extent_fn fn;
+	void *ctx;
+	uint64_t base_sectors;
+};
+
+/* Data clusters and, in version 3, zero clusters (which may have an offset too). */
+static int table_extents(struct cow_store *s, struct q2 *q, uint64_t l1i, uint64_t l2_off,
+			 const uint64_t *l2, void *ctx)
+{
+	struct extent_ctx *x = ctx;
+	uint64_t j, cs = q->cs / COW_SECTOR;
+	int r = 0;
+
+	for (j = 0; j < q->l2_entries && !r; j++) {
+		uint64_t e = be64toh(l2[j]), off = e & Q2_OFFSET_MASK;
+		uint64_t first = (l1i * q->l2_entries + j) * cs, n = cs;
+
+		if (first >= x->base_sectors)
+			break;
+		if (n > x->base_sectors - first)
+			n = x->base_sectors - first;
+		if (e & Q2_COMPRESSED)
+			return refuse(s, "compressed clusters");
+		if (q->version == 3 && (e & Q2_ZERO))
+			r = x->fn(x->ctx, first, n, COW_EXTENT_ZERO);
+		else if (off)
+			r = x->fn(x->ctx, first, n, off / COW_SECTOR);
+	}
+	return r;
+}
+
+static int q2_for_each_extent(struct cow_store *s, cow_extent_fn fn, void *ctx)
+{
+	struct extent_ctx x = { fn, ctx, div_up(s->base_size, COW_SECTOR) };
+
+	return walk_l2(s, s->priv, table_extents, &x);
+}
+
 static int q2_for_each_mapping(struct cow_store *s, cow_mapping_fn fn, void *ctx)
 {
 	struct mapping_ctx m = { fn, ctx };
@@ -1365,6 +1404,7 @@ static const struct cow_plugin qcow2_plugin = {
 	.inspect = q2_inspect,
 	.check = q2_check,
 	.hold = q2_hold,
+	.for_each_extent = q2_for_each_extent,
 };
 
 COW_PLUGIN_REGISTER(qcow2_plugin)

@@ -447,6 +447,56 @@ static int uml_for_each_mapping(struct cow_store *s, cow_mapping_fn fn, void *ct
 	return 0;
 }
 
+/*
+ * Runs of sectors whose bits are set, from the bitmap on disk: a read-only
+ * open cannot complete partly written chunks, and their other sectors are
+ * the base's, not what the COW file holds there.
+ */
+static int uml_for_each_extent(struct cow_store *s, cow_extent_fn fn, void *ctx)
+{
+	struct uml_store *u = s->priv;
+	/* Bitmap bytes read at a time. */
+	const uint64_t window = u->bitmap_len && u->bitmap_len < (1 << 20) ? u->bitmap_len : 1 << 20;
+	uint8_t *bits = malloc(window);
+	uint64_t off, run = 0, start = 0, sec;
+	int r = 0;
+
+	if (!bits)
+		return -ENOMEM;
+	for (off = 0; off < u->bitmap_len && !r; off += window) {
+		uint64_t len = u->bitmap_len - off < window ? u->bitmap_len - off : window;
+
+		r = pread_full(s->cow_fd, bits, len, u->bitmap_off + off);
+		if (r) {
+			cow_store_error(s, r, "cannot read the UML COW bitmap: %s", strerror(-r));
+			break;
+		}
+		for (sec = off * 8; sec < (off + len) * 8 && sec < u->sectors && !r; sec++) {
+			uint8_t byte = bits[(sec - off * 8) / 8];
+
+			/* Whole bytes at once where nothing changes. */
+			if (sec % 8 == 0 && sec + 8 <= u->sectors &&
+			    ((byte == 0 && !run) || (byte == 0xff && run))) {
+				run += byte ? 8 : 0;
+				sec += 7;
+				continue;
+			}
+			if (test_bit64(bits, sec - off * 8)) {
+				if (!run++)
+					start = sec;
+				continue;
+			}
+			if (run)
+				r = fn(ctx, start, run, u->data_off / COW_SECTOR + start);
+			run = 0;
+		}
+	}
+	if (!r && run)
+		r = fn(ctx, start, run, u->data_off / COW_SECTOR + start);
+	free(bits);
+	return r;
+}
+
 static uint64_t uml_data_phase(struct cow_store *s)
 {
 	struct uml_store *u = s->priv;
@@ -493,6 +543,7 @@ static const struct cow_plugin uml_plugin = {
 	.data_phase = uml_data_phase,
 	.used_bytes = uml_used_bytes,
 	.inspect = uml_inspect,
+	.for_each_extent = uml_for_each_extent,
 };
 
 COW_PLUGIN_REGISTER(uml_plugin)

@@ -122,16 +122,43 @@ static int list_one(void *ctx, uint64_t chunk, uint64_t sector)
 	return 0;
 }
 
-/* cowctl check, roughly: 0 sound, 1 leaks, -1 corrupt or unreadable. */
+struct extents {
+	uint64_t end, base_sectors;
+	int bad;
+};
+
+static int extent_one(void *ctx, uint64_t sector, uint64_t count, uint64_t cow_sector)
+{
+	struct extents *x = ctx;
+
+	if (sector < x->end || !count || count > x->base_sectors - sector ||
+	    sector > x->base_sectors)
+		x->bad = 1;
+	x->end = sector + count;
+	return 0;
+}
+
+/*
+ * cowctl check, roughly, and merge's walk: 0 sound, 1 leaks, -1 corrupt or
+ * unreadable.  A store called sound must list its extents in order, inside
+ * the base.
+ */
 static int offline_check(struct cow_store *s, struct listing *l)
 {
+	struct extents x = { .base_sectors = (s->base_size + COW_SECTOR - 1) / COW_SECTOR };
 	int r;
 
 	if (P->for_each_mapping(s, list_one, l) || l->disordered)
 		return -1;
+	if (COW_PLUGIN_HAS(P, for_each_extent) && P->for_each_extent(s, extent_one, &x))
+		return -1;
 	if (!COW_PLUGIN_HAS(P, check))
 		return 0;
 	r = P->check(s);
+	if (r >= 0 && x.bad) {
+		fprintf(stderr, "a sound store lists extents out of order or past the base\n");
+		abort();
+	}
 	return r < 0 ? -1 : r;
 }
 

@@ -543,6 +543,20 @@ static void test_relative_base(void)
 		 dir, plugins, cowctl) == 0, "cowctl merge");
 	CHECK(sh("cmp -s %s/cwd/merged.img %s/rel/want.img", dir, dir) == 0,
 	      "the merge read the base next to the image, as qemu-img convert does");
+
+	/*
+	 * Zero clusters read as zeros, and merge reads its source without
+	 * changing it (a read-write open would make them real clusters).
+	 */
+	TEST("cowctl merge: zero clusters, and the source stays as it was");
+	CHECK(sh("cd %s/rel && qemu-io -c 'write -z 1M 192k' -c 'write -z -u 2M 64k' -c 'write -P 0x44 3M 64k' q.qcow2 >/dev/null && "
+		 "qemu-img convert -O raw q.qcow2 want2.img && sha256sum q.qcow2 >before.sum", dir) == 0,
+	      "zero clusters written by qemu-io");
+	CHECK(sh("cd %s/rel && COWD_PLUGIN_DIR=%s %s merge q.qcow2 --out merged2.img >/dev/null", dir, plugins,
+		 cowctl) == 0, "cowctl merge");
+	CHECK(sh("cmp -s %s/rel/merged2.img %s/rel/want2.img", dir, dir) == 0,
+	      "the merge equals qemu-img convert: zero clusters are zeros");
+	CHECK(sh("cd %s/rel && sha256sum -c --quiet before.sum", dir) == 0, "the image did not change");
 	sh("rm -rf %s/rel %s/cwd", dir, dir);
 }
 

@@ -347,6 +347,50 @@ static void test_create_power_cut(void)
 	teardown(&f);
 }
 
+/*
+ * cowctl merge reads a COW file read-only and takes what its bitmap says,
+ * sector by sector: a partly written chunk gives its written sectors and
+ * the base's others, as uml_moo merges it, and the COW file stays as it
+ * was (a read-write open would complete the chunk).
+ */
+static void test_merge_partial(void)
+{
+	char cowctl[4096], plugins[4096];
+	struct fixture f;
+	unsigned char bits[2] = { 0x0f, 0xf0 }, buf[512];
+	uint64_t s;
+	int ok = 1;
+
+	TEST("cowctl merge of a partly written chunk equals uml_moo's, source unchanged");
+	if (!realpath("build/bin/cowctl", cowctl) || !realpath("build/plugins", plugins)) {
+		CHECK(0, "build/bin/cowctl and build/plugins are needed (make all)");
+		return;
+	}
+	setup(&f, 1 << 20, 64, "moo");
+	close(f.s.cow_fd);
+	unlink(f.cow);
+	CHECK(sh("uml_mkcow -f %s %s >/dev/null", f.cow, f.base) == 0, "uml_mkcow");
+	f.s.cow_fd = open(f.cow, O_RDWR);
+	/* Sectors 448-451 and 460-463 (chunk 7 of 64 sectors), 1000-1007. */
+	CHECK(pwrite(f.s.cow_fd, bits, 2, 8192 + 448 / 8) == 2, "bits");
+	CHECK(pwrite(f.s.cow_fd, "\xff", 1, 8192 + 1000 / 8) == 1, "bits");
+	memset(buf, 0xee, sizeof(buf));
+	for (s = 0; s < 2048; s++)
+		if (((s >= 448 && s < 452) || (s >= 460 && s < 464) || (s >= 1000 && s < 1008)) &&
+		    pwrite(f.s.cow_fd, buf, 512, (off_t)(12288 + s * 512)) != 512)
+			ok = 0;
+	CHECK(ok, "data");
+	fsync(f.s.cow_fd);
+	CHECK(sh("cd %s && sha256sum moo.cow >moo.sum && uml_moo -b moo.base moo.cow moo-merged.img >/dev/null",
+		 dir) == 0, "uml_moo");
+	CHECK(sh("cd %s && COWD_PLUGIN_DIR=%s %s merge moo.cow moo.base --out ours.img >/dev/null", dir,
+		 plugins, cowctl) == 0, "cowctl merge");
+	CHECK(sh("cmp -s %s/ours.img %s/moo-merged.img", dir, dir) == 0, "the merge equals uml_moo's");
+	CHECK(sh("cd %s && sha256sum -c --quiet moo.sum", dir) == 0, "the COW file did not change");
+	sh("cd %s && rm -f moo.sum moo-merged.img ours.img", dir);
+	teardown(&f);
+}
+
 int main(void)
 {
 	P = cow_plugin_init();
@@ -360,6 +404,7 @@ int main(void)
 	test_big_chunks();
 	test_refusals();
 	test_create_power_cut();
+	test_merge_partial();
 	rmdir(dir);
 	return check_done("test-uml");
 }
