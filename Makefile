@@ -21,7 +21,7 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 
 DAEMON_COMMON := daemon/log.c daemon/proto.c daemon/plugin-loader.c daemon/blkdev.c daemon/store.c
 COWD_SRC := daemon/cowd.c daemon/server.c daemon/space.c daemon/table.c daemon/reload.c $(DAEMON_COMMON)
-COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/offline.c daemon/signature.c \
+COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/offline.c daemon/signature.c daemon/keyval.c \
 	daemon/store-check.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
 PLUGINS := uml packed qcow2
 HELPERS := cow-pattern cow-hostile log-replay cow-failnth cow-ctlfuzz
@@ -83,7 +83,7 @@ $(B)/systemd/cowd@.service: systemd/cowd@.service.in
 
 # ---- tests ----------------------------------------------------------------
 UNIT_TESTS := test-proto test-uml test-cowctl-args test-table test-packed test-qcow2 test-qcow2-refcount \
-	test-plugin-api
+	test-plugin-api test-keyval
 UNIT_BIN := $(UNIT_TESTS:%=$(B)/unit/%)
 
 $(B)/unit/test-proto: tests/unit/test-proto.c daemon/proto.c daemon/log.c tests/unit/check.h
@@ -123,6 +123,10 @@ $(B)/example/flat.so: $(B)/example/flat.c include/cow-plugin.h
 $(B)/unit/test-plugin-api: tests/unit/test-plugin-api.c daemon/plugin-loader.c daemon/store.c daemon/log.c daemon/blkdev.c tests/unit/check.h $(B)/example/flat.so
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^) -ldl
+
+$(B)/unit/test-keyval: tests/unit/test-keyval.c daemon/keyval.c tests/unit/check.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
 $(B)/unit/test-table: tests/unit/test-table.c daemon/table.c daemon/store.c tests/unit/check.h
 	@mkdir -p $(@D)

@@ -24,6 +24,7 @@
 #include "dm-cow-proto.h"
 #include "dmdev.h"
 #include "json-out.h"
+#include "keyval.h"
 #include "log.h"
 #include "offline.h"
 #include "signature.h"
@@ -534,32 +535,22 @@ struct status_fields {
 
 static void parse_status(const char *params, struct status_fields *f)
 {
-	char buf[512], *tok, *save = NULL;
+	static const struct kv_field fields[] = {
+		KV(KV_U64, struct status_fields, mapped, "mapped"),
+		KV(KV_U64, struct status_fields, pending, "pending"),
+		KV(KV_U64, struct status_fields, copying, "copying"),
+		KV(KV_U64, struct status_fields, commits, "commits"),
+		KV(KV_U64, struct status_fields, rejected, "rejected"),
+		KV(KV_U64, struct status_fields, copy_errors, "copy_errors"),
+		KV(KV_U64, struct status_fields, failed, "failed"),
+		KV(KV_U64, struct status_fields, commit_errors, "commit_errors"),
+		KV(KV_STR, struct status_fields, daemon, "daemon"),
+		KV(KV_FLAG, struct status_fields, full, "full"),
+		KV(KV_FLAG, struct status_fields, failing, "failing"),
+	};
 
 	memset(f, 0, sizeof(*f));
-	snprintf(buf, sizeof(buf), "%s", params);
-	for (tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-		char *eq = strchr(tok, '=');
-		unsigned long long v;
-
-		if (!strcmp(tok, "full"))
-			f->full = 1;
-		if (!strcmp(tok, "failing"))
-			f->failing = 1;
-		if (!eq)
-			continue;
-		*eq++ = 0;
-		v = strtoull(eq, NULL, 10);
-		if (!strcmp(tok, "mapped")) f->mapped = v;
-		else if (!strcmp(tok, "pending")) f->pending = v;
-		else if (!strcmp(tok, "copying")) f->copying = v;
-		else if (!strcmp(tok, "commits")) f->commits = v;
-		else if (!strcmp(tok, "rejected")) f->rejected = v;
-		else if (!strcmp(tok, "copy_errors")) f->copy_errors = v;
-		else if (!strcmp(tok, "failed")) f->failed = v;
-		else if (!strcmp(tok, "commit_errors")) f->commit_errors = v;
-		else if (!strcmp(tok, "daemon")) snprintf(f->daemon, sizeof(f->daemon), "%s", eq);
-	}
+	kv_parse(params, fields, sizeof(fields) / sizeof(fields[0]), f);
 }
 
 /* What cowd publishes about its store and table in /run/dm-cow/IDENT.status. */
@@ -573,7 +564,21 @@ struct daemon_fields {
 
 static void read_daemon_status(const char *ident, struct daemon_fields *f)
 {
-	char path[160], line[160];
+	static const struct kv_field fields[] = {
+		KV(KV_STR, struct daemon_fields, format, "format"),
+		KV(KV_U64, struct daemon_fields, used, "store_used_bytes"),
+		KV(KV_U64, struct daemon_fields, size, "store_size_bytes"),
+		KV(KV_U64, struct daemon_fields, reloads, "reloads"),
+		KV(KV_U64, struct daemon_fields, linear_segments, "linear_segments"),
+		KV(KV_U64, struct daemon_fields, cow_segments, "cow_segments"),
+		KV(KV_U64, struct daemon_fields, linear_chunks, "linear_chunks"),
+		KV(KV_U64, struct daemon_fields, tree_chunks, "tree_chunks"),
+		KV(KV_INT, struct daemon_fields, capped, "capped"),
+		KV(KV_DOUBLE, struct daemon_fields, last_suspend_ms, "last_suspend_ms"),
+		KV(KV_DOUBLE, struct daemon_fields, max_suspend_ms, "max_suspend_ms"),
+	};
+	char path[160], text[4096];
+	size_t len;
 	FILE *file;
 
 	memset(f, 0, sizeof(*f));
@@ -582,20 +587,10 @@ static void read_daemon_status(const char *ident, struct daemon_fields *f)
 	if (!file)
 		return;
 	f->found = 1;
-	while (fgets(line, sizeof(line), file)) {
-		sscanf(line, "format=%31s", f->format);
-		sscanf(line, "store_used_bytes=%llu", &f->used);
-		sscanf(line, "store_size_bytes=%llu", &f->size);
-		sscanf(line, "reloads=%llu", &f->reloads);
-		sscanf(line, "linear_segments=%llu", &f->linear_segments);
-		sscanf(line, "cow_segments=%llu", &f->cow_segments);
-		sscanf(line, "linear_chunks=%llu", &f->linear_chunks);
-		sscanf(line, "tree_chunks=%llu", &f->tree_chunks);
-		sscanf(line, "capped=%d", &f->capped);
-		sscanf(line, "last_suspend_ms=%lf", &f->last_suspend_ms);
-		sscanf(line, "max_suspend_ms=%lf", &f->max_suspend_ms);
-	}
+	len = fread(text, 1, sizeof(text) - 1, file);
+	text[len] = 0;
 	fclose(file);
+	kv_parse(text, fields, sizeof(fields) / sizeof(fields[0]), f);
 }
 
 static int cmd_status(const struct cowctl_args *a)
