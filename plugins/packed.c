@@ -33,7 +33,10 @@
 #include "store.h"
 
 #define PK_MAGIC "DMCOWPK1"
-#define PK_VERSION 1
+/* 2: base_sample_crc; version 1 stores still open, with the weaker check. */
+#define PK_VERSION 2
+#define PK_SAMPLES 64		/* base samples in base_sample_crc */
+#define PK_SAMPLE_BYTES 4096
 #define PK_BLOCK 4096
 #define PK_SECTORS_PER_BLOCK (PK_BLOCK / COW_SECTOR)
 #define PK_MAX_JOURNAL_BLOCKS 256
@@ -50,7 +53,7 @@ struct pk_header {
 	uint32_t base_crc;	/* crc32c of the base's first base_id_bytes */
 	uint32_t base_id_bytes;
 	uint32_t store_id;	/* random; seeds every crc below */
-	uint32_t pad;
+	uint32_t base_sample_crc; /* version 2: of PK_SAMPLES blocks across the base */
 	uint64_t journal_start;	/* sectors */
 	uint64_t journal_blocks;
 	uint64_t ckpt_start[2];	/* sectors */
@@ -116,6 +119,7 @@ static void header_to_disk(const struct pk_header *in, struct pk_header *out)
 	out->base_crc = htole32(in->base_crc);
 	out->base_id_bytes = htole32(in->base_id_bytes);
 	out->store_id = htole32(in->store_id);
+	out->base_sample_crc = htole32(in->base_sample_crc);
 	out->journal_start = htole64(in->journal_start);
 	out->journal_blocks = htole64(in->journal_blocks);
 	for (i = 0; i < 2; i++)
@@ -137,6 +141,7 @@ static void header_from_disk(const struct pk_header *in, struct pk_header *out)
 	out->base_crc = le32toh(in->base_crc);
 	out->base_id_bytes = le32toh(in->base_id_bytes);
 	out->store_id = le32toh(in->store_id);
+	out->base_sample_crc = le32toh(in->base_sample_crc);
 	out->journal_start = le64toh(in->journal_start);
 	out->journal_blocks = le64toh(in->journal_blocks);
 	for (i = 0; i < 2; i++)
@@ -310,6 +315,31 @@ static int base_identity(struct cow_store *s, uint32_t bytes, uint32_t *crc)
 	r = pread_full(s->base_fd, buf, bytes, 0);
 	if (!r)
 		*crc = crc32c(0, buf, bytes);
+	free(buf);
+	return r;
+}
+
+/*
+ * A base that differs only past its first MiB (a newer build of the same
+ * image) must not pass for the store's: PK_SAMPLES blocks spread evenly
+ * over the whole base, each PK_SAMPLE_BYTES (or what the base has).
+ */
+static int base_samples(struct cow_store *s, uint32_t *crc)
+{
+	uint64_t len = s->base_size < PK_SAMPLE_BYTES ? s->base_size : PK_SAMPLE_BYTES;
+	char *buf = malloc(PK_SAMPLE_BYTES);
+	int i, r = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	*crc = 0;
+	for (i = 0; i < PK_SAMPLES && !r; i++) {
+		uint64_t off = (s->base_size - len) / (PK_SAMPLES - 1) * i / COW_SECTOR * COW_SECTOR;
+
+		r = pread_full(s->base_fd, buf, len, off);
+		if (!r)
+			*crc = crc32c(*crc, buf, len);
+	}
 	free(buf);
 	return r;
 }
@@ -551,6 +581,8 @@ static int pk_create(struct cow_store *s)
 	}
 	p.h.base_id_bytes = s->base_size < PK_BASE_ID_BYTES ? (uint32_t)s->base_size : PK_BASE_ID_BYTES;
 	r = base_identity(s, p.h.base_id_bytes, &p.h.base_crc);
+	if (!r)
+		r = base_samples(s, &p.h.base_sample_crc);
 	if (r)
 		return cow_store_error(s, r, "cannot read the base: %s", strerror(-r));
 	fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
@@ -611,8 +643,8 @@ static int check_header(struct cow_store *s, struct pk_store *p)
 	if (le32toh(disk.crc) != header_crc(&disk))
 		return cow_store_error(s, -EINVAL, "corrupt packed store: bad header checksum");
 	header_from_disk(&disk, &p->h);
-	if (p->h.version != PK_VERSION)
-		return cow_store_error(s, -EINVAL, "packed store version %u is not supported (only %u)",
+	if (p->h.version != 1 && p->h.version != PK_VERSION)
+		return cow_store_error(s, -EINVAL, "packed store version %u is not supported (1 and %u are)",
 				       p->h.version, PK_VERSION);
 	if (p->h.chunk_sectors != s->chunk_sectors)
 		return cow_store_error(s, -EINVAL, "the store was made for %u-sector chunks, the device uses %u",
@@ -629,6 +661,15 @@ static int check_header(struct cow_store *s, struct pk_store *p)
 	if (crc != p->h.base_crc)
 		return cow_store_error(s, -EINVAL, "the store was made for another base (its first %u bytes differ)",
 				       p->h.base_id_bytes);
+	if (p->h.version >= 2) {
+		r = base_samples(s, &crc);
+		if (r)
+			return cow_store_error(s, r, "cannot read the base: %s", strerror(-r));
+		if (crc != p->h.base_sample_crc)
+			return cow_store_error(s, -EINVAL,
+					       "the store was made for another base (its first %u bytes match, but samples across it differ: a changed base?)",
+					       p->h.base_id_bytes);
+	}
 	if (!layout_fits(&p->h, s->cow_size / COW_SECTOR))
 		return cow_store_error(s, -EINVAL, "corrupt packed store: its layout does not fit the device");
 	return 0;

@@ -365,6 +365,43 @@ static void test_check_leaks(void)
 	teardown(&f);
 }
 
+/*
+ * A base changed past its first MiB (a newer build of the same image) is
+ * not the store's base; a version 1 store, made before the samples, still
+ * opens with the first MiB checked only.
+ */
+static void test_base_samples(void)
+{
+	struct fixture f;
+	struct pk_disk_header {
+		char magic[8];
+		uint32_t version;
+	} __attribute__((packed)) *h;
+	char hdr[104], block[256 << 10];
+	uint32_t crc;
+
+	TEST("a base changed past its first MiB is refused; version 1 stores still open");
+	setup(&f, 8 << 20, 4 << 20, "samples");
+	CHECK(P->create(&f.s) == 0 && P->open(&f.s) == 0, "create/open: %s", f.s.error);
+	P->close(&f.s);
+	memset(block, 0x5a, sizeof(block));
+	/* 256 KiB at 6 MiB: past the first MiB, between two samples or on one. */
+	CHECK(pwrite(f.s.base_fd, block, sizeof(block), 6 << 20) == sizeof(block), "change the base");
+	CHECK(P->open(&f.s) == -EINVAL && strstr(f.s.error, "samples"), "refused: %s", f.s.error);
+
+	/* The same store as version 1 wrote it: no sample checksum. */
+	CHECK(pread(f.s.cow_fd, hdr, sizeof(hdr), 0) == sizeof(hdr), "read the header");
+	h = (struct pk_disk_header *)hdr;
+	h->version = htole32(1);
+	memset(hdr + 36, 0, 4);
+	memset(hdr + 96, 0, 4);
+	crc = htole32(crc32c(0, hdr, sizeof(hdr)));
+	memcpy(hdr + 96, &crc, 4);
+	CHECK(pwrite(f.s.cow_fd, hdr, sizeof(hdr), 0) == sizeof(hdr), "write a version 1 header");
+	CHECK(P->open(&f.s) == 0, "a version 1 store opens: %s", f.s.error);
+	teardown(&f);
+}
+
 /* cowd restarted with a copy in flight: its slot is never given again. */
 static void test_hold(void)
 {
@@ -402,6 +439,7 @@ int main(void)
 	test_rollover();
 	test_check_leaks();
 	test_hold();
+	test_base_samples();
 	rmdir(dir);
 	return check_done("test-packed");
 }
