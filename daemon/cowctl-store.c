@@ -302,7 +302,7 @@ int cmd_merge(const struct cowctl_args *a)
 	int out_fd = -1, out_is_file = 0, created = 0, r;
 	struct stat st;
 
-	if (refuse_if_used(a->store, "store"))
+	if (refuse_if_used(a->store, "store") || (a->in_place && refuse_if_used(a->base, "base")))
 		return 1;
 	/* Read-only: merge never changes its source. */
 	r = offline_open(&o, a->store, a->base, 1);
