@@ -27,7 +27,7 @@ PLUGINS := uml packed qcow2
 HELPERS := cow-pattern cow-hostile log-replay cow-failnth cow-ctlfuzz
 
 .PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo bench install clean deps debug-kernel \
-	fuzz
+	fuzz fuzz-check
 
 all: programs plugins helpers $(if $(KVER),module)
 
@@ -141,10 +141,12 @@ vm-test: all
 
 # ---- fuzzing (libFuzzer: clang) ------------------------------------------
 # Harnesses for each plugin (fuzz-store.c linked with it) and for cowctl's
-# command line.  make fuzz runs each for FUZZ_TIME seconds; make check runs
-# each for a minute.
+# command line.  make fuzz explores for FUZZ_TIME seconds each from a random
+# seed; make check (fuzz-check) replays the seeds and tests/fuzz/regress,
+# then FUZZ_RUNS inputs from a fixed seed: the same verdict on every run.
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
+FUZZ_RUNS ?= 10000
 FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Idaemon -Wall -Wextra -Werror \
 	-Wno-unused-parameter -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
@@ -178,6 +180,9 @@ $(F)/seeds/.made: tests/fuzz/make-corpus $(PLUGINS:%=$(F)/make-seed-%)
 fuzz: $(FUZZERS:%=$(F)/%) $(F)/seeds/.made
 	tests/run-fuzz $(F) $(FUZZ_TIME) $(FUZZERS)
 
+fuzz-check: $(FUZZERS:%=$(F)/%) $(F)/seeds/.made
+	tests/run-fuzz $(F) --runs $(FUZZ_RUNS) $(FUZZERS)
+
 checkpatch:
 	scripts/checkpatch kernel/*.c kernel/*.h
 
@@ -190,7 +195,7 @@ check: deps
 	$(MAKE) all
 	$(MAKE) checkpatch
 	$(MAKE) unit-test
-	$(MAKE) fuzz FUZZ_TIME=60
+	$(MAKE) fuzz-check
 	$(MAKE) debug-kernel
 	$(MAKE) vm-test
 
