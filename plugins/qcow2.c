@@ -1028,6 +1028,11 @@ static int keep_allocated(struct cow_store *s, struct q2 *q, uint64_t chunk, uin
 	if (chunk / q->l2_entries >= q->l1_size || off % q->cs)
 		return cow_store_error(s, -EINVAL, "bad mapping: chunk %llu at sector %llu",
 				       (unsigned long long)chunk, (unsigned long long)sector);
+	/* Every location the kernel holds was given out inside the image. */
+	if (off > s->cow_size || s->cow_size - off < q->cs)
+		return cow_store_error(s, -EINVAL,
+				       "bad mapping: chunk %llu at sector %llu, past the image's end",
+				       (unsigned long long)chunk, (unsigned long long)sector);
 	if (off + q->cs > q->next_free)
 		q->next_free = off + q->cs;
 	return 0;

@@ -516,6 +516,10 @@ static void test_hold(void)
 	CHECK(qemu_check(f.cow) == 0, "qemu-img check");
 	CHECK(qemu_compare(&f) == 0, "qemu-img compare with the raw model");
 	CHECK(P->hold(&f.s, 7, held + 1) == -EINVAL, "a location off the cluster grid is refused");
+	/* Found by fuzz-cowd-qcow2: the next locate then walked 2^40 refcount blocks. */
+	CHECK(P->hold(&f.s, 7, (1ULL << 50) / COW_SECTOR) == -EINVAL,
+	      "a location past the image's end is refused");
+	CHECK(P->locate(&f.s, 11, &sector, &valid) == 0, "%s", f.s.error);
 	teardown(&f);
 }
 
