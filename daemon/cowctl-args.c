@@ -78,7 +78,7 @@ static const struct {
 
 enum {
 	OPT_JSON = 256, OPT_READ_ONLY, OPT_BASE_RO, OPT_IN_PLACE, OPT_OUT, OPT_CHUNK, OPT_FORMAT,
-	OPT_FORCE,
+	OPT_FORCE, OPT_IGNORE_MTIME,
 };
 
 static const struct option long_options[] = {
@@ -91,6 +91,7 @@ static const struct option long_options[] = {
 	{ "chunk", required_argument, NULL, OPT_CHUNK },
 	{ "format", required_argument, NULL, OPT_FORMAT },
 	{ "force", no_argument, NULL, OPT_FORCE },
+	{ "ignore-base-mtime", no_argument, NULL, OPT_IGNORE_MTIME },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -109,6 +110,8 @@ static int option_applies(int opt, enum cowctl_cmd cmd)
 	case OPT_IN_PLACE:
 	case OPT_OUT:
 		return cmd == CMD_MERGE;
+	case OPT_IGNORE_MTIME:
+		return cmd == CMD_CREATE || cmd == CMD_CHECK || cmd == CMD_DUMP || cmd == CMD_MERGE;
 	default:
 		return 1;
 	}
@@ -172,6 +175,9 @@ int cowctl_parse(int argc, char **argv, struct cowctl_args *a)
 			break;
 		case OPT_FORCE:
 			a->force = 1;
+			break;
+		case OPT_IGNORE_MTIME:
+			a->ignore_base_mtime = 1;
 			break;
 		case OPT_IN_PLACE:
 			a->in_place = 1;

@@ -33,6 +33,7 @@ struct cowctl_args {
 	int read_only;		/* create --read-only */
 	int base_ro;		/* create --base-ro */
 	int force;		/* create --force: format over a foreign signature */
+	int ignore_base_mtime;	/* --ignore-base-mtime: a UML base file's mtime changed */
 	int json;
 	char error[256];
 };

@@ -19,6 +19,11 @@
 #include "store-check.h"
 #include "store.h"
 
+static unsigned int offline_flags(const struct cowctl_args *a)
+{
+	return OFFLINE_READ_ONLY | (a->ignore_base_mtime ? OFFLINE_IGNORE_BASE_MTIME : 0);
+}
+
 /* Offline commands must not race a cowd that serves the store. */
 static int refuse_if_used(const char *path, const char *what)
 {
@@ -39,7 +44,7 @@ int cmd_check(const struct cowctl_args *a)
 
 	if (refuse_if_used(a->store, "store"))
 		return CHECK_EXIT_FAILED;
-	r = offline_open(&o, a->store, a->base, 1);
+	r = offline_open(&o, a->store, a->base, offline_flags(a));
 	if (r) {
 		/* The plugin's open() refuses damage with EINVAL (the base was
 		 * found); anything else stopped the check itself. */
@@ -99,7 +104,7 @@ int cmd_dump(const struct cowctl_args *a)
 
 	if (refuse_if_used(a->store, "store"))
 		return 1;
-	r = offline_open(&o, a->store, a->base, 1);
+	r = offline_open(&o, a->store, a->base, offline_flags(a));
 	if (r) {
 		log_err("%s", o.error);
 		offline_close(&o);
@@ -305,7 +310,7 @@ int cmd_merge(const struct cowctl_args *a)
 	if (refuse_if_used(a->store, "store") || (a->in_place && refuse_if_used(a->base, "base")))
 		return 1;
 	/* Read-only: merge never changes its source. */
-	r = offline_open(&o, a->store, a->base, 1);
+	r = offline_open(&o, a->store, a->base, offline_flags(a));
 	if (r) {
 		log_err("%s", o.error);
 		goto out;

@@ -59,6 +59,9 @@ static void usage(FILE *f)
 		"                     into the base itself\n"
 		"  reset NAME         throw away the device's changes\n"
 		"\n"
+		"  --ignore-base-mtime (create, check, dump, merge): use a UML COW file\n"
+		"        although its base file was modified after it was made\n"
+		"\n"
 		"Exit status: 0 success, 1 failure, 2 bad usage.  See cowctl(8).\n");
 }
 
@@ -249,10 +252,10 @@ static int init_store(const char *base, const char *cow, uint64_t chunk_sectors,
 	return r;
 }
 
-static int start_daemon(const char *name)
+static int start_daemon(const char *name, int ignore_base_mtime)
 {
 	char dir[PATH_MAX], cowd[PATH_MAX + 16], pidfile[128], logfile[128];
-	char *argv[] = { cowd, "--pidfile", pidfile, "--log-file", logfile, (char *)name, NULL };
+	char *argv[] = { cowd, "--pidfile", pidfile, "--log-file", logfile, (char *)name, NULL, NULL };
 
 	self_dir(dir, sizeof(dir));
 	snprintf(cowd, sizeof(cowd), "%s/cowd", dir);
@@ -261,6 +264,10 @@ static int start_daemon(const char *name)
 	mkdir(RUN_DIR, 0700);
 	snprintf(pidfile, sizeof(pidfile), RUN_DIR "/%s.pid", name);
 	snprintf(logfile, sizeof(logfile), RUN_DIR "/%s.log", name);
+	if (ignore_base_mtime) {
+		argv[6] = argv[5];
+		argv[5] = "--ignore-base-mtime";
+	}
 	return run(argv);
 }
 
@@ -270,6 +277,7 @@ struct device_spec {
 	uint64_t chunk_sectors;
 	const char *features;	/* optional feature arguments, e.g. "1 daemon_timeout=5000" */
 	int read_only;
+	int ignore_base_mtime;	/* cowd --ignore-base-mtime */
 };
 
 /* Attach BASE and COW, load the table, start cowd.  0 or 1 (said why). */
@@ -305,7 +313,7 @@ static int make_device(const struct device_spec *d)
 		r = 1;
 		goto out;
 	}
-	if (start_daemon(d->name)) {
+	if (start_daemon(d->name, d->ignore_base_mtime)) {
 		log_err("%s: cowd could not serve the device; removing it", d->name);
 		dmdev_remove(d->name);
 		r = 1;
@@ -365,7 +373,8 @@ static int cmd_create(const struct cowctl_args *a)
 {
 	struct device_spec d = { .name = a->name, .base = a->base, .cow = a->cow,
 				 .chunk_sectors = a->chunk_bytes / COW_SECTOR,
-				 .read_only = a->read_only };
+				 .read_only = a->read_only,
+				 .ignore_base_mtime = a->ignore_base_mtime };
 	char who[300];
 	struct stat st;
 

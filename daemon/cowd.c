@@ -42,6 +42,9 @@ static void usage(FILE *f)
 		"      --min-run N          runs shorter than N chunks stay in the kernel's\n"
 		"                           remap tree (default 4)\n"
 		"      --no-reload          never reload the table\n"
+		"      --ignore-base-mtime  serve a UML COW file although its base file was\n"
+		"                           modified after it was made (a copy that lost\n"
+		"                           its mtime)\n"
 		"      --root-storage       serve a root disk: lock memory and mark argv[0]\n"
 		"                           with '@', so the shutdown killing spree of\n"
 		"                           systemd spares the daemon (also when started\n"
@@ -126,6 +129,7 @@ int main(int argc, char **argv)
 		{ "max-segments", required_argument, NULL, 'M' },
 		{ "min-run", required_argument, NULL, 'm' },
 		{ "no-reload", no_argument, NULL, 'N' },
+		{ "ignore-base-mtime", no_argument, NULL, 'I' },
 		{ "root-storage", no_argument, NULL, 'r' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
@@ -178,6 +182,7 @@ int main(int argc, char **argv)
 				d.min_run = n;
 			break;
 		case 'N': d.no_reload = 1; break;
+		case 'I': d.store.ignore_base_mtime = 1; break;
 		case 'r': root_storage = 1; break;
 		case 'v': verbose = 1; break;
 		case 'V': printf("cowd %s (protocol %u, plugin API %u)\n", COWD_VERSION,

@@ -83,14 +83,16 @@ static int read_header(const struct plugin_set *set, int fd, uint64_t size,
 }
 
 int offline_open(struct offline_store *o, const char *store_path, const char *base_path,
-		 int read_only)
+		 unsigned int flags)
 {
+	int read_only = !!(flags & OFFLINE_READ_ONLY);
 	struct cow_store_info info;
 	int is_file = 0, blank = 0, r;
 
 	memset(o, 0, sizeof(*o));
 	o->s.base_fd = o->s.cow_fd = -1;
 	o->s.read_only = read_only;
+	o->s.ignore_base_mtime = !!(flags & OFFLINE_IGNORE_BASE_MTIME);
 	if (plugins_load(&o->set, NULL) <= 0)
 		return fail(o, -ENOENT, "no store plugins in %s", o->set.dir);
 	o->s.cow_fd = open(store_path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);

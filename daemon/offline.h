@@ -19,14 +19,17 @@ struct offline_store {
 	uint64_t nr_chunks;	/* chunks of the base */
 };
 
+#define OFFLINE_READ_ONLY 1		/* nothing is written */
+#define OFFLINE_IGNORE_BASE_MTIME 2	/* see cow_store.ignore_base_mtime */
+
 /*
  * Open the store at @store_path with its plugin.  The base is @base_path,
- * or the one the store's header names (relative to the store's directory
- * when it is not found as given).  With @read_only nothing is written.
- * 0, or a negative errno and o->error says why; offline_close() either way.
+ * or the one the store's header names (a relative name is taken from the
+ * store's directory).  @flags: OFFLINE_*.  0, or a negative errno and
+ * o->error says why; offline_close() either way.
  */
 int offline_open(struct offline_store *o, const char *store_path, const char *base_path,
-		 int read_only);
+		 unsigned int flags);
 void offline_close(struct offline_store *o);
 
 /*

@@ -54,6 +54,13 @@ struct cow_store {
 	 * used_bytes and close are called.
 	 */
 	int read_only;
+
+	/*
+	 * Set by cowd --ignore-base-mtime (and cowctl's): the user says the
+	 * base is the one the store was made over, though its modification
+	 * time says otherwise (a copy that lost it).
+	 */
+	int ignore_base_mtime;
 };
 
 /* What a store's header says about itself (see inspect()). */

@@ -162,6 +162,25 @@ static int uml_create(struct cow_store *s)
 	return 0;
 }
 
+/*
+ * As UML does: a base file modified after the COW file was made is not
+ * the base it was made over.  A block device's node says nothing of its
+ * content (devtmpfs makes it anew at each boot), so only files are
+ * checked.
+ */
+static int check_mtime(struct cow_store *s, uint32_t mtime)
+{
+	struct stat st;
+
+	if (s->ignore_base_mtime || !s->base_name || stat(s->base_name, &st) || !S_ISREG(st.st_mode))
+		return 0;
+	if ((uint32_t)st.st_mtime == mtime)
+		return 0;
+	return cow_store_error(s, -EINVAL,
+			       "the base was modified after the COW file was made (mtime %u, the file says %u), as UML refuses too; if its content is unchanged (a copy that lost its mtime), give --ignore-base-mtime",
+			       (uint32_t)st.st_mtime, mtime);
+}
+
 static int read_header(struct cow_store *s, struct uml_store *u)
 {
 	struct uml_header h;
@@ -193,6 +212,9 @@ static int read_header(struct cow_store *s, struct uml_store *u)
 				       "UML COW header says the backing file has %llu bytes, but the base has %llu",
 				       (unsigned long long)be64toh(h.size),
 				       (unsigned long long)s->base_size);
+	r = check_mtime(s, be32toh(h.mtime));
+	if (r)
+		return r;
 	layout(u, s->base_size, align);
 	return 0;
 }

@@ -109,6 +109,11 @@ static void test_commands(void)
 	      a.error);
 	CHECK(PARSE(&a, "create", "g1", "b", "c") == 0 && !a.force, "no --force by default");
 	CHECK(PARSE(&a, "reset", "g1", "--force") == -1, "--force is for create");
+	CHECK(PARSE(&a, "create", "g1", "b", "c", "--ignore-base-mtime") == 0 && a.ignore_base_mtime,
+	      "create --ignore-base-mtime: %s", a.error);
+	CHECK(PARSE(&a, "merge", "s", "--out", "o", "--ignore-base-mtime") == 0 && a.ignore_base_mtime,
+	      "merge --ignore-base-mtime: %s", a.error);
+	CHECK(PARSE(&a, "remove", "g1", "--ignore-base-mtime") == -1, "not for remove");
 
 	TEST("options are whole words");
 	CHECK(PARSE(&a, "merge", "s.cow", "--output", "x") == -1 && strstr(a.error, "unknown option"),

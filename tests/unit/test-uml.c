@@ -254,6 +254,14 @@ static void test_refusals(void)
 	CHECK(reopen(&f) == -EINVAL && strstr(f.s.error, "but the base has"),
 	      "another base size: %s", f.s.error);
 	f.s.base_size = 1 << 20;
+	/* As UML: a base file changed after the COW file was made. */
+	CHECK(sh("touch -d 2001-01-01 %s", f.base) == 0, "touch the base");
+	CHECK(reopen(&f) == -EINVAL && strstr(f.s.error, "modified after") &&
+	      strstr(f.s.error, "--ignore-base-mtime"), "a base modified since: %s", f.s.error);
+	f.s.ignore_base_mtime = 1;
+	CHECK(reopen(&f) == 0, "--ignore-base-mtime: %s", f.s.error);
+	f.s.ignore_base_mtime = 0;
+	CHECK(P->create(&f.s) == 0, "%s", f.s.error);
 	corrupt(&f, 4, 2);
 	CHECK(reopen(&f) == -EINVAL && strstr(f.s.error, "version 2"), "v2: %s", f.s.error);
 	corrupt(&f, 4, 3);

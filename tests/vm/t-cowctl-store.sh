@@ -124,7 +124,7 @@ losetup -d "$B"
 # merge --in-place writes only into the base the user names, and only if
 # the store names that base too: an untrusted store must not choose what
 # root overwrites.
-cp base.img other.img
+cp -p base.img other.img	# same mtime: the name check must refuse it
 track mm
 cowctl create mm base.img mm.cow --format uml >/dev/null
 dd if=/dev/urandom of=/dev/mapper/mm bs=64k count=1 seek=3 oflag=direct status=none

@@ -41,4 +41,19 @@ fi
 grep -q "does not match\|but the base has" err.txt || { cat err.txt; fail "no reason given"; }
 note "refused: $(grep -o 'UML COW header.*' err.txt | head -n1)"
 dmsetup info uw >/dev/null 2>&1 && fail "the refused device was left behind"
+
+# A base file modified after the COW file was made is refused, as UML
+# refuses it; --ignore-base-mtime serves it all the same.
+uml_mkcow m.cow "$WORK/base.img" >/dev/null
+touch -d 2001-01-01 base.img
+if cowctl create um base.img m.cow 2>err.txt; then
+	track um
+	fail "a COW file older than its base's last change was accepted"
+fi
+has "modified after" err.txt || fail "no reason given: $(cat err.txt)"
+track um
+cowctl create um base.img m.cow --ignore-base-mtime >/dev/null ||
+	fail "--ignore-base-mtime did not serve the file"
+cmp /dev/mapper/um base.img || fail "the file served with --ignore-base-mtime reads wrong"
+cowctl remove um
 true
