@@ -215,6 +215,14 @@ static int record_again(struct cowd *d)
  * commit the kernel @asked for and that fails is answered with
  * COMMIT_FAILED: the kernel fails the flushes that waited for it, and cowd
  * goes on serving; the next flush asks for a new commit, which tries again.
+ *
+ * Except after a failed sync, of cowd's own or in the plugin's commit:
+ * Linux drops the pages a failed sync could not write and reports the
+ * error once, so what the store holds on disk is then unknown, and a
+ * commit built on what the plugin holds in memory could point at metadata
+ * that never reached the disk.  As qemu does, every later commit fails
+ * until cowd is restarted; the new cowd reads the store from the device
+ * (see drop_cached_store()) and the kernel replays every mapping to it.
  * Returns 0, or a negative errno if the answer could not be queued.
  */
 static int commit(struct cowd *d, int asked)
@@ -223,7 +231,10 @@ static int commit(struct cowd *d, int asked)
 	const char *why = NULL;
 	int r = 0;
 
-	if (d->nunrecorded && record_again(d)) {
+	if (d->sync_lost) {
+		r = -EIO;
+		why = "an earlier sync of the CoW device failed";
+	} else if (d->nunrecorded && record_again(d)) {
 		r = -EIO;
 		snprintf(unrecorded, sizeof(unrecorded),
 			 "%zu chunks the store could not record, chunk %llu first: %s",
@@ -238,10 +249,18 @@ static int commit(struct cowd *d, int asked)
 			r = d->plugin->commit(&d->store);
 			why = d->store.error;
 		}
+		/* Only running out of memory comes before any write. */
+		d->sync_lost = r && r != -ENOMEM;
 	}
 	if (r) {
 		d->nr_commit_errors++;
-		if (!d->store_failing)
+		if (!d->store_failing && d->sync_lost)
+			log_err("%s: cannot commit the store (%s): flushes fail with EIO until "
+				"cowd is restarted, once the CoW device works (after a failed "
+				"write or sync, only a new cowd can know what reached the "
+				"device); check it and the kernel log",
+				d->ident, why && *why ? why : strerror(-r));
+		else if (!d->store_failing)
 			log_err("%s: cannot commit the store (%s): flushes fail with EIO until "
 				"the CoW device works again; check it and the kernel log",
 				d->ident, why && *why ? why : strerror(-r));
@@ -338,6 +357,9 @@ static int handle_batch(struct cowd *d, const struct cow_msg *msgs, size_t n)
 		char desc[160];
 
 		r = cow_msg_check_incoming(&msgs[i], &d->geo, d->phase, &why);
+		/* A copy cowd cannot place could land on anything it allocates. */
+		if (r && msgs[i].type == COW_MSG_FILLING)
+			r = -EPROTO;
 		if (r == -EPROTO) {
 			log_err("%s: bad message from the kernel: %s", d->ident, why);
 			return r;
@@ -420,13 +442,13 @@ static void write_status(struct cowd *d)
 	fprintf(f, "format=%s\nstore_used_bytes=%llu\nstore_size_bytes=%llu\nreloads=%llu\nlinear_segments=%zu\n"
 		"cow_segments=%zu\nlinear_chunks=%llu\ntree_chunks=%llu\ncapped=%d\n"
 		"last_suspend_ms=%.3f\nmax_suspend_ms=%.3f\npid=%d\nstore_failing=%d\n"
-		"commit_errors=%llu\ncopy_errors=%llu\n",
+		"restart_needed=%d\ncommit_errors=%llu\ncopy_errors=%llu\n",
 		d->plugin->name,
 		(unsigned long long)(COW_PLUGIN_HAS(d->plugin, used_bytes) ? d->plugin->used_bytes(&d->store) : 0),
 		(unsigned long long)d->store.cow_size, (unsigned long long)d->nr_reloads, d->stats.linear_segments, d->stats.cow_segments,
 		(unsigned long long)d->stats.linear_chunks, (unsigned long long)d->stats.tree_chunks,
 		d->stats.capped, d->last_suspend_ms, d->max_suspend_ms, (int)getpid(),
-		d->store_failing, (unsigned long long)d->nr_commit_errors,
+		d->store_failing, d->sync_lost, (unsigned long long)d->nr_commit_errors,
 		(unsigned long long)d->nr_copy_errors);
 	fclose(f);
 	rename(tmp, d->status_path);
@@ -616,6 +638,18 @@ static int read_hello(struct cowd *d)
 	return 0;
 }
 
+/*
+ * Pages of the CoW device left in the page cache may hold what an earlier
+ * cowd wrote and a failed sync never wrote to the device: read the store
+ * as the device holds it.  Dirty pages are written first, clean ones
+ * dropped; an error is harmless (the cache then serves what it has).
+ */
+static void drop_cached_store(int fd)
+{
+	if (fdatasync(fd) == 0)
+		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+}
+
 static int open_devices(struct cowd *d)
 {
 	char base_path[256], cow_path[256];
@@ -640,6 +674,7 @@ static int open_devices(struct cowd *d)
 		return fd;
 	}
 	d->store.cow_fd = fd;
+	drop_cached_store(fd);
 	r = fd_size(d->store.cow_fd, &size, &is_file);
 	if (r)
 		return r;

@@ -42,6 +42,7 @@ struct cowd {
 	uint64_t nr_commit_errors;
 	uint64_t nr_copy_errors;
 	int store_failing;	/* the last commit failed */
+	int sync_lost;		/* a sync of the store failed: its content on disk is unknown */
 	uint64_t phase;		/* the store's data phase, told to the kernel */
 	int dirty;		/* mark() since the last commit */
 	/* READY chunks the plugin could not record: no commit until it does */

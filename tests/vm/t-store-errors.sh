@@ -1,8 +1,11 @@
 # A failing CoW device fails exactly the affected I/O, says so, and works
 # again when the fault goes away: a copy that fails fails its write (and
 # cowd hears of it); a commit that fails fails the flush that waited for it,
-# the group reports "failing", and cowd goes on serving.  The CoW device is
-# a dm device whose table is switched between linear and error.  cowd's
+# the group reports "failing", and cowd goes on serving.  After a failed
+# sync what reached the device is unknown, so flushes fail until cowd is
+# restarted; the new cowd reads the store from the device, the kernel
+# replays every mapping to it, and its commits work.  The CoW device is a
+# dm device whose table is switched between linear and error.  cowd's
 # commit timer is off (an hour): only the test's flushes ask for commits.
 . ./lib.sh
 
@@ -58,11 +61,18 @@ dmsetup status se | has ' failing' || fail "dmsetup status does not say failing:
 [ "$(dm_status se commit_errors)" -ge 1 ] || fail "commit_errors not counted"
 kill -0 "$pid" || fail "cowd died of a failed commit"
 has "cannot commit the store" /run/dm-cow/se.log || fail "cowd did not say why the commit failed"
+has "until cowd is restarted" /run/dm-cow/se.log || fail "cowd did not say what to do next"
+has "restart_needed=1" /run/dm-cow/se.status || fail "the status file does not say restart_needed=1"
 set_cowdev linear
 put 6 1 || fail "a first write failed after the CoW device came back"
-sync /dev/mapper/se || fail "a flush failed after the CoW device came back"
+sync /dev/mapper/se 2>/dev/null && fail "a flush succeeded after a failed sync, without a restart"
+kill "$pid"
+wait_until "cowd exits" gone "$pid"
+cowd --no-reload --commit-interval 3600 --pidfile /run/dm-cow/se.pid --log-file /run/dm-cow/se.log se
+pid=$(cat /run/dm-cow/se.pid)
+sync /dev/mapper/se || fail "a flush failed after cowd was restarted"
 dmsetup status se | has ' failing' && fail "still failing after a good commit: $(dmsetup status se)"
-note "failed commit: the flush failed, cowd kept serving, the next commit worked"
+note "failed commit: the flush failed, cowd kept serving, after a restart commits worked"
 
 # Everything acknowledged is there, also after the device is built anew.
 for c in 3:2 5:1 6:1; do holds "${c%:*}" "${c#*:}" || fail "chunk ${c%:*} lost its data"; done
