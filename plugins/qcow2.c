@@ -106,6 +106,8 @@ struct q2 {
 	uint64_t rt_full;	/* every block below this one exists */
 	uint64_t refs_per_block;
 	uint64_t next_free;	/* first byte past every allocated cluster */
+	/* [opened_end, zero_end): the clusters open gave to zero clusters */
+	uint64_t opened_end, zero_end;
 	uint64_t nr_mapped;
 	struct q2_pending *pending;
 	size_t npending, maxpending;
@@ -827,8 +829,10 @@ static int q2_open(struct cow_store *s)
 		if (!(q->l1[i] & Q2_OFFSET_MASK))
 			q->l1[i] = 0;
 	r = find_end(s, q);
+	q->opened_end = q->next_free;
 	if (!r)
 		r = scan_l2(s, q, v2);
+	q->zero_end = q->next_free;
 	if (!r && !s->read_only && h.autoclear_features) {
 		/* Bitmaps and the like go stale once we write: say so, as qemu does. */
 		uint64_t zero = 0;
@@ -1033,6 +1037,15 @@ static int keep_allocated(struct cow_store *s, struct q2 *q, uint64_t chunk, uin
 		return cow_store_error(s, -EINVAL,
 				       "bad mapping: chunk %llu at sector %llu, past the image's end",
 				       (unsigned long long)chunk, (unsigned long long)sector);
+	/*
+	 * Open made zero clusters real in [opened_end, zero_end): if an
+	 * earlier daemon's copy fills one of those, both claim it.  Only a
+	 * change to the image while it was in use can cause that.
+	 */
+	if (off >= q->opened_end && off < q->zero_end)
+		return cow_store_error(s, -EEXIST,
+				       "chunk %llu is being copied to byte %llu, which this daemon took for a zero cluster at open: the image changed while in use; stop and run cowctl check",
+				       (unsigned long long)chunk, (unsigned long long)off);
 	if (off + q->cs > q->next_free)
 		q->next_free = off + q->cs;
 	return 0;

@@ -524,6 +524,33 @@ static void test_hold(void)
 }
 
 /*
+ * Zero clusters written into the image while a copy of an earlier daemon
+ * is in flight: open makes them real at the end the refcounts give, which
+ * is where that copy lands.  The hold must be refused, never both kept.
+ */
+static void test_hold_over_zero_cluster(void)
+{
+	struct fixture f;
+	uint64_t held = 0;
+	int valid = 0;
+
+	TEST("hold: a copy in flight where open made a zero cluster real is refused");
+	setup(&f, "holdzero");
+	CHECK(sh("qemu-img create -q -f qcow2 -b %s -F raw %s && "
+		 "qemu-io -f qcow2 -c 'write -P 0xab 128k 64k' %s >/dev/null",
+		 f.base, f.cow, f.cow) == 0, "qemu-img create, qemu-io");
+	CHECK(open_cow(&f) == 0, "%s", f.s.error);
+	CHECK(P->locate(&f.s, 7, &held, &valid) == 0 && !valid, "the old cowd places chunk 7: %s",
+	      f.s.error);
+	P->close(&f.s);
+	CHECK(sh("qemu-io -f qcow2 -c 'write -z 1M 64k' %s >/dev/null", f.cow) == 0, "qemu-io");
+	CHECK(open_cow(&f) == 0, "the new cowd opens the image: %s", f.s.error);
+	CHECK(P->hold(&f.s, 7, held) == -EEXIST, "hold of sector %llu: %s",
+	      (unsigned long long)held, f.s.error);
+	teardown(&f);
+}
+
+/*
  * A relative backing name is looked up next to the image, as qemu does,
  * even when the current directory holds a file of that name.
  */
@@ -578,6 +605,7 @@ int main(void)
 	test_backing();
 	test_crafted_headers();
 	test_hold();
+	test_hold_over_zero_cluster();
 	test_relative_base();
 	sh("rm -rf %s", dir);
 	return check_done("test-qcow2");
