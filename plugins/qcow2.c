@@ -1027,7 +1027,7 @@ static int q2_locate(struct cow_store *s, uint64_t chunk, uint64_t *sector, int 
  */
 static int keep_allocated(struct cow_store *s, struct q2 *q, uint64_t chunk, uint64_t sector)
 {
-	uint64_t off = sector * COW_SECTOR;
+	uint64_t off = sector * COW_SECTOR, mapped;
 
 	if (chunk / q->l2_entries >= q->l1_size || off % q->cs)
 		return cow_store_error(s, -EINVAL, "bad mapping: chunk %llu at sector %llu",
@@ -1039,10 +1039,13 @@ static int keep_allocated(struct cow_store *s, struct q2 *q, uint64_t chunk, uin
 				       (unsigned long long)chunk, (unsigned long long)sector);
 	/*
 	 * Open made zero clusters real in [opened_end, zero_end): if an
-	 * earlier daemon's copy fills one of those, both claim it.  Only a
-	 * change to the image while it was in use can cause that.
+	 * earlier daemon's copy fills one of those for another chunk, both
+	 * claim it.  Only a change to the image while it was in use can
+	 * cause that.  (The chunk's own zero cluster is reported, with its
+	 * data valid, when a write reached it before cowd loaded it.)
 	 */
-	if (off >= q->opened_end && off < q->zero_end)
+	if (off >= q->opened_end && off < q->zero_end &&
+	    (mapped_cluster(s, q, chunk, &mapped) || mapped != off))
 		return cow_store_error(s, -EEXIST,
 				       "chunk %llu is being copied to byte %llu, which this daemon took for a zero cluster at open: the image changed while in use; stop and run cowctl check",
 				       (unsigned long long)chunk, (unsigned long long)off);

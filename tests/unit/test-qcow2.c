@@ -531,7 +531,7 @@ static void test_hold(void)
 static void test_hold_over_zero_cluster(void)
 {
 	struct fixture f;
-	uint64_t held = 0;
+	uint64_t held = 0, zero = 0;
 	int valid = 0;
 
 	TEST("hold: a copy in flight where open made a zero cluster real is refused");
@@ -547,6 +547,11 @@ static void test_hold_over_zero_cluster(void)
 	CHECK(open_cow(&f) == 0, "the new cowd opens the image: %s", f.s.error);
 	CHECK(P->hold(&f.s, 7, held) == -EEXIST, "hold of sector %llu: %s",
 	      (unsigned long long)held, f.s.error);
+	/* The zero chunk itself, written before cowd loaded it, is recorded. */
+	CHECK(P->locate(&f.s, 16, &zero, &valid) == 0 && valid && zero == held,
+	      "chunk 16 is at sector %llu: %s", (unsigned long long)zero, f.s.error);
+	CHECK(P->mark(&f.s, 16, zero) == 0 && P->commit(&f.s) == 0, "%s", f.s.error);
+	CHECK(qemu_check(f.cow) == 0, "qemu-img check");
 	teardown(&f);
 }
 
