@@ -19,10 +19,12 @@
  *               the queued bios through
  *   READY       kernel: the chunk's data is in place at its CoW location and
  *               bios now go there; the daemon may now commit the mapping
- *   FILLING     kernel, to a newly attached daemon only: a copy an earlier
- *               daemon answered is filling this CoW location (sector) for
- *               the chunk; a READY or COPY_FAILED for it follows.  Until
- *               then nothing else may be placed there, metadata included
+ *   FILLING     kernel, first in every replay (to a new daemon, or again
+ *               after a read the daemon did not get): a copy a MAP
+ *               started is filling this CoW location (sector) for the
+ *               chunk; a READY (maybe the replayed one) or COPY_FAILED
+ *               follows, unless the group goes away first.  Until then
+ *               nothing else may be placed there, metadata included
  *   COPY_FAILED kernel: filling the chunk's CoW location (sector) failed
  *               with error; its bios failed and the chunk stays unmapped:
  *               the location is the daemon's again, and a later write to

@@ -79,37 +79,56 @@ static unsigned int ctl_collect(struct cow_group *g, struct cow_msg *msgs,
 		m->seq = new_encode_dev(g->md_dev);
 		g->hello_pending = false;
 	}
-	while (g->replaying && g->replaying_fills && n < max) {
-		pc = pending_find_from(g, g->fill_next);
-		if (!pc) {
-			g->replaying_fills = false;
-			break;
-		}
-		g->fill_next = pc->chunk + 1;
-		if (pc->state != PENDING_COPYING)
-			continue;
-		msg_init(&msgs[n], COW_MSG_FILLING);
-		msgs[n].chunk = pc->chunk;
-		msgs[n].sector = pc->cow_sector;
-		n++;
-	}
-	while (g->replaying && !g->replaying_fills && n < max) {
-		unsigned long index = g->replay_next;
+	/*
+	 * A replay goes first and alone: every FILLING, then a READY for
+	 * every chunk of the remap tree, and only then live messages (a
+	 * FAULT answered before every copy in flight is known could be
+	 * placed over one; a live READY would let a COMMITTED cover chunks
+	 * the daemon was not told of yet).  Most pending chunks may be
+	 * waiting for a FAULT and many remap entries may be slots of copies:
+	 * look at COW_REPLAY_SCAN of them per step, with interrupts off,
+	 * and let ctl_read() come back for the rest.
+	 */
+	if (g->replaying) {
+		unsigned int scanned = 0;
+		struct rb_node *next;
 
-		entry = xa_find(&g->remaps, &index, ULONG_MAX, XA_PRESENT);
-		if (!entry) {
-			g->replaying = false;
-			g->told_seq = max(g->told_seq, g->replay_seq);
-			break;
+		if (g->replaying_fills) {
+			pc = pending_find_from(g, g->fill_next);
+			for (; pc && n < max && scanned < COW_REPLAY_SCAN; scanned++) {
+				if (pc->state == PENDING_COPYING) {
+					msg_init(&msgs[n], COW_MSG_FILLING);
+					msgs[n].chunk = pc->chunk;
+					msgs[n].sector = pc->cow_sector;
+					n++;
+				}
+				g->fill_next = pc->chunk + 1;
+				next = rb_next(&pc->node);
+				pc = next ? rb_entry(next, struct pending_chunk, node) : NULL;
+			}
+			if (!pc)
+				g->replaying_fills = false;
 		}
-		g->replay_next = index + 1;
-		if (!xa_is_value(entry))
-			continue;
-		msg_init(&msgs[n], COW_MSG_READY);
-		msgs[n].flags = COW_READY_REPLAY;
-		msgs[n].chunk = index;
-		msgs[n].sector = xa_to_value(entry);
-		n++;
+		for (; !g->replaying_fills && n < max && scanned < COW_REPLAY_SCAN; scanned++) {
+			unsigned long index = g->replay_next;
+
+			entry = xa_find(&g->remaps, &index, ULONG_MAX, XA_PRESENT);
+			if (!entry) {
+				g->replaying = false;
+				g->told_seq = max(g->told_seq, g->replay_seq);
+				break;
+			}
+			g->replay_next = index + 1;
+			if (!xa_is_value(entry))
+				continue;
+			msg_init(&msgs[n], COW_MSG_READY);
+			msgs[n].flags = COW_READY_REPLAY;
+			msgs[n].chunk = index;
+			msgs[n].sector = xa_to_value(entry);
+			n++;
+		}
+		if (g->replaying)
+			return n;
 	}
 	list_for_each_entry_safe(pc, tmp, &g->ready, list) {
 		if (n >= max)
@@ -205,7 +224,7 @@ static ssize_t ctl_read(struct file *file, char __user *buf, size_t len,
 	if (!max)
 		return -EINVAL;
 	for (;;) {
-		bool drained;
+		bool drained, replaying;
 
 		if (mutex_lock_interruptible(&g->ctl_mutex))
 			return -ERESTARTSYS;
@@ -217,10 +236,18 @@ static ssize_t ctl_read(struct file *file, char __user *buf, size_t len,
 		 */
 		n = ctl_collect(g, msgs, max, &freed);
 		drained = g->drained;
+		replaying = g->replaying;
 		spin_unlock_irq(&g->lock);
 		if (n)
 			break;
 		mutex_unlock(&g->ctl_mutex);
+		if (replaying) {
+			/* A replay step found nothing to say yet: go on. */
+			if (signal_pending(current))
+				return -ERESTARTSYS;
+			cond_resched();
+			continue;
+		}
 		if (drained)
 			return 0;
 		if (file->f_flags & O_NONBLOCK)

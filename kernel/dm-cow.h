@@ -59,6 +59,7 @@
 #define COW_MIN_PENDING 64	/* mempool reserve of pending chunks */
 #define COW_MAX_COPIES 64	/* kcopyd copies in flight per group */
 #define COW_MSG_BATCH 64	/* messages per read()/write() step */
+#define COW_REPLAY_SCAN 256	/* pending chunks looked at per read() step */
 
 /* ------------------------------------------------------------------------ */
 

@@ -18,6 +18,12 @@ note() {
 
 _cleanup() {
 	local d p
+	# A test that failed with a device suspended must not hang on its I/O.
+	for d in "${_devices[@]}"; do
+		if dmsetup info "$d" 2>/dev/null | has SUSPENDED; then
+			dmsetup resume "$d" >/dev/null 2>&1 || true
+		fi
+	done
 	for d in "${_devices[@]}"; do
 		if dmsetup info "$d" >/dev/null 2>&1; then
 			dmsetup remove --retry "$d" >/dev/null 2>&1 || dmsetup remove --force "$d" >/dev/null 2>&1 || true
