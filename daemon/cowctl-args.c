@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cow-plugin.h"
 #include "cowctl-args.h"
 #include "dm-cow-proto.h"
 
@@ -78,7 +79,7 @@ static const struct {
 
 enum {
 	OPT_JSON = 256, OPT_READ_ONLY, OPT_BASE_RO, OPT_IN_PLACE, OPT_OUT, OPT_CHUNK, OPT_FORMAT,
-	OPT_FORCE, OPT_IGNORE_MTIME,
+	OPT_FORCE, OPT_IGNORE_MTIME, OPT_BASE_ID,
 };
 
 static const struct option long_options[] = {
@@ -92,6 +93,7 @@ static const struct option long_options[] = {
 	{ "format", required_argument, NULL, OPT_FORMAT },
 	{ "force", no_argument, NULL, OPT_FORCE },
 	{ "ignore-base-mtime", no_argument, NULL, OPT_IGNORE_MTIME },
+	{ "base-id", required_argument, NULL, OPT_BASE_ID },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -111,6 +113,7 @@ static int option_applies(int opt, enum cowctl_cmd cmd)
 	case OPT_OUT:
 		return cmd == CMD_MERGE;
 	case OPT_IGNORE_MTIME:
+	case OPT_BASE_ID:
 		return cmd == CMD_CREATE || cmd == CMD_CHECK || cmd == CMD_DUMP || cmd == CMD_MERGE;
 	default:
 		return 1;
@@ -159,6 +162,7 @@ int cowctl_parse(int argc, char **argv, struct cowctl_args *a)
 		if (opt == ':')
 			return fail(a, "%s", optopt == OPT_CHUNK ? "--chunk needs a size, e.g. --chunk 64k" :
 				    optopt == OPT_FORMAT ? "--format needs a name, e.g. --format uml" :
+				    optopt == OPT_BASE_ID ? "--base-id needs a label, e.g. --base-id debian-12.8" :
 				    "--out needs a file name");
 		if (opt == '?' || !option_applies(opt, a->cmd))
 			return fail(a, "unknown option '%s' for %s", option_text(argv + 1, optind),
@@ -178,6 +182,11 @@ int cowctl_parse(int argc, char **argv, struct cowctl_args *a)
 			break;
 		case OPT_IGNORE_MTIME:
 			a->ignore_base_mtime = 1;
+			break;
+		case OPT_BASE_ID:
+			if (!*v || strlen(v) > COW_BASE_ID_MAX)
+				return fail(a, "--base-id needs a label of 1 to %d bytes", COW_BASE_ID_MAX);
+			a->base_id = v;
 			break;
 		case OPT_IN_PLACE:
 			a->in_place = 1;

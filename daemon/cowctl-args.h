@@ -34,6 +34,7 @@ struct cowctl_args {
 	int base_ro;		/* create --base-ro */
 	int force;		/* create --force: format over a foreign signature */
 	int ignore_base_mtime;	/* --ignore-base-mtime: a UML base file's mtime changed */
+	const char *base_id;	/* --base-id: the base's label (packed) */
 	int json;
 	char error[256];
 };

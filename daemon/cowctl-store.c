@@ -44,7 +44,7 @@ int cmd_check(const struct cowctl_args *a)
 
 	if (refuse_if_used(a->store, "store"))
 		return CHECK_EXIT_FAILED;
-	r = offline_open(&o, a->store, a->base, offline_flags(a));
+	r = offline_open(&o, a->store, a->base, offline_flags(a), a->base_id);
 	if (r) {
 		/* The plugin's open() refuses damage with EINVAL (the base was
 		 * found); anything else stopped the check itself. */
@@ -104,7 +104,7 @@ int cmd_dump(const struct cowctl_args *a)
 
 	if (refuse_if_used(a->store, "store"))
 		return 1;
-	r = offline_open(&o, a->store, a->base, offline_flags(a));
+	r = offline_open(&o, a->store, a->base, offline_flags(a), a->base_id);
 	if (r) {
 		log_err("%s", o.error);
 		offline_close(&o);
@@ -310,7 +310,7 @@ int cmd_merge(const struct cowctl_args *a)
 	if (refuse_if_used(a->store, "store") || (a->in_place && refuse_if_used(a->base, "base")))
 		return 1;
 	/* Read-only: merge never changes its source. */
-	r = offline_open(&o, a->store, a->base, offline_flags(a));
+	r = offline_open(&o, a->store, a->base, offline_flags(a), a->base_id);
 	if (r) {
 		log_err("%s", o.error);
 		goto out;

@@ -61,6 +61,9 @@ static void usage(FILE *f)
 		"\n"
 		"  --ignore-base-mtime (create, check, dump, merge): use a UML COW file\n"
 		"        although its base file was modified after it was made\n"
+		"  --base-id LABEL (create, check, dump, merge): the base's label; create\n"
+		"        records it in a new packed store, and a store that recorded\n"
+		"        another (or none) is refused\n"
 		"\n"
 		"Exit status: 0 success, 1 failure, 2 bad usage.  See cowctl(8).\n");
 }
@@ -200,9 +203,9 @@ enum store_init {
 	STORE_RESET,	/* over an existing store, whose changes are thrown away */
 };
 
-/* Make an empty store in @format at @cow for @base. */
+/* Make an empty store in @format at @cow for @base, labelled @base_id (or NULL). */
 static int init_store(const char *base, const char *cow, uint64_t chunk_sectors,
-		      const char *format, enum store_init how)
+		      const char *format, const char *base_id, enum store_init how)
 {
 	struct plugin_set set;
 	struct cow_store s = { .base_fd = -1, .cow_fd = -1 };
@@ -228,6 +231,7 @@ static int init_store(const char *base, const char *cow, uint64_t chunk_sectors,
 	}
 	s.cow_is_file = is_file;
 	s.base_name = base_abs;
+	s.base_id = base_id;
 	s.chunk_sectors = (uint32_t)chunk_sectors;
 	r = how == STORE_RESET ? wipe_store(s.cow_fd, is_file) : 0;
 	if (r)
@@ -252,10 +256,11 @@ static int init_store(const char *base, const char *cow, uint64_t chunk_sectors,
 	return r;
 }
 
-static int start_daemon(const char *name, int ignore_base_mtime)
+static int start_daemon(const char *name, int ignore_base_mtime, const char *base_id)
 {
 	char dir[PATH_MAX], cowd[PATH_MAX + 16], pidfile[128], logfile[128];
-	char *argv[] = { cowd, "--pidfile", pidfile, "--log-file", logfile, (char *)name, NULL, NULL };
+	char *argv[10] = { cowd, "--pidfile", pidfile, "--log-file", logfile };
+	int n = 5;
 
 	self_dir(dir, sizeof(dir));
 	snprintf(cowd, sizeof(cowd), "%s/cowd", dir);
@@ -264,10 +269,14 @@ static int start_daemon(const char *name, int ignore_base_mtime)
 	mkdir(RUN_DIR, 0700);
 	snprintf(pidfile, sizeof(pidfile), RUN_DIR "/%s.pid", name);
 	snprintf(logfile, sizeof(logfile), RUN_DIR "/%s.log", name);
-	if (ignore_base_mtime) {
-		argv[6] = argv[5];
-		argv[5] = "--ignore-base-mtime";
+	if (ignore_base_mtime)
+		argv[n++] = "--ignore-base-mtime";
+	if (base_id) {
+		argv[n++] = "--base-id";
+		argv[n++] = (char *)base_id;
 	}
+	argv[n++] = (char *)name;
+	argv[n] = NULL;
 	return run(argv);
 }
 
@@ -278,6 +287,7 @@ struct device_spec {
 	const char *features;	/* optional feature arguments, e.g. "1 daemon_timeout=5000" */
 	int read_only;
 	int ignore_base_mtime;	/* cowd --ignore-base-mtime */
+	const char *base_id;	/* cowd --base-id */
 };
 
 /* Attach BASE and COW, load the table, start cowd.  0 or 1 (said why). */
@@ -313,7 +323,7 @@ static int make_device(const struct device_spec *d)
 		r = 1;
 		goto out;
 	}
-	if (start_daemon(d->name, d->ignore_base_mtime)) {
+	if (start_daemon(d->name, d->ignore_base_mtime, d->base_id)) {
 		log_err("%s: cowd could not serve the device; removing it", d->name);
 		dmdev_remove(d->name);
 		r = 1;
@@ -374,7 +384,8 @@ static int cmd_create(const struct cowctl_args *a)
 	struct device_spec d = { .name = a->name, .base = a->base, .cow = a->cow,
 				 .chunk_sectors = a->chunk_bytes / COW_SECTOR,
 				 .read_only = a->read_only,
-				 .ignore_base_mtime = a->ignore_base_mtime };
+				 .ignore_base_mtime = a->ignore_base_mtime,
+				 .base_id = a->base_id };
 	char who[300];
 	struct stat st;
 
@@ -403,7 +414,8 @@ static int cmd_create(const struct cowctl_args *a)
 			return 1;
 		/* A blank file or device is made in the format asked for. */
 		if (unknown && a->format) {
-			if (init_store(a->base, a->cow, d.chunk_sectors, a->format, STORE_BLANK))
+			if (init_store(a->base, a->cow, d.chunk_sectors, a->format, a->base_id,
+				       STORE_BLANK))
 				return 1;
 		/* An existing store decides the chunk size (qcow2: its clusters). */
 		} else if (!r && !a->chunk_given && info.chunk_sectors) {
@@ -412,7 +424,8 @@ static int cmd_create(const struct cowctl_args *a)
 	} else if (errno != ENOENT) {
 		log_err("%s: %s", a->cow, strerror(errno));
 		return 1;
-	} else if (init_store(a->base, a->cow, d.chunk_sectors, a->format, STORE_NEW)) {
+	} else if (init_store(a->base, a->cow, d.chunk_sectors, a->format, a->base_id,
+			      STORE_NEW)) {
 		return 1;
 	}
 	if (make_device(&d))
@@ -709,7 +722,9 @@ static int cmd_reset(const struct cowctl_args *a)
 	char table[512], ident[80], features[256] = "", base[PATH_MAX], cow[PATH_MAX];
 	unsigned int bmaj, bmin, cmaj, cmin;
 	unsigned long long chunk;
+	struct cow_store_info info;
 	struct daemon_fields df;
+	char format[32];
 	struct device_spec d;
 	int n = 0, open_count, read_only;
 
@@ -739,9 +754,13 @@ static int cmd_reset(const struct cowctl_args *a)
 		log_err("%s: its daemon has not said the store's format; is cowd running?", a->name);
 		return 1;
 	}
+	/* The new store keeps the base's label. */
+	if (offline_inspect(cow, format, sizeof(format), &info))
+		info.base_id[0] = 0;
 	if (cmd_remove(a))
 		return 1;
-	if (init_store(base, cow, chunk, df.format, STORE_RESET)) {
+	if (init_store(base, cow, chunk, df.format, info.base_id[0] ? info.base_id : NULL,
+		       STORE_RESET)) {
 		log_err("%s: the store could not be cleared; the device is not re-created", a->name);
 		return 1;
 	}

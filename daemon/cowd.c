@@ -45,6 +45,9 @@ static void usage(FILE *f)
 		"      --ignore-base-mtime  serve a UML COW file although its base file was\n"
 		"                           modified after it was made (a copy that lost\n"
 		"                           its mtime)\n"
+		"      --base-id LABEL      the base's label: recorded in a store cowd makes\n"
+		"                           (packed); a store that recorded another, or\n"
+		"                           none, is refused\n"
 		"      --root-storage       serve a root disk: lock memory and mark argv[0]\n"
 		"                           with '@', so the shutdown killing spree of\n"
 		"                           systemd spares the daemon (also when started\n"
@@ -130,6 +133,7 @@ int main(int argc, char **argv)
 		{ "min-run", required_argument, NULL, 'm' },
 		{ "no-reload", no_argument, NULL, 'N' },
 		{ "ignore-base-mtime", no_argument, NULL, 'I' },
+		{ "base-id", required_argument, NULL, 'B' },
 		{ "root-storage", no_argument, NULL, 'r' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
@@ -183,6 +187,14 @@ int main(int argc, char **argv)
 			break;
 		case 'N': d.no_reload = 1; break;
 		case 'I': d.store.ignore_base_mtime = 1; break;
+		case 'B':
+			if (!*optarg || strlen(optarg) > COW_BASE_ID_MAX) {
+				fprintf(stderr, "cowd: --base-id needs a label of 1 to %d bytes\n",
+					COW_BASE_ID_MAX);
+				return 2;
+			}
+			d.store.base_id = optarg;
+			break;
 		case 'r': root_storage = 1; break;
 		case 'v': verbose = 1; break;
 		case 'V': printf("cowd %s (protocol %u, plugin API %u)\n", COWD_VERSION,

@@ -83,7 +83,7 @@ static int read_header(const struct plugin_set *set, int fd, uint64_t size,
 }
 
 int offline_open(struct offline_store *o, const char *store_path, const char *base_path,
-		 unsigned int flags)
+		 unsigned int flags, const char *base_id)
 {
 	int read_only = !!(flags & OFFLINE_READ_ONLY);
 	struct cow_store_info info;
@@ -93,6 +93,7 @@ int offline_open(struct offline_store *o, const char *store_path, const char *ba
 	o->s.base_fd = o->s.cow_fd = -1;
 	o->s.read_only = read_only;
 	o->s.ignore_base_mtime = !!(flags & OFFLINE_IGNORE_BASE_MTIME);
+	o->s.base_id = base_id;
 	if (plugins_load(&o->set, NULL) <= 0)
 		return fail(o, -ENOENT, "no store plugins in %s", o->set.dir);
 	o->s.cow_fd = open(store_path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
@@ -130,6 +131,9 @@ int offline_open(struct offline_store *o, const char *store_path, const char *ba
 		o->p = NULL;
 		return fail(o, r, "%s: %s", store_path, o->s.error[0] ? o->s.error : strerror(-r));
 	}
+	r = store_check_base_id(o->p, &o->s);
+	if (r)
+		return fail(o, r, "%s: %s", store_path, o->s.error);
 	return 0;
 }
 

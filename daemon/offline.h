@@ -25,11 +25,12 @@ struct offline_store {
 /*
  * Open the store at @store_path with its plugin.  The base is @base_path,
  * or the one the store's header names (a relative name is taken from the
- * store's directory).  @flags: OFFLINE_*.  0, or a negative errno and
- * o->error says why; offline_close() either way.
+ * store's directory).  @flags: OFFLINE_*.  @base_id: the base's label the
+ * store must have recorded, or NULL.  0, or a negative errno and o->error
+ * says why; offline_close() either way.
  */
 int offline_open(struct offline_store *o, const char *store_path, const char *base_path,
-		 unsigned int flags);
+		 unsigned int flags, const char *base_id);
 void offline_close(struct offline_store *o);
 
 /*

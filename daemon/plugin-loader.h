@@ -35,4 +35,11 @@ const struct cow_plugin *plugins_probe(const struct plugin_set *set, const void 
 int store_open(const struct plugin_set *set, struct cow_store *s, const char *format,
 	       const struct cow_plugin **plugin, int *created);
 
+/*
+ * If the user labelled the base (s->base_id), the store @p opened must
+ * have recorded that label: 0, or an error in s->error.
+ */
+int store_check_base_id(const struct cow_plugin *p, struct cow_store *s);
+
+
 #endif

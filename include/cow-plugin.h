@@ -61,12 +61,23 @@ struct cow_store {
 	 * time says otherwise (a copy that lost it).
 	 */
 	int ignore_base_mtime;
+
+	/*
+	 * Set by --base-id LABEL (at most COW_BASE_ID_MAX bytes): a name the
+	 * user gives the base's content.  create() of a format that can
+	 * record one does, and inspect() reports it; cowd and cowctl then
+	 * refuse a store whose label differs from the one they are given.
+	 */
+	const char *base_id;
 };
+
+#define COW_BASE_ID_MAX 63
 
 /* What a store's header says about itself (see inspect()). */
 struct cow_store_info {
 	uint32_t chunk_sectors;	/* the store's allocation unit; 0: any */
 	char base_path[4096];	/* the base the header names; "" if none */
+	char base_id[COW_BASE_ID_MAX + 1]; /* the label create() recorded; "" if none */
 };
 
 typedef int (*cow_mapping_fn)(void *ctx, uint64_t chunk, uint64_t sector);

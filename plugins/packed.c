@@ -24,6 +24,8 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,8 +35,12 @@
 #include "store.h"
 
 #define PK_MAGIC "DMCOWPK1"
-/* 2: base_sample_crc; version 1 stores still open, with the weaker check. */
-#define PK_VERSION 2
+/*
+ * 2: base_sample_crc; version 1 stores still open, with the weaker check.
+ * 3: base_id, a label the user gave the base; written only when there is
+ * one, so that stores without stay readable by releases that know 2.
+ */
+#define PK_VERSION 3
 #define PK_SAMPLES 64		/* base samples in base_sample_crc */
 #define PK_SAMPLE_BYTES 4096
 #define PK_BLOCK 4096
@@ -60,9 +66,16 @@ struct pk_header {
 	uint64_t ckpt_blocks;	/* per area */
 	uint64_t data_start;	/* sectors, chunk aligned */
 	uint64_t nr_slots;
-	uint32_t crc;		/* of this header with crc = 0 */
+	uint32_t crc;		/* of this header with crc = 0 (up to pad2 before version 3) */
 	uint32_t pad2;
+	char base_id[64];	/* version 3: NUL-terminated label of the base */
 };
+
+/* The bytes the header's crc covers. */
+static size_t header_bytes(uint32_t version)
+{
+	return version >= 3 ? sizeof(struct pk_header) : offsetof(struct pk_header, base_id);
+}
 
 struct pk_jhdr {
 	uint32_t magic;
@@ -157,7 +170,7 @@ static uint32_t header_crc(const struct pk_header *disk)
 	struct pk_header h = *disk;
 
 	h.crc = 0;
-	return crc32c(0, &h, sizeof(h));
+	return crc32c(0, &h, header_bytes(le32toh(disk->version)));
 }
 
 /* ---- the chunk -> slot map ---------------------------------------------- */
@@ -574,6 +587,14 @@ static int pk_create(struct cow_store *s)
 	r = plan_layout(s, &p.h, cow_sectors);
 	if (r)
 		return r;
+	if (s->base_id && *s->base_id) {
+		if (strlen(s->base_id) >= sizeof(p.h.base_id))
+			return cow_store_error(s, -EINVAL, "a base label is at most %zu bytes",
+					       sizeof(p.h.base_id) - 1);
+		strcpy(p.h.base_id, s->base_id);
+	} else {
+		p.h.version = 2;
+	}
 	if (s->cow_is_file && cow_sectors * COW_SECTOR > s->cow_size) {
 		if (ftruncate(s->cow_fd, (off_t)(cow_sectors * COW_SECTOR)) < 0)
 			return cow_store_error(s, -errno, "cannot size the store file: %s", strerror(errno));
@@ -607,7 +628,7 @@ static int pk_create(struct cow_store *s)
 		return r;
 	header_to_disk(&p.h, &disk);
 	disk.crc = 0;
-	disk.crc = htole32(crc32c(0, &disk, sizeof(disk)));
+	disk.crc = htole32(crc32c(0, &disk, header_bytes(p.h.version)));
 	r = pwrite_full(s->cow_fd, &disk, sizeof(disk), 0);
 	if (!r && fdatasync(s->cow_fd) < 0)
 		r = -errno;
@@ -643,9 +664,12 @@ static int check_header(struct cow_store *s, struct pk_store *p)
 	if (le32toh(disk.crc) != header_crc(&disk))
 		return cow_store_error(s, -EINVAL, "corrupt packed store: bad header checksum");
 	header_from_disk(&disk, &p->h);
-	if (p->h.version != 1 && p->h.version != PK_VERSION)
-		return cow_store_error(s, -EINVAL, "packed store version %u is not supported (1 and %u are)",
+	if (p->h.version < 1 || p->h.version > PK_VERSION)
+		return cow_store_error(s, -EINVAL, "packed store version %u is not supported (1 to %u are)",
 				       p->h.version, PK_VERSION);
+	if (p->h.version < 3)
+		memset(p->h.base_id, 0, sizeof(p->h.base_id));
+	p->h.base_id[sizeof(p->h.base_id) - 1] = 0;
 	if (p->h.chunk_sectors != s->chunk_sectors)
 		return cow_store_error(s, -EINVAL, "the store was made for %u-sector chunks, the device uses %u",
 				       p->h.chunk_sectors, s->chunk_sectors);
@@ -879,6 +903,10 @@ static int pk_inspect(const void *head, size_t len, struct cow_store_info *info)
 	header_from_disk(head, &h);
 	info->chunk_sectors = h.chunk_sectors;
 	info->base_path[0] = 0;	/* the header identifies the base, not its path */
+	info->base_id[0] = 0;
+	if (h.version >= 3)
+		snprintf(info->base_id, sizeof(info->base_id), "%.*s", (int)sizeof(h.base_id) - 1,
+			 h.base_id);
 	return 0;
 }
 

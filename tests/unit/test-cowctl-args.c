@@ -114,6 +114,17 @@ static void test_commands(void)
 	CHECK(PARSE(&a, "merge", "s", "--out", "o", "--ignore-base-mtime") == 0 && a.ignore_base_mtime,
 	      "merge --ignore-base-mtime: %s", a.error);
 	CHECK(PARSE(&a, "remove", "g1", "--ignore-base-mtime") == -1, "not for remove");
+	CHECK(PARSE(&a, "create", "g1", "b", "c", "--base-id", "gold-1") == 0 && a.base_id &&
+	      !strcmp(a.base_id, "gold-1"), "create --base-id: %s", a.error);
+	CHECK(PARSE(&a, "check", "s", "--base-id", "gold-1") == 0 && a.base_id, "check --base-id: %s",
+	      a.error);
+	CHECK(PARSE(&a, "create", "g1", "b", "c", "--base-id", "") == -1, "an empty label");
+	CHECK(PARSE(&a, "create", "g1", "b", "c", "--base-id",
+		    "0123456789012345678901234567890123456789012345678901234567890123") == -1,
+	      "a 64-byte label");
+	CHECK(PARSE(&a, "create", "g1", "b", "c", "--base-id") == -1 && strstr(a.error, "label"),
+	      "--base-id without a label: %s", a.error);
+	CHECK(PARSE(&a, "status", "--base-id", "x") == -1, "not for status");
 
 	TEST("options are whole words");
 	CHECK(PARSE(&a, "merge", "s.cow", "--output", "x") == -1 && strstr(a.error, "unknown option"),

@@ -62,3 +62,26 @@ grep -q "another base" err2.txt || fail "no reason given: $(cat err2.txt)"
 note "refused: $(grep -o 'the store was made.*' err2.txt)"
 dmsetup remove pk2
 [ "$(sha base.img)" = "$base_sum" ] || fail "the base changed"
+
+# A labelled base (--base-id): recorded at create, checked by cowd and by
+# cowctl; a store without a label, or with another, is refused with the
+# reason.  reset keeps the label.
+cp base.img gold.img
+track lb
+cowctl create lb gold.img lb.cow --format packed --base-id gold-1 >/dev/null
+dd if=/dev/urandom of=/dev/mapper/lb bs=64k count=2 seek=5 oflag=direct status=none
+cowctl reset lb >/dev/null
+cowctl remove lb
+cowctl check lb.cow gold.img --base-id gold-1 >/dev/null || fail "check with the store's own label failed"
+if cowctl check lb.cow gold.img --base-id gold-2 2>err3.txt; then
+	fail "check accepted another label"
+fi
+has "labelled 'gold-1', not 'gold-2'" err3.txt || fail "no reason for refusing the label: $(cat err3.txt)"
+if cowctl create lb gold.img lb.cow --base-id gold-2 2>err3.txt; then
+	fail "cowd served a store made for the base labelled gold-1 as gold-2"
+fi
+has "gold-1" err3.txt || has "gold-1" /run/dm-cow/lb.log ||
+	fail "no reason for refusing the label: $(cat err3.txt)"
+cowctl create lb gold.img lb.cow --base-id gold-1 >/dev/null || fail "the right label was refused"
+cowctl remove lb
+note "base label recorded and checked; another label refused"
