@@ -15,11 +15,19 @@ B := build
 CC ?= cc
 WARN := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation -Wshadow -Wstrict-prototypes
 CFLAGS ?= -O2 -g
-CFLAGS += $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Idaemon -fPIC
+CFLAGS += $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Ilib -Idaemon -fPIC
 CFLAGS += -DCOW_PLUGIN_DIR='"$(PLUGINDIR)"'
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-DAEMON_COMMON := daemon/log.c daemon/proto.c daemon/plugin-loader.c daemon/blkdev.c daemon/store.c
+# Which files make what:
+#   lib/        libdmcow-store: what plugins may call (include/cow-store.h),
+#               built once, linked into cowd, cowctl and every plugin
+#   plugins/    one store format each (include/cow-plugin.h)
+#   daemon/     COWD_SRC make cowd, COWCTL_SRC make cowctl, DAEMON_COMMON both
+#   kernel/     the dm-cow module (include/dm-cow-proto.h: its protocol)
+LIB_SRC := lib/store.c lib/store-grow.c lib/blkdev.c lib/crc32c.c
+LIBA := $(B)/lib/libdmcow-store.a
+DAEMON_COMMON := daemon/log.c daemon/proto.c daemon/plugin-loader.c
 COWD_SRC := daemon/cowd.c daemon/server.c daemon/space.c daemon/table.c daemon/reload.c $(DAEMON_COMMON)
 COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/offline.c daemon/signature.c daemon/keyval.c \
 	daemon/store-check.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
@@ -38,18 +46,28 @@ programs: $(B)/bin/cowd $(B)/bin/cowctl
 plugins: $(PLUGINS:%=$(B)/plugins/%.so)
 helpers: $(HELPERS:%=$(B)/test-bin/%) $(B)/test-plugins/flaky.so
 
-$(B)/bin/cowd: $(COWD_SRC) $(wildcard daemon/*.h include/*.h)
+$(B)/lib/%.o: lib/%.c $(wildcard lib/*.h include/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $(COWD_SRC) -lev -ldevmapper -ldl -lpthread
+	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(B)/bin/cowctl: $(COWCTL_SRC) $(wildcard daemon/*.h include/*.h)
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $(COWCTL_SRC) -ldevmapper -lblkid -ljson-c -ldl
+$(LIBA): $(LIB_SRC:lib/%.c=$(B)/lib/%.o)
+	rm -f $@
+	ar rcs $@ $^
 
-PLUGIN_LIB := daemon/store.c daemon/store-grow.c daemon/blkdev.c daemon/crc32c.c
-$(B)/plugins/%.so: plugins/%.c $(PLUGIN_LIB) $(wildcard include/*.h daemon/store.h daemon/crc32c.h daemon/blkdev.h)
+$(B)/bin/cowd: $(COWD_SRC) $(LIBA) $(wildcard daemon/*.h include/*.h lib/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -shared -o $@ $< $(PLUGIN_LIB)
+	$(CC) $(CFLAGS) -o $@ $(COWD_SRC) $(LIBA) -lev -ldevmapper -ldl -lpthread
+
+$(B)/bin/cowctl: $(COWCTL_SRC) $(LIBA) $(wildcard daemon/*.h include/*.h lib/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $(COWCTL_SRC) $(LIBA) -ldevmapper -lblkid -ljson-c -ldl
+
+# Tests and fuzzers compile the library's sources themselves, with their
+# sanitizers.
+PLUGIN_LIB := $(LIB_SRC)
+$(B)/plugins/%.so: plugins/%.c $(LIBA) $(wildcard include/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -shared -o $@ $< $(LIBA)
 
 $(B)/test-bin/%: tests/helpers/%.c $(wildcard include/*.h)
 	@mkdir -p $(@D)
@@ -90,7 +108,7 @@ $(B)/unit/test-proto: tests/unit/test-proto.c daemon/proto.c daemon/log.c tests/
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
-$(B)/unit/test-uml: tests/unit/test-uml.c plugins/uml.c daemon/store.c daemon/log.c daemon/blkdev.c tests/unit/check.h \
+$(B)/unit/test-uml: tests/unit/test-uml.c plugins/uml.c lib/store.c daemon/log.c lib/blkdev.c tests/unit/check.h \
 		tests/unit/sh.h tests/unit/record.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^) -Wl,--wrap=pwrite_full,--wrap=fdatasync
@@ -99,7 +117,7 @@ $(B)/unit/test-cowctl-args: tests/unit/test-cowctl-args.c daemon/cowctl-args.c d
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
-$(B)/unit/test-packed: tests/unit/test-packed.c plugins/packed.c daemon/store.c daemon/crc32c.c tests/unit/check.h
+$(B)/unit/test-packed: tests/unit/test-packed.c plugins/packed.c lib/store.c lib/crc32c.c tests/unit/check.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
@@ -120,7 +138,7 @@ $(B)/example/flat.c: man/dm-cow-plugin.3
 $(B)/example/flat.so: $(B)/example/flat.c include/cow-plugin.h
 	$(CC) $(CFLAGS) -shared -o $@ $<
 
-$(B)/unit/test-plugin-api: tests/unit/test-plugin-api.c daemon/plugin-loader.c daemon/store.c daemon/log.c daemon/blkdev.c tests/unit/check.h $(B)/example/flat.so
+$(B)/unit/test-plugin-api: tests/unit/test-plugin-api.c daemon/plugin-loader.c lib/store.c daemon/log.c lib/blkdev.c tests/unit/check.h $(B)/example/flat.so
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^) -ldl
 
@@ -128,13 +146,14 @@ $(B)/unit/test-keyval: tests/unit/test-keyval.c daemon/keyval.c tests/unit/check
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
-$(B)/unit/test-table: tests/unit/test-table.c daemon/table.c daemon/store.c tests/unit/check.h
+$(B)/unit/test-table: tests/unit/test-table.c daemon/table.c lib/store.c tests/unit/check.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
 unit-test: $(UNIT_BIN) programs plugins
 	tests/run-unit $(UNIT_BIN)
 	tests/check-systemd-unit
+	tests/check-install
 
 vm-test: all
 	tests/run-vm
@@ -147,7 +166,7 @@ vm-test: all
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
 FUZZ_RUNS ?= 10000
-FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Idaemon -Wall -Wextra -Werror \
+FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Ilib -Idaemon -Wall -Wextra -Werror \
 	-Wno-unused-parameter -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 FUZZERS := $(PLUGINS:%=fuzz-%) $(PLUGINS:%=fuzz-cowd-%) fuzz-cowctl-args
@@ -159,7 +178,7 @@ $(F)/fuzz-cowctl-args: tests/fuzz/fuzz-cowctl-args.c daemon/cowctl-args.c daemon
 
 # cowd's message handling (server.c, included by the harness) over a plugin.
 FUZZ_COWD_SRC := daemon/space.c daemon/table.c daemon/reload.c daemon/log.c daemon/proto.c \
-	daemon/plugin-loader.c daemon/blkdev.c daemon/store.c daemon/store-grow.c daemon/crc32c.c
+	daemon/plugin-loader.c lib/blkdev.c lib/store.c lib/store-grow.c lib/crc32c.c
 $(F)/fuzz-cowd-%: tests/fuzz/fuzz-cowd.c daemon/server.c plugins/%.c $(FUZZ_COWD_SRC) $(wildcard include/*.h daemon/*.h)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz-cowd.c plugins/$*.c $(FUZZ_COWD_SRC) \
@@ -208,14 +227,16 @@ bench: deps
 	$(MAKE) all
 	scripts/bench
 
-install: programs plugins $(B)/systemd/cowd@.service
+install: programs plugins $(LIBA) $(B)/systemd/cowd@.service
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(PREFIX)/share/man/man8 \
 		$(DESTDIR)$(PREFIX)/share/man/man3 $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(UNITDIR)
 	install -m 755 $(B)/bin/cowd $(B)/bin/cowctl $(DESTDIR)$(PREFIX)/sbin/
 	install -m 644 $(PLUGINS:%=$(B)/plugins/%.so) $(DESTDIR)$(PLUGINDIR)/
 	install -m 644 man/cowd.8 man/cowctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 644 man/dm-cow-plugin.3 $(DESTDIR)$(PREFIX)/share/man/man3/
-	install -m 644 include/cow-plugin.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/cow-plugin.h include/cow-store.h $(DESTDIR)$(PREFIX)/include/
+	install -d $(DESTDIR)$(PREFIX)/lib
+	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 $(B)/systemd/cowd@.service $(DESTDIR)$(UNITDIR)/
 	if [ -n "$(KVER)" ]; then \
 		$(MAKE) module && \

@@ -17,7 +17,7 @@
 #include "log.h"
 #include "offline.h"
 #include "store-check.h"
-#include "store.h"
+#include "cow-store.h"
 
 static unsigned int offline_flags(const struct cowctl_args *a)
 {

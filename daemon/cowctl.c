@@ -31,7 +31,7 @@
 #include "cowctl-store.h"
 #include "loopdev.h"
 #include "plugin-loader.h"
-#include "store.h"
+#include "cow-store.h"
 
 #define RUN_DIR "/run/dm-cow"
 

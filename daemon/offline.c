@@ -18,7 +18,7 @@
 
 #include "blkdev.h"
 #include "offline.h"
-#include "store.h"
+#include "cow-store.h"
 
 #define HEAD_BYTES (64 * 1024)
 

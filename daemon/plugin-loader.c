@@ -12,7 +12,7 @@
 
 #include "log.h"
 #include "plugin-loader.h"
-#include "store.h"
+#include "cow-store.h"
 
 #ifndef COW_PLUGIN_DIR
 #define COW_PLUGIN_DIR "/usr/local/lib/dm-cow/plugins"
@@ -56,7 +56,7 @@ static void default_dir(char *dir, size_t len)
 static int plugin_usable(const struct cow_plugin *p, const char *file)
 {
 	if (p->api_version != COW_PLUGIN_API_VERSION) {
-		log_warn("%s: plugin API version %u, this cowd speaks %u; skipped", file,
+		log_warn("%s: plugin API version %u, this cowd speaks %u; skipped (rebuild it against this release's cow-plugin.h)", file,
 			 p->api_version, COW_PLUGIN_API_VERSION);
 		return 0;
 	}

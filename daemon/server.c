@@ -23,7 +23,7 @@
 #include "reload.h"
 #include "log.h"
 #include "server.h"
-#include "store.h"
+#include "cow-store.h"
 
 #define READ_BATCH 256
 

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "store-check.h"
-#include "store.h"
+#include "cow-store.h"
 
 struct mapping {
 	uint64_t chunk, sector;

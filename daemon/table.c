@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store.h"
+#include "cow-store.h"
 #include "table.h"
 
 struct builder {

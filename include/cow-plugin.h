@@ -15,7 +15,11 @@
  *
  * Compatibility: cowd accepts a plugin whose api_version is
  * COW_PLUGIN_API_VERSION and reads only the first @size bytes of its struct;
- * callbacks added later are optional and appended at the end.
+ * callbacks added later are optional and appended at the end.  Version 2
+ * made s->error 1024 bytes and added the base's label (base_id) to
+ * struct cow_store and struct cow_store_info: rebuild a version 1 plugin.
+ *
+ * The helpers a plugin may call are in cow-store.h (libdmcow-store).
  *
  * The daemon guarantees the ordering that makes stores crash-safe: when
  * commit() is called, the data of every chunk passed to mark() since the
@@ -31,7 +35,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define COW_PLUGIN_API_VERSION 1
+#define COW_PLUGIN_API_VERSION 2
+#define COW_ERROR_MAX 1024
 #define COW_SECTOR 512
 
 struct cow_store {
@@ -46,7 +51,7 @@ struct cow_store {
 
 	/* Plugin state. */
 	void *priv;
-	char error[256];	/* why the last call failed */
+	char error[COW_ERROR_MAX]; /* why the last call failed */
 
 	/*
 	 * Set by offline tools (cowctl check, dump, merge): open() must not

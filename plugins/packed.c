@@ -31,8 +31,7 @@
 #include <unistd.h>
 
 #include "cow-plugin.h"
-#include "crc32c.h"
-#include "store.h"
+#include "cow-store.h"
 
 #define PK_MAGIC "DMCOWPK1"
 /*

@@ -39,7 +39,7 @@
 #include <unistd.h>
 
 #include "cow-plugin.h"
-#include "store.h"
+#include "cow-store.h"
 
 #define Q2_MAGIC 0x514649fbU /* "QFI\xfb" */
 #define Q2_HEADER_V2 72

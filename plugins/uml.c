@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "cow-plugin.h"
-#include "store.h"
+#include "cow-store.h"
 
 #define UML_MAGIC 0x4f4f4f4dU /* "MOOO" */
 #define UML_VERSION 3

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "cow-plugin.h"
-#include "store.h"
+#include "cow-store.h"
 
 const struct cow_plugin *cow_plugin_init(void);
 

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "store.h"
+#include "cow-store.h"
 
 struct rec {
 	uint64_t off;

@@ -14,8 +14,7 @@
 
 #include "check.h"
 #include "cow-plugin.h"
-#include "crc32c.h"
-#include "store.h"
+#include "cow-store.h"
 
 const struct cow_plugin *cow_plugin_init(void);
 static const struct cow_plugin *P;

@@ -13,7 +13,7 @@
 
 #include "check.h"
 #include "plugin-loader.h"
-#include "store.h"
+#include "cow-store.h"
 
 struct seen {
 	uint64_t n, last_chunk, last_sector;
@@ -27,6 +27,18 @@ static int collect(void *ctx, uint64_t chunk, uint64_t sector)
 	s->last_chunk = chunk;
 	s->last_sector = sector;
 	return 0;
+}
+
+/* A 1 MiB base and a blank store file, both temporary. */
+static void temp_store(struct cow_store *s, char *base, char *cow)
+{
+	s->base_fd = mkstemp(base);
+	s->cow_fd = mkstemp(cow);
+	CHECK(s->base_fd >= 0 && s->cow_fd >= 0 && ftruncate(s->base_fd, 1 << 20) == 0, "temp files");
+	s->base_size = 1 << 20;
+	s->chunk_sectors = 128;
+	s->cow_is_file = 1;
+	s->base_name = base;
 }
 
 /*
@@ -43,13 +55,7 @@ static void test_base_label(const char *dir)
 
 	TEST("a base label: recorded by packed, checked when the store is opened");
 	CHECK(plugins_load(&set, dir) >= 3, "the plugins in %s", dir);
-	s.base_fd = mkstemp(base);
-	s.cow_fd = mkstemp(cow);
-	CHECK(s.base_fd >= 0 && s.cow_fd >= 0 && ftruncate(s.base_fd, 1 << 20) == 0, "temp files");
-	s.base_size = 1 << 20;
-	s.chunk_sectors = 128;
-	s.cow_is_file = 1;
-	s.base_name = base;
+	temp_store(&s, base, cow);
 	s.base_id = "gold-1";
 	CHECK(store_open(&set, &s, "packed", &p, &created) == 0 && created,
 	      "a labelled packed store is made: %s", s.error);
@@ -92,13 +98,7 @@ int main(int argc, char **argv)
 	TEST("the manual's example plugin");
 	CHECK(plugins_load(&set, dir) == 1, "one plugin in %s", dir);
 	CHECK(plugins_find(&set, "flat") != NULL, "it is called flat");
-	s.base_fd = mkstemp(base);
-	s.cow_fd = mkstemp(cow);
-	CHECK(s.base_fd >= 0 && s.cow_fd >= 0 && ftruncate(s.base_fd, 1 << 20) == 0, "temp files");
-	s.base_size = 1 << 20;
-	s.chunk_sectors = 128;
-	s.cow_is_file = 1;
-	s.base_name = base;
+	temp_store(&s, base, cow);
 	CHECK(store_open(&set, &s, "flat", &p, &created) == 0 && created && p,
 	      "a blank store is made and opened: %s", s.error);
 	if (p) {

@@ -17,7 +17,7 @@
 #include "record.h"
 #include "sh.h"
 #include "cow-plugin.h"
-#include "store.h"
+#include "cow-store.h"
 
 const struct cow_plugin *cow_plugin_init(void);
 static const struct cow_plugin *P;

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "store.h"
+#include "cow-store.h"
 
 /* Record why a call failed; returns @err so callers can "return ..." it. */
 int cow_store_error(struct cow_store *s, int err, const char *fmt, ...)

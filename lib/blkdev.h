@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* Finding and sizing block devices and files. */
+/* Finding block devices: inside libdmcow-store, and for cowd and cowctl. */
 #ifndef COW_BLKDEV_H
 #define COW_BLKDEV_H
 
@@ -7,8 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* Size in bytes of a block device or regular file open on @fd. */
-int fd_size(int fd, uint64_t *bytes, int *is_file);
+#include "cow-store.h"	/* fd_size() */
 
 /* Open the block device MAJ:MIN; its path goes to @path. */
 int open_devt(unsigned int major, unsigned int minor, int flags, char *path, size_t len);

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "blkdev.h"
-#include "store.h"
+#include "cow-store.h"
 
 #define GROW_STEP (32ULL << 20)
 

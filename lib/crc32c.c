@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "crc32c.h"
+#include "cow-store.h"
 
 static uint32_t table[256];
 
