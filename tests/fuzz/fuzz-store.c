@@ -61,12 +61,18 @@ static uint64_t header_base_size(const uint8_t *d, size_t len)
 static void packed_fix_crcs(uint8_t *d, size_t len)
 {
 	uint64_t start, blocks, b;
-	uint32_t crc, id;
+	uint32_t crc, id, version;
+	size_t hlen = 104;	/* the header's checksummed bytes; 168 from version 3 */
 
-	if (len < 104)
+	if (len < hlen)
+		return;
+	memcpy(&version, d + 8, 4);
+	if (le32toh(version) >= 3)
+		hlen = 168;
+	if (len < hlen)
 		return;
 	memset(d + 96, 0, 4);
-	crc = htole32(crc32c(0, d, 104));
+	crc = htole32(crc32c(0, d, hlen));
 	memcpy(d + 96, &crc, 4);
 	memcpy(&id, d + 32, 4);
 	memcpy(&start, d + 40, 8);

@@ -55,6 +55,7 @@ int main(int argc, char **argv)
 	s.base_fd = memfd_create("base", MFD_CLOEXEC);
 	s.cow_fd = open(argv[1], O_RDWR | O_CREAT, 0644);
 	s.base_name = "base.img";
+	s.base_id = getenv("SEED_BASE_ID");	/* a labelled store (packed) */
 	if (s.base_fd < 0 || ftruncate(s.base_fd, (off_t)s.base_size) || s.cow_fd < 0 ||
 	    fstat(s.cow_fd, &st)) {
 		perror(argv[1]);
