@@ -580,7 +580,7 @@ struct daemon_fields {
 	char format[32];
 	unsigned long long used, size, reloads, linear_segments, cow_segments, linear_chunks,
 		tree_chunks;
-	int capped, found;
+	int capped, found, restart_needed;
 	double last_suspend_ms, max_suspend_ms;
 };
 
@@ -596,6 +596,7 @@ static void read_daemon_status(const char *ident, struct daemon_fields *f)
 		KV(KV_U64, struct daemon_fields, linear_chunks, "linear_chunks"),
 		KV(KV_U64, struct daemon_fields, tree_chunks, "tree_chunks"),
 		KV(KV_INT, struct daemon_fields, capped, "capped"),
+		KV(KV_INT, struct daemon_fields, restart_needed, "restart_needed"),
 		KV(KV_DOUBLE, struct daemon_fields, last_suspend_ms, "last_suspend_ms"),
 		KV(KV_DOUBLE, struct daemon_fields, max_suspend_ms, "max_suspend_ms"),
 	};
@@ -664,6 +665,7 @@ static int cmd_status(const struct cowctl_args *a)
 		json_object_object_add(j, "last_suspend_ms", json_object_new_double(df.last_suspend_ms));
 		json_object_object_add(j, "full", json_object_new_boolean(f.full));
 		json_object_object_add(j, "failing", json_object_new_boolean(f.failing));
+		json_object_object_add(j, "restart_needed", json_object_new_boolean(df.restart_needed));
 		json_add_u64(j, "commit_errors", f.commit_errors);
 		puts(json_object_to_json_string_ext(j, JSON_OUTPUT_FLAGS));
 		json_object_put(j);
@@ -671,8 +673,11 @@ static int cmd_status(const struct cowctl_args *a)
 	}
 	printf("%s: dm-cow device /dev/mapper/%s (group %s)%s%s\n", a->name, a->name, ident,
 	       f.full ? " -- FULL: first writes fail with ENOSPC" : "",
-	       f.failing ? " -- FAILING: the store cannot commit; flushes fail with EIO "
-			   "(see cowd's log)" : "");
+	       !f.failing ? "" :
+	       df.restart_needed ? " -- FAILING: a write or sync of the CoW device failed; flushes "
+				   "fail with EIO until cowd is restarted, once the device works "
+				   "(see cowd's log)" :
+	       " -- FAILING: the store cannot commit; flushes fail with EIO (see cowd's log)");
 	printf("  base device:       %s (read only)\n", base);
 	printf("  CoW device:        %s\n", cow);
 	printf("  chunk size:        %llu KiB\n", chunk * COW_SECTOR / 1024);

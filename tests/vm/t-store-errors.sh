@@ -63,6 +63,8 @@ kill -0 "$pid" || fail "cowd died of a failed commit"
 has "cannot commit the store" /run/dm-cow/se.log || fail "cowd did not say why the commit failed"
 has "until cowd is restarted" /run/dm-cow/se.log || fail "cowd did not say what to do next"
 has "restart_needed=1" /run/dm-cow/se.status || fail "the status file does not say restart_needed=1"
+cowctl status se | has "until cowd is restarted" || fail "cowctl status does not say to restart cowd: $(cowctl status se)"
+cowctl status se --json | has '"restart_needed": true' || fail "cowctl status --json: $(cowctl status se --json)"
 set_cowdev linear
 put 6 1 || fail "a first write failed after the CoW device came back"
 sync /dev/mapper/se 2>/dev/null && fail "a flush succeeded after a failed sync, without a restart"
