@@ -131,7 +131,7 @@ int offline_open(struct offline_store *o, const char *store_path, const char *ba
 		o->p = NULL;
 		return fail(o, r, "%s: %s", store_path, o->s.error[0] ? o->s.error : strerror(-r));
 	}
-	r = store_check_base_id(o->p, &o->s);
+	r = store_match_base_id(o->p, &o->s, &info);
 	if (r)
 		return fail(o, r, "%s: %s", store_path, o->s.error);
 	return 0;

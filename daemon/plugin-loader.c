@@ -143,6 +143,54 @@ const struct cow_plugin *plugins_probe(const struct plugin_set *set, const void 
 	return NULL;
 }
 
+#define INSPECT_BYTES (64 * 1024)
+
+int store_match_base_id(const struct cow_plugin *p, struct cow_store *s,
+			const struct cow_store_info *info)
+{
+	char label[sizeof(info->base_id)];
+
+	if (!s->base_id || !*s->base_id)
+		return 0;
+	if (!COW_PLUGIN_HAS(p, inspect))
+		return cow_store_error(s, -EINVAL, "a %s store records no base label: --base-id cannot be checked",
+				       p->name);
+	snprintf(label, sizeof(label), "%.*s", (int)sizeof(label) - 1, info->base_id);
+	if (!label[0])
+		return cow_store_error(s, -EINVAL,
+				       "the store records no base label (%s, made without --base-id): --base-id cannot be checked",
+				       p->name);
+	if (strcmp(label, s->base_id))
+		return cow_store_error(s, -EINVAL, "the store was made over the base labelled '%s', not '%s'",
+				       label, s->base_id);
+	return 0;
+}
+
+/* store_match_base_id() for a store whose header was not read yet. */
+static int check_base_id(const struct cow_plugin *p, struct cow_store *s)
+{
+	size_t len = s->cow_size < INSPECT_BYTES ? (size_t)s->cow_size : INSPECT_BYTES;
+	struct cow_store_info info;
+	unsigned char *head;
+	int r;
+
+	if (!s->base_id || !*s->base_id || !COW_PLUGIN_HAS(p, inspect))
+		return store_match_base_id(p, s, NULL);
+	head = calloc(1, INSPECT_BYTES);
+	if (!head)
+		return -ENOMEM;
+	memset(&info, 0, sizeof(info));
+	r = pread_full(s->cow_fd, head, len, 0);
+	if (r)
+		cow_store_error(s, r, "cannot read the store: %s", strerror(-r));
+	else
+		r = p->inspect(head, len, &info);
+	free(head);
+	if (r)
+		return s->error[0] ? r : cow_store_error(s, r, "cannot read the store's header");
+	return store_match_base_id(p, s, &info);
+}
+
 int store_open(const struct plugin_set *set, struct cow_store *s, const char *format,
 	       const struct cow_plugin **plugin, int *created)
 {
@@ -183,48 +231,11 @@ int store_open(const struct plugin_set *set, struct cow_store *s, const char *fo
 	r = p->open(s);
 	if (r)
 		return r;
-	r = store_check_base_id(p, s);
+	r = check_base_id(p, s);
 	if (r) {
 		p->close(s);
 		return r;
 	}
 	*plugin = p;
-	return 0;
-}
-
-#define INSPECT_BYTES (64 * 1024)
-
-int store_check_base_id(const struct cow_plugin *p, struct cow_store *s)
-{
-	size_t len = s->cow_size < INSPECT_BYTES ? (size_t)s->cow_size : INSPECT_BYTES;
-	struct cow_store_info info;
-	unsigned char *head;
-	int r;
-
-	if (!s->base_id || !*s->base_id)
-		return 0;
-	if (!COW_PLUGIN_HAS(p, inspect))
-		return cow_store_error(s, -EINVAL, "a %s store records no base label: --base-id cannot be checked",
-				       p->name);
-	head = calloc(1, INSPECT_BYTES);
-	if (!head)
-		return -ENOMEM;
-	memset(&info, 0, sizeof(info));
-	r = pread_full(s->cow_fd, head, len, 0);
-	if (r)
-		cow_store_error(s, r, "cannot read the store: %s", strerror(-r));
-	else
-		r = p->inspect(head, len, &info);
-	free(head);
-	if (r)
-		return s->error[0] ? r : cow_store_error(s, r, "cannot read the store's header");
-	info.base_id[sizeof(info.base_id) - 1] = 0;
-	if (!info.base_id[0])
-		return cow_store_error(s, -EINVAL,
-				       "the store records no base label (%s, made without --base-id): --base-id cannot be checked",
-				       p->name);
-	if (strcmp(info.base_id, s->base_id))
-		return cow_store_error(s, -EINVAL, "the store was made over the base labelled '%s', not '%s'",
-				       info.base_id, s->base_id);
 	return 0;
 }

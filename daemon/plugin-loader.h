@@ -37,9 +37,12 @@ int store_open(const struct plugin_set *set, struct cow_store *s, const char *fo
 
 /*
  * If the user labelled the base (s->base_id), the store @p opened must
- * have recorded that label: 0, or an error in s->error.
+ * have recorded that label, as inspect() put it in @info (unused when
+ * there is no label to check or @p has no inspect()): 0, or an error in
+ * s->error.  store_open() checks it itself.
  */
-int store_check_base_id(const struct cow_plugin *p, struct cow_store *s);
+int store_match_base_id(const struct cow_plugin *p, struct cow_store *s,
+			const struct cow_store_info *info);
 
 
 #endif
