@@ -254,16 +254,14 @@ static int commit(struct cowd *d, int asked)
 	}
 	if (r) {
 		d->nr_commit_errors++;
-		if (!d->store_failing && d->sync_lost)
-			log_err("%s: cannot commit the store (%s): flushes fail with EIO until "
-				"cowd is restarted, once the CoW device works (after a failed "
-				"write or sync, only a new cowd can know what reached the "
-				"device); check it and the kernel log",
-				d->ident, why && *why ? why : strerror(-r));
-		else if (!d->store_failing)
-			log_err("%s: cannot commit the store (%s): flushes fail with EIO until "
-				"the CoW device works again; check it and the kernel log",
-				d->ident, why && *why ? why : strerror(-r));
+		if (!d->store_failing)
+			log_err("%s: cannot commit the store (%s): flushes fail with EIO until %s; "
+				"check it and the kernel log", d->ident,
+				why && *why ? why : strerror(-r),
+				d->sync_lost ? "cowd is restarted, once the CoW device works (after a "
+					       "failed write or sync, only a new cowd can know what "
+					       "reached the device)" :
+					       "the CoW device works again");
 		d->store_failing = 1;
 		write_status(d);
 		return asked ? queue_answer(d, cow_msg_commit_failed(d->ready_seen, r)) : 0;
