@@ -100,8 +100,8 @@ $(B)/systemd/cowd@.service: systemd/cowd@.service.in
 	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' $< >$@
 
 # ---- tests ----------------------------------------------------------------
-UNIT_TESTS := test-proto test-uml test-cowctl-args test-table test-packed test-qcow2 test-qcow2-refcount \
-	test-plugin-api test-keyval
+UNIT_TESTS := test-proto test-uml test-cowctl-args test-table test-packed test-packed-journal test-qcow2 \
+	test-qcow2-refcount test-plugin-api test-keyval
 UNIT_BIN := $(UNIT_TESTS:%=$(B)/unit/%)
 
 $(B)/unit/test-proto: tests/unit/test-proto.c daemon/proto.c daemon/log.c tests/unit/check.h
@@ -120,6 +120,11 @@ $(B)/unit/test-cowctl-args: tests/unit/test-cowctl-args.c daemon/cowctl-args.c d
 $(B)/unit/test-packed: tests/unit/test-packed.c plugins/packed.c lib/store.c lib/crc32c.c tests/unit/check.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
+
+$(B)/unit/test-packed-journal: tests/unit/test-packed-journal.c plugins/packed.c lib/store.c lib/crc32c.c \
+		tests/unit/check.h tests/unit/record.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^) -Wl,--wrap=pwrite_full,--wrap=fdatasync
 
 $(B)/unit/test-qcow2: tests/unit/test-qcow2.c plugins/qcow2.c $(PLUGIN_LIB) tests/unit/check.h tests/unit/sh.h
 	@mkdir -p $(@D)

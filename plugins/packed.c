@@ -7,19 +7,30 @@
  * Layout (little-endian, 4 KiB blocks):
  *   block 0              header: magic, version, geometry, the base's
  *                        identity (size and crc32c of its first MiB), layout
- *   journal              blocks of (chunk, slot) records; each block carries
- *                        a sequence number, its commit number, a LAST flag on
- *                        the last block of a commit, and a crc32c
- *   checkpoint A, B      every mapping, written (alternately) when the
- *                        journal is full; the journal then starts over
+ *   journal              a ring of blocks of (chunk, slot) records; the
+ *                        block of sequence number seq lives at seq modulo the
+ *                        ring's size; each block carries its seq, its commit
+ *                        number, a LAST flag on the last block of a commit,
+ *                        and a crc32c
+ *   checkpoint A, B      every mapping up to a journal seq, written
+ *                        (alternately) a few blocks per commit while the
+ *                        journal goes on, so that no commit writes the
+ *                        whole map at once (see pk_commit)
  *   data                 chunk-aligned slots
  *
  * Every crc is seeded with the store's random id, so blocks left on the
  * device by an earlier store never validate.  Replay: the newest valid
- * checkpoint, then journal blocks while their sequence numbers increase;
- * a commit counts only once its LAST block is read.  A bad block followed
- * by a valid block of a later commit is corruption (refused); a bad block
- * at the end is a torn last commit (ignored: it was never acknowledged).
+ * checkpoint, then the journal from the seq after it, block by block while
+ * each is valid, has the next seq and the next commit number; a commit
+ * counts only once its LAST block is read.  A valid block of a later
+ * commit past the end means a damaged journal (refused); blocks of the
+ * next commit there are a torn last commit (ignored: it was never
+ * acknowledged), and are zeroed before anything is written after them.
+ *
+ * Stores of version 3 and older have a linear journal that starts over at
+ * block 0 after each checkpoint, written at once; they are read as they
+ * are, and moved to the ring (a checkpoint, then the new header) by their
+ * first commit.
  */
 #include <endian.h>
 #include <errno.h>
@@ -36,10 +47,11 @@
 #define PK_MAGIC "DMCOWPK1"
 /*
  * 2: base_sample_crc; version 1 stores still open, with the weaker check.
- * 3: base_id, a label the user gave the base; written only when there is
- * one, so that stores without stay readable by releases that know 2.
+ * 3: base_id, a label the user gave the base.
+ * 4: the journal is a ring and checkpoints are written a piece at a time.
  */
-#define PK_VERSION 3
+#define PK_VERSION 4
+#define PK_RING_VERSION 4
 #define PK_SAMPLES 64		/* base samples in base_sample_crc */
 #define PK_SAMPLE_BYTES 4096
 #define PK_BLOCK 4096
@@ -100,22 +112,44 @@ struct pk_chdr {
 
 #define PK_RECS ((PK_BLOCK - sizeof(struct pk_jhdr)) / sizeof(struct pk_rec))
 
-/* chunk -> slot, open addressing; EMPTY keys are free. */
+/*
+ * Every mapping, in the order it was made (so that a checkpoint of the
+ * first count of them can be written a block at a time while more are
+ * added), and chunk -> position in that order by open addressing.
+ */
 #define EMPTY UINT64_MAX
 struct pk_map {
-	uint64_t *chunk, *slot;
-	size_t cap, n;
+	struct pk_rec *rec;	/* host byte order; from committed on: not yet committed */
+	size_t n, max, committed;
+	uint64_t *index;	/* cap entries: a position in rec, or EMPTY */
+	size_t cap;
+};
+
+/*
+ * A checkpoint of the first count mappings, written a few blocks per
+ * commit.  Blocks go out 1, 2, ..., then block 0, whose header holds the
+ * crc of them all, so the area validates only once it is whole.
+ */
+struct pk_ckpt_job {
+	int active;
+	uint64_t count;		/* mappings: map.rec[0, count) */
+	uint64_t blocks;	/* of the area's image */
+	uint64_t written;	/* blocks written, in the order above */
+	uint64_t seq;		/* it covers the journal up to here */
+	uint64_t room;		/* journal blocks free when it began */
+	uint32_t crc;		/* running: block 0's bytes, then 1 to written */
+	_Alignas(8) char head[PK_BLOCK]; /* block 0, crc field 0 until the end */
 };
 
 struct pk_store {
 	struct pk_header h;	/* host byte order */
 	struct pk_map map;	/* committed and marked mappings */
-	struct pk_rec *pending;	/* marked since the last commit */
-	size_t npending, maxpending;
 	uint64_t next_slot;	/* allocation high-water mark */
-	uint64_t jblock;	/* next journal block to write */
-	uint64_t seq, commit;	/* last used */
+	uint64_t seq, commit;	/* last journal block and commit made durable */
+	uint64_t ckpt_seq;	/* the durable checkpoint covers the journal up to here */
+	uint64_t junk_seq;	/* blocks after seq up to here may hold an unfinished commit */
 	int ckpt_next;		/* checkpoint area to write next */
+	struct pk_ckpt_job job;
 };
 
 /* ---- little-endian header fields ---------------------------------------- */
@@ -178,7 +212,7 @@ static size_t map_pos(const struct pk_map *m, uint64_t chunk)
 {
 	size_t i = (size_t)(chunk * 0x9e3779b97f4a7c15ULL >> 20) & (m->cap - 1);
 
-	while (m->chunk[i] != EMPTY && m->chunk[i] != chunk)
+	while (m->index[i] != EMPTY && m->rec[m->index[i]].chunk != chunk)
 		i = (i + 1) & (m->cap - 1);
 	return i;
 }
@@ -190,9 +224,9 @@ static int map_get(const struct pk_map *m, uint64_t chunk, uint64_t *slot)
 	if (!m->cap)
 		return 0;
 	i = map_pos(m, chunk);
-	if (m->chunk[i] == EMPTY)
+	if (m->index[i] == EMPTY)
 		return 0;
-	*slot = m->slot[i];
+	*slot = m->rec[m->index[i]].slot;
 	return 1;
 }
 
@@ -201,41 +235,35 @@ static int map_put(struct pk_map *m, uint64_t chunk, uint64_t slot)
 	size_t i;
 
 	if ((m->n + 1) * 2 > m->cap) {
-		struct pk_map big = { .cap = m->cap ? m->cap * 2 : 1024 };
+		struct pk_map big = *m;
 
-		big.chunk = malloc(big.cap * sizeof(uint64_t));
-		big.slot = malloc(big.cap * sizeof(uint64_t));
-		if (!big.chunk || !big.slot) {
-			free(big.chunk);
-			free(big.slot);
+		big.cap = m->cap ? m->cap * 2 : 1024;
+		big.index = malloc(big.cap * sizeof(*big.index));
+		if (!big.index)
 			return -ENOMEM;
-		}
-		memset(big.chunk, 0xff, big.cap * sizeof(uint64_t));
-		for (i = 0; i < m->cap; i++) {
-			if (m->chunk[i] != EMPTY) {
-				size_t j = map_pos(&big, m->chunk[i]);
-
-				big.chunk[j] = m->chunk[i];
-				big.slot[j] = m->slot[i];
-				big.n++;
-			}
-		}
-		free(m->chunk);
-		free(m->slot);
+		memset(big.index, 0xff, big.cap * sizeof(*big.index));
+		for (i = 0; i < m->n; i++)
+			big.index[map_pos(&big, m->rec[i].chunk)] = i;
+		free(m->index);
 		*m = big;
 	}
 	i = map_pos(m, chunk);
-	if (m->chunk[i] == EMPTY)
-		m->n++;
-	m->chunk[i] = chunk;
-	m->slot[i] = slot;
+	if (m->index[i] != EMPTY) {
+		/* Replay met the chunk again: the later record wins. */
+		m->rec[m->index[i]].slot = slot;
+		return 0;
+	}
+	if (array_reserve(&m->rec, &m->max, m->n, sizeof(*m->rec)))
+		return -ENOMEM;
+	m->rec[m->n] = (struct pk_rec){ chunk, slot };
+	m->index[i] = m->n++;
 	return 0;
 }
 
 static void map_free(struct pk_map *m)
 {
-	free(m->chunk);
-	free(m->slot);
+	free(m->rec);
+	free(m->index);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -368,38 +396,159 @@ static uint32_t block_crc(const struct pk_store *p, void *block, size_t len, uin
 	return crc;
 }
 
+/* Records in a checkpoint's block 0 (after its header) and in later blocks. */
+#define PK_HEAD_RECS ((PK_BLOCK - sizeof(struct pk_chdr)) / sizeof(struct pk_rec))
+#define PK_BLOCK_RECS (PK_BLOCK / sizeof(struct pk_rec))
+
+/* The records of block @b (> 0) of the job's checkpoint, little-endian. */
+static void job_block(const struct pk_store *p, uint64_t b, char *out)
+{
+	struct pk_rec *rec = (struct pk_rec *)out;
+	uint64_t first = PK_HEAD_RECS + (b - 1) * PK_BLOCK_RECS, k;
+
+	memset(out, 0, PK_BLOCK);
+	for (k = 0; k < PK_BLOCK_RECS && first + k < p->job.count; k++) {
+		rec[k].chunk = htole64(p->map.rec[first + k].chunk);
+		rec[k].slot = htole64(p->map.rec[first + k].slot);
+	}
+}
+
+static void job_drop(struct pk_store *p)
+{
+	p->job.active = 0;
+}
+
+/* The job's checkpoint is on the device and synced: it is the newest. */
+static void job_durable(struct pk_store *p)
+{
+	p->ckpt_seq = p->job.seq;
+	p->ckpt_next ^= 1;
+	job_drop(p);
+}
+
+/*
+ * Begin a checkpoint of the first @count mappings into the next area.  A
+ * crafted store can name one slot for several chunks: then the map may
+ * not fit the area.
+ */
+static int job_begin(struct cow_store *s, struct pk_store *p, uint64_t count, uint64_t seq,
+		     uint64_t commit)
+{
+	struct pk_ckpt_job *job = &p->job;
+	struct pk_chdr *c = (struct pk_chdr *)job->head;
+	struct pk_rec *rec = (struct pk_rec *)(c + 1);
+	uint64_t used = sizeof(*c) + count * sizeof(*rec), k;
+
+	if (used > p->h.ckpt_blocks * PK_BLOCK)
+		return cow_store_error(s, -EINVAL, "corrupt packed store: %llu mappings for %llu slots",
+				       (unsigned long long)count, (unsigned long long)p->h.nr_slots);
+	memset(job->head, 0, PK_BLOCK);
+	c->magic = htole32(PK_CMAGIC);
+	c->seq = htole64(seq);
+	c->commit = htole64(commit);
+	c->count = htole64(count);
+	for (k = 0; k < PK_HEAD_RECS && k < count; k++) {
+		rec[k].chunk = htole64(p->map.rec[k].chunk);
+		rec[k].slot = htole64(p->map.rec[k].slot);
+	}
+	job->active = 1;
+	job->count = count;
+	job->blocks = round_up(used, PK_BLOCK) / PK_BLOCK;
+	job->written = 0;
+	job->seq = seq;
+	job->room = p->ckpt_seq + p->h.journal_blocks - seq;
+	job->crc = crc32c(p->h.store_id, job->head, used < PK_BLOCK ? used : PK_BLOCK);
+	return 0;
+}
+
+/* Blocks built per write, to bound the buffer: 256 KiB. */
+#define PK_JOB_BATCH 64
+
+/* Write the job's blocks up to @upto of them (in its order), unsynced. */
+static int job_write(struct cow_store *s, struct pk_store *p, uint64_t upto)
+{
+	struct pk_ckpt_job *job = &p->job;
+	uint64_t area = p->h.ckpt_start[p->ckpt_next] * COW_SECTOR, from, to, b;
+	uint64_t used = sizeof(struct pk_chdr) + job->count * sizeof(struct pk_rec);
+	struct pk_chdr *c = (struct pk_chdr *)job->head;
+	char *buf = NULL;
+	int r = 0;
+
+	if (upto > job->blocks)
+		upto = job->blocks;
+	if (upto <= job->written)
+		return 0;
+	/* Blocks 1 .. blocks-1 are the first blocks - 1 of the order. */
+	from = job->written + 1;
+	to = upto < job->blocks ? upto + 1 : job->blocks;
+	if (from < to) {
+		buf = malloc((to - from < PK_JOB_BATCH ? to - from : PK_JOB_BATCH) * PK_BLOCK);
+		if (!buf)
+			return -ENOMEM;
+	}
+	while (from < to && !r) {
+		uint64_t n = to - from < PK_JOB_BATCH ? to - from : PK_JOB_BATCH;
+
+		for (b = 0; b < n; b++) {
+			uint64_t start = (from + b) * PK_BLOCK;
+			uint64_t len = used - start < PK_BLOCK ? used - start : PK_BLOCK;
+
+			job_block(p, from + b, buf + b * PK_BLOCK);
+			job->crc = crc32c(job->crc, buf + b * PK_BLOCK, len);
+		}
+		r = pwrite_full(s->cow_fd, buf, n * PK_BLOCK, area + from * PK_BLOCK);
+		from += n;
+		job->written = from - 1;
+	}
+	free(buf);
+	if (r || upto < job->blocks)
+		return r;
+	c->crc = htole32(job->crc);
+	r = pwrite_full(s->cow_fd, job->head, PK_BLOCK, area);
+	if (!r)
+		job->written = job->blocks;
+	return r;
+}
+
+/*
+ * Write every mapping at once into the next checkpoint area and sync:
+ * for a new store, for one moving to the ring, and for a commit too large
+ * for the journal (the pending mappings are in the map: the checkpoint is
+ * their commit).
+ */
 static int write_checkpoint(struct cow_store *s, struct pk_store *p)
 {
-	size_t len = round_up(sizeof(struct pk_chdr) + p->map.n * sizeof(struct pk_rec), PK_BLOCK);
-	char *buf = calloc(1, len);
-	struct pk_chdr *c = (struct pk_chdr *)buf;
-	struct pk_rec *rec = (struct pk_rec *)(c + 1);
-	size_t i, n = 0;
 	int r;
 
-	if (!buf)
-		return -ENOMEM;
-	for (i = 0; i < p->map.cap; i++) {
-		if (p->map.chunk[i] == EMPTY)
-			continue;
-		rec[n].chunk = htole64(p->map.chunk[i]);
-		rec[n].slot = htole64(p->map.slot[i]);
-		n++;
-	}
-	c->magic = htole32(PK_CMAGIC);
-	c->seq = htole64(p->seq);
-	c->commit = htole64(++p->commit);
-	c->count = htole64(n);
-	c->crc = htole32(block_crc(p, buf, sizeof(*c) + n * sizeof(*rec), &c->crc));
-	r = pwrite_full(s->cow_fd, buf, len, p->h.ckpt_start[p->ckpt_next] * COW_SECTOR);
-	free(buf);
+	r = job_begin(s, p, p->map.n, p->seq, p->commit + 1);
+	if (r)
+		return r;
+	r = job_write(s, p, p->job.blocks);
 	if (!r && fdatasync(s->cow_fd) < 0)
 		r = -errno;
-	if (r)
+	if (r) {
+		job_drop(p);
 		return cow_store_error(s, r, "cannot write a checkpoint: %s", strerror(-r));
-	p->ckpt_next ^= 1;
-	p->jblock = 0; /* the journal starts over; old blocks have lower seqs */
+	}
+	p->commit++;
+	p->map.committed = p->map.n;
+	job_durable(p);
 	return 0;
+}
+
+/*
+ * How much of the job this commit writes, its journal blocks having
+ * reached @seq: in proportion to the journal used since the job began,
+ * finishing when half the room it had is used.  The other half is for
+ * commits that come before the last piece is synced.
+ */
+static uint64_t job_due(const struct pk_store *p, uint64_t seq)
+{
+	uint64_t half = p->job.room / 2 ? p->job.room / 2 : 1, used = seq - p->job.seq;
+
+	if (used >= half)
+		return p->job.blocks;
+	return (p->job.blocks * used + half - 1) / half;
 }
 
 /*
@@ -450,13 +599,146 @@ static int journal_block_valid(const struct pk_store *p, char *block, struct pk_
 	return 1;
 }
 
+/* Write @n journal blocks from @buf, the first of seq @seq, into the ring. */
+static int journal_write(struct cow_store *s, struct pk_store *p, const char *buf, uint64_t seq,
+			 uint64_t n)
+{
+	uint64_t ring = p->h.journal_blocks, at = seq % ring, first = n < ring - at ? n : ring - at;
+	uint64_t base = p->h.journal_start * COW_SECTOR;
+	int r;
+
+	r = pwrite_full(s->cow_fd, buf, first * PK_BLOCK, base + at * PK_BLOCK);
+	if (!r && n > first)
+		r = pwrite_full(s->cow_fd, buf + first * PK_BLOCK, (n - first) * PK_BLOCK, base);
+	return r;
+}
+
+/* The journal being replayed: blocks read, records of the commit being read. */
+struct pk_walk {
+	char *blocks;
+	struct pk_rec *batch;
+	size_t nbatch;
+	uint64_t last_commit;	/* the last commit applied */
+};
+
+/* Add block @block's records to the commit being read; apply it if LAST. */
+static int walk_block(struct pk_store *p, struct pk_walk *w, char *block, const struct pk_jhdr *j)
+{
+	struct pk_rec *rec = (struct pk_rec *)(block + sizeof(struct pk_jhdr));
+	size_t k;
+	int r = 0;
+
+	for (k = 0; k < j->count; k++) {
+		w->batch[w->nbatch].chunk = le64toh(rec[k].chunk);
+		w->batch[w->nbatch].slot = le64toh(rec[k].slot);
+		w->nbatch++;
+	}
+	if (!(j->flags & PK_LAST))
+		return 0;
+	for (k = 0; k < w->nbatch && !r; k++)
+		r = load_record(p, w->batch[k].chunk, w->batch[k].slot);
+	w->nbatch = 0;
+	w->last_commit = j->commit;
+	return r;
+}
+
+/* A bad journal block is a torn last commit, unless a later commit follows it. */
+static int damaged(struct cow_store *s, uint64_t block, uint64_t later_commit)
+{
+	return cow_store_error(s, -EINVAL,
+			       "corrupt packed store: journal block %llu is damaged but commit %llu follows it",
+			       (unsigned long long)block, (unsigned long long)later_commit);
+}
+
+/*
+ * Version 3 and older: the journal from block 0 while seqs increase.  The
+ * next commit moves the store to the ring with a checkpoint that outranks
+ * every block on the device, torn ones too.
+ */
+static int walk_linear(struct cow_store *s, struct pk_store *p, struct pk_walk *w)
+{
+	uint64_t last_seq = p->seq, max_seq = p->seq, max_commit = w->last_commit;
+	size_t b, later;
+	int r = 0;
+
+	for (b = 0; b < p->h.journal_blocks; b++) {
+		char *block = w->blocks + b * PK_BLOCK;
+		struct pk_jhdr j;
+
+		if (journal_block_valid(p, block, &j) && j.seq > last_seq) {
+			max_seq = j.seq > max_seq ? j.seq : max_seq;
+			max_commit = j.commit > max_commit ? j.commit : max_commit;
+			last_seq = j.seq;
+			r = walk_block(p, w, block, &j);
+			if (r)
+				return cow_store_error(s, r, "corrupt packed store: bad journal record");
+			continue;
+		}
+		/*
+		 * The end of the journal, or a bad block.  Only a torn last
+		 * commit may end in a bad block: a valid block of a later
+		 * commit after it means the journal is corrupt.
+		 */
+		for (later = b + 1; later < p->h.journal_blocks; later++) {
+			struct pk_jhdr lj;
+
+			if (!journal_block_valid(p, w->blocks + later * PK_BLOCK, &lj) || lj.seq <= last_seq)
+				continue;
+			if (lj.commit > w->last_commit + 1)
+				return damaged(s, b, lj.commit);
+			max_seq = lj.seq > max_seq ? lj.seq : max_seq;
+		}
+		break;
+	}
+	p->seq = max_seq;
+	p->commit = max_commit;
+	return 0;
+}
+
+/*
+ * The ring, from the block after the checkpoint's seq.  Blocks past the
+ * last commit applied are junk of a torn commit, the next commit number
+ * (anything later means a damaged block before it).
+ */
+static int walk_ring(struct cow_store *s, struct pk_store *p, struct pk_walk *w)
+{
+	uint64_t ring = p->h.journal_blocks, seq = p->seq, applied = p->seq, b;
+
+	for (b = 0; b < ring; b++) {
+		char *block = w->blocks + (++seq % ring) * PK_BLOCK;
+		struct pk_jhdr j;
+		int r;
+
+		if (!journal_block_valid(p, block, &j) || j.seq != seq || j.commit != w->last_commit + 1)
+			break;
+		r = walk_block(p, w, block, &j);
+		if (r)
+			return cow_store_error(s, r, "corrupt packed store: bad journal record");
+		if (j.flags & PK_LAST)
+			applied = seq;
+	}
+	p->junk_seq = 0;
+	for (b = 0; b < ring; b++) {
+		struct pk_jhdr j;
+
+		if (!journal_block_valid(p, w->blocks + b * PK_BLOCK, &j) || j.seq <= applied)
+			continue;
+		if (j.commit > w->last_commit + 1)
+			return damaged(s, (applied + 1) % ring, j.commit);
+		if (j.seq > p->junk_seq)
+			p->junk_seq = j.seq;
+	}
+	p->seq = applied;
+	p->commit = w->last_commit;
+	return 0;
+}
+
 static int replay(struct cow_store *s, struct pk_store *p)
 {
 	struct pk_chdr ck[2], *best = NULL;
-	char *recs[2], *blocks;
-	struct pk_rec *batch = NULL;
-	size_t nbatch = 0, b, k;
-	uint64_t last_seq, last_commit, max_seq, max_commit;
+	struct pk_walk w = { 0 };
+	char *recs[2];
+	size_t k;
 	int i, r = 0, best_i = 0;
 
 	for (i = 0; i < 2; i++) {
@@ -471,12 +753,11 @@ static int replay(struct cow_store *s, struct pk_store *p)
 			best_i = i;
 		}
 	}
-	if (!best) {
+	if (!best || best->seq > UINT64_MAX / 2) {
 		free(recs[0]);
 		free(recs[1]);
 		return cow_store_error(s, -EINVAL, "corrupt packed store: no valid checkpoint");
 	}
-	r = 0;
 	for (k = 0; k < best->count && !r; k++) {
 		struct pk_rec *rec = (struct pk_rec *)(recs[best_i] + sizeof(struct pk_chdr)) + k;
 
@@ -487,84 +768,46 @@ static int replay(struct cow_store *s, struct pk_store *p)
 	if (r)
 		return cow_store_error(s, r, "corrupt packed store: bad checkpoint record");
 	p->ckpt_next = best_i ^ 1;
-	last_seq = max_seq = best->seq;
-	last_commit = max_commit = best->commit;
+	p->ckpt_seq = p->seq = best->seq;
+	w.last_commit = best->commit;
 
-	blocks = malloc(p->h.journal_blocks * PK_BLOCK);
-	batch = malloc(p->h.journal_blocks * PK_RECS * sizeof(*batch));
-	if (!blocks || !batch) {
-		free(blocks);
-		free(batch);
-		return -ENOMEM;
+	w.blocks = malloc(p->h.journal_blocks * PK_BLOCK);
+	w.batch = malloc(p->h.journal_blocks * PK_RECS * sizeof(*w.batch));
+	if (!w.blocks || !w.batch) {
+		r = -ENOMEM;
+		goto out;
 	}
-	r = pread_full(s->cow_fd, blocks, p->h.journal_blocks * PK_BLOCK,
+	r = pread_full(s->cow_fd, w.blocks, p->h.journal_blocks * PK_BLOCK,
 		       p->h.journal_start * COW_SECTOR);
 	if (r) {
-		free(blocks);
-		free(batch);
-		return cow_store_error(s, r, "cannot read the journal: %s", strerror(-r));
+		r = cow_store_error(s, r, "cannot read the journal: %s", strerror(-r));
+		goto out;
 	}
-	p->jblock = 0;
-	for (b = 0; b < p->h.journal_blocks; b++) {
-		char *block = blocks + b * PK_BLOCK;
-		struct pk_jhdr j;
-		size_t later;
-
-		if (journal_block_valid(p, block, &j) && j.seq > last_seq) {
-			struct pk_rec *rec = (struct pk_rec *)(block + sizeof(struct pk_jhdr));
-
-			if (j.seq > max_seq)
-				max_seq = j.seq;
-			if (j.commit > max_commit)
-				max_commit = j.commit;
-			last_seq = j.seq;
-			for (k = 0; k < j.count; k++) {
-				batch[nbatch].chunk = le64toh(rec[k].chunk);
-				batch[nbatch].slot = le64toh(rec[k].slot);
-				nbatch++;
-			}
-			if (j.flags & PK_LAST) {
-				for (k = 0; k < nbatch && !r; k++)
-					r = load_record(p, batch[k].chunk, batch[k].slot);
-				if (r)
-					break;
-				nbatch = 0;
-				last_commit = j.commit;
-				p->jblock = b + 1;
-			}
-			continue;
-		}
-		/*
-		 * The end of the journal, or a bad block.  Only a torn last
-		 * commit may end in a bad block: a valid block of a later
-		 * commit after it means the journal is corrupt.
-		 */
-		for (later = b + 1; later < p->h.journal_blocks; later++) {
-			struct pk_jhdr lj;
-
-			if (journal_block_valid(p, blocks + later * PK_BLOCK, &lj) && lj.seq > last_seq &&
-			    lj.commit > last_commit + 1) {
-				r = cow_store_error(s, -EINVAL,
-						    "corrupt packed store: journal block %zu is damaged but commit %llu follows it",
-						    b, (unsigned long long)lj.commit);
-				break;
-			}
-			if (journal_block_valid(p, blocks + later * PK_BLOCK, &lj) && lj.seq > max_seq)
-				max_seq = lj.seq;
-		}
-		break;
-	}
-	free(blocks);
-	free(batch);
-	if (r)
-		return r;
-	/* New blocks must outrank every block on the device, torn ones too. */
-	p->seq = max_seq;
-	p->commit = max_commit;
-	return 0;
+	r = p->h.version >= PK_RING_VERSION ? walk_ring(s, p, &w) : walk_linear(s, p, &w);
+	p->map.committed = p->map.n;
+out:
+	free(w.blocks);
+	free(w.batch);
+	return r;
 }
 
 /* ---- callbacks ------------------------------------------------------------ */
+
+static int write_header(struct cow_store *s, struct pk_store *p)
+{
+	struct pk_header disk;
+	int r;
+
+	header_to_disk(&p->h, &disk);
+	disk.crc = 0;
+	disk.crc = htole32(crc32c(0, &disk, header_bytes(p->h.version)));
+	r = pwrite_full(s->cow_fd, &disk, sizeof(disk), 0);
+	if (!r && fdatasync(s->cow_fd) < 0)
+		r = -errno;
+	if (r)
+		return cow_store_error(s, r, "cannot write the header: %s", strerror(-r));
+	return 0;
+}
 
 static int pk_probe(const void *head, size_t len)
 {
@@ -574,7 +817,6 @@ static int pk_probe(const void *head, size_t len)
 static int pk_create(struct cow_store *s)
 {
 	struct pk_store p = { 0 };
-	struct pk_header disk;
 	uint64_t cow_sectors = s->cow_size / COW_SECTOR, off;
 	char *zero;
 	int fd, r;
@@ -591,8 +833,6 @@ static int pk_create(struct cow_store *s)
 			return cow_store_error(s, -EINVAL, "a base label is at most %zu bytes",
 					       sizeof(p.h.base_id) - 1);
 		strcpy(p.h.base_id, s->base_id);
-	} else {
-		p.h.version = 2;
 	}
 	if (s->cow_is_file && cow_sectors * COW_SECTOR > s->cow_size) {
 		if (ftruncate(s->cow_fd, (off_t)(cow_sectors * COW_SECTOR)) < 0)
@@ -623,18 +863,10 @@ static int pk_create(struct cow_store *s)
 	free(zero);
 	if (!r)
 		r = write_checkpoint(s, &p);
-	if (r)
-		return r;
-	header_to_disk(&p.h, &disk);
-	disk.crc = 0;
-	disk.crc = htole32(crc32c(0, &disk, header_bytes(p.h.version)));
-	r = pwrite_full(s->cow_fd, &disk, sizeof(disk), 0);
-	if (!r && fdatasync(s->cow_fd) < 0)
-		r = -errno;
+	if (!r)
+		r = write_header(s, &p);
 	map_free(&p.map);
-	if (r)
-		return cow_store_error(s, r, "cannot write the header: %s", strerror(-r));
-	return 0;
+	return r;
 }
 
 static void pk_close(struct cow_store *s)
@@ -644,7 +876,6 @@ static void pk_close(struct cow_store *s)
 	if (!p)
 		return;
 	map_free(&p->map);
-	free(p->pending);
 	free(p);
 	s->priv = NULL;
 }
@@ -778,62 +1009,130 @@ static int pk_mark(struct cow_store *s, uint64_t chunk, uint64_t sector)
 				       (unsigned long long)chunk, (unsigned long long)slot,
 				       (unsigned long long)cur);
 	}
-	if (array_reserve(&p->pending, &p->maxpending, p->npending, sizeof(*p->pending)))
-		return -ENOMEM;
-	r = load_record(p, chunk, slot);
+	return load_record(p, chunk, slot);
+}
+
+/*
+ * A store of version 3 or older, moving to the ring: a checkpoint of every
+ * mapping (the pending ones too: it is their commit) outranks every block
+ * of its linear journal; then the header says the journal is a ring.  A
+ * cut before the header leaves the old version with that checkpoint.
+ */
+static int upgrade(struct cow_store *s, struct pk_store *p)
+{
+	int r;
+
+	if (p->h.version < 2) {
+		r = base_samples(s, &p->h.base_sample_crc);
+		if (r)
+			return cow_store_error(s, r, "cannot read the base: %s", strerror(-r));
+	}
+	r = write_checkpoint(s, p);
 	if (r)
 		return r;
-	p->pending[p->npending++] = (struct pk_rec){ chunk, slot };
+	p->h.version = PK_VERSION;
+	return write_header(s, p);
+}
+
+/* Zero what a torn commit left after the journal's end, before writing there. */
+static int clear_junk(struct cow_store *s, struct pk_store *p)
+{
+	uint64_t n = p->junk_seq - p->seq;
+	char *zero;
+	int r;
+
+	if (p->junk_seq <= p->seq)
+		return 0;
+	if (n > p->h.journal_blocks)
+		n = p->h.journal_blocks;
+	zero = calloc(n, PK_BLOCK);
+	if (!zero)
+		return -ENOMEM;
+	r = journal_write(s, p, zero, p->seq + 1, n);
+	free(zero);
+	if (!r && fdatasync(s->cow_fd) < 0)
+		r = -errno;
+	if (r)
+		return cow_store_error(s, r, "cannot clear the journal's torn end: %s", strerror(-r));
+	p->junk_seq = 0;
 	return 0;
 }
 
+/*
+ * The mappings made since the last commit as journal blocks after p->seq, in one write with
+ * the job's next piece, and one sync.  A journal block may only replace
+ * one the durable checkpoint covers; the job finishes (on time, see
+ * job_due()) before the ring runs out, so no commit writes the whole map
+ * unless it is itself too large for the journal.
+ */
 static int pk_commit(struct cow_store *s)
 {
 	struct pk_store *p = s->priv;
-	size_t blocks, b, done = 0;
+	uint64_t ring = p->h.journal_blocks, blocks, b;
+	size_t pending = p->map.n - p->map.committed, done = p->map.committed;
 	char *buf;
-	int r = 0;
+	int r;
 
-	if (!p->npending)
+	if (!pending)
 		return 0;
-	blocks = (p->npending + PK_RECS - 1) / PK_RECS;
-	if (p->jblock + blocks > p->h.journal_blocks) {
-		/* Journal full: everything goes into a checkpoint instead. */
-		r = write_checkpoint(s, p);
-		if (!r)
-			p->npending = 0;
+	if (p->h.version < PK_RING_VERSION)
+		return upgrade(s, p);
+	r = clear_junk(s, p);
+	if (r)
 		return r;
+	blocks = (pending + PK_RECS - 1) / PK_RECS;
+	if (p->seq + blocks > p->ckpt_seq + ring && p->job.active) {
+		/* Commits came faster than the job's pace: finish it now. */
+		r = job_write(s, p, p->job.blocks);
+		if (!r && fdatasync(s->cow_fd) < 0)
+			r = -errno;
+		if (r) {
+			job_drop(p);
+			return cow_store_error(s, r, "cannot write a checkpoint: %s", strerror(-r));
+		}
+		job_durable(p);
 	}
+	if (p->seq + blocks > p->ckpt_seq + ring)
+		return write_checkpoint(s, p);
 	buf = calloc(blocks, PK_BLOCK);
 	if (!buf)
 		return -ENOMEM;
-	p->commit++;
 	for (b = 0; b < blocks; b++) {
 		struct pk_jhdr *j = (struct pk_jhdr *)(buf + b * PK_BLOCK);
 		struct pk_rec *rec = (struct pk_rec *)(j + 1);
-		size_t n = p->npending - done < PK_RECS ? p->npending - done : PK_RECS, k;
+		size_t n = p->map.n - done < PK_RECS ? p->map.n - done : PK_RECS, k;
 
 		for (k = 0; k < n; k++) {
-			rec[k].chunk = htole64(p->pending[done + k].chunk);
-			rec[k].slot = htole64(p->pending[done + k].slot);
+			rec[k].chunk = htole64(p->map.rec[done + k].chunk);
+			rec[k].slot = htole64(p->map.rec[done + k].slot);
 		}
 		done += n;
 		j->magic = htole32(PK_JMAGIC);
-		j->seq = htole64(++p->seq);
-		j->commit = htole64(p->commit);
+		j->seq = htole64(p->seq + 1 + b);
+		j->commit = htole64(p->commit + 1);
 		j->count = htole32((uint32_t)n);
 		j->flags = htole32(b == blocks - 1 ? PK_LAST : 0);
 		j->crc = htole32(block_crc(p, j, PK_BLOCK, &j->crc));
 	}
-	r = pwrite_full(s->cow_fd, buf, blocks * PK_BLOCK,
-			p->h.journal_start * COW_SECTOR + p->jblock * PK_BLOCK);
+	r = p->job.active ? job_write(s, p, job_due(p, p->seq + blocks)) : 0;
+	if (!r)
+		r = journal_write(s, p, buf, p->seq + 1, blocks);
 	free(buf);
 	if (!r && fdatasync(s->cow_fd) < 0)
 		r = -errno;
-	if (r)
+	if (r) {
+		/* What reached the device is unknown: clear it before the next try. */
+		p->junk_seq = p->seq + blocks;
+		job_drop(p);
 		return cow_store_error(s, r, "cannot write the journal: %s", strerror(-r));
-	p->jblock += blocks;
-	p->npending = 0;
+	}
+	p->seq += blocks;
+	p->commit++;
+	p->map.committed = p->map.n;
+	if (p->job.active && p->job.written == p->job.blocks)
+		job_durable(p);
+	else if (!p->job.active && p->seq - p->ckpt_seq >= ring / 2)
+		job_begin(s, p, p->map.n, p->seq, p->commit); /* a crafted map that cannot fit fails later */
 	return 0;
 }
 
@@ -866,16 +1165,15 @@ static int pk_for_each_mapping(struct cow_store *s, cow_mapping_fn fn, void *ctx
 {
 	struct pk_store *p = s->priv;
 	struct pk_rec *all = malloc((p->map.n ? p->map.n : 1) * sizeof(*all));
-	size_t i, n = 0;
+	size_t i;
 	int r = 0;
 
 	if (!all)
 		return -ENOMEM;
-	for (i = 0; i < p->map.cap; i++)
-		if (p->map.chunk[i] != EMPTY)
-			all[n++] = (struct pk_rec){ p->map.chunk[i], p->map.slot[i] };
-	qsort(all, n, sizeof(*all), cmp_rec);
-	for (i = 0; i < n && !r; i++)
+	if (p->map.n)
+		memcpy(all, p->map.rec, p->map.n * sizeof(*all));
+	qsort(all, p->map.n, sizeof(*all), cmp_rec);
+	for (i = 0; i < p->map.n && !r; i++)
 		r = fn(ctx, all[i].chunk, slot_sector(p, all[i].slot));
 	free(all);
 	return r;

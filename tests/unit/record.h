@@ -78,7 +78,7 @@ static void record_forget(void)
 }
 
 /* Write into @fd (a copy of the file before the recording) cut @k's writes. */
-static void record_replay(int fd, size_t k, int prefix)
+static inline void record_replay(int fd, size_t k, int prefix)
 {
 	size_t i;
 

@@ -158,9 +158,9 @@ static void test_torn_and_corrupt(void)
 	map_chunk(&f, 3);
 	CHECK(P->commit(&f.s) == 0, "commit 3");
 	j = journal_start(&f);
-	/* Tear the last commit (block 2): it was never acknowledged. */
+	/* Tear the last commit (seq 3, ring block 3): it was never acknowledged. */
 	memset(junk, 0x5a, sizeof(junk));
-	CHECK(pwrite(f.s.cow_fd, junk, 512, (off_t)(j + 2 * 4096 + 1024)) == 512, "tear");
+	CHECK(pwrite(f.s.cow_fd, junk, 512, (off_t)(j + 3 * 4096 + 1024)) == 512, "tear");
 	CHECK(reopen(&f) == 0, "a torn last commit is not corruption: %s", f.s.error);
 	P->for_each_mapping(&f.s, collect, seen);
 	CHECK(seen->n == 2 && seen->chunk[0] == 1 && seen->chunk[1] == 2, "commits 1 and 2 survive: %llu",
@@ -172,8 +172,8 @@ static void test_torn_and_corrupt(void)
 	seen->n = 0;
 	P->for_each_mapping(&f.s, collect, seen);
 	CHECK(seen->n == 3 && seen->chunk[2] == 4, "1, 2, 4: %llu", (unsigned long long)seen->n);
-	/* Damage the first block: later commits exist, so this is corruption. */
-	CHECK(pwrite(f.s.cow_fd, junk, 512, (off_t)(j + 1024)) == 512, "damage");
+	/* Damage the first block (seq 1): later commits exist, so this is corruption. */
+	CHECK(pwrite(f.s.cow_fd, junk, 512, (off_t)(j + 4096 + 1024)) == 512, "damage");
 	CHECK(reopen(&f) == -EINVAL && strstr(f.s.error, "corrupt"), "damaged journal: %s", f.s.error);
 	teardown(&f);
 	free(seen);
@@ -215,7 +215,7 @@ static void test_refusals(void)
  */
 static void forge_header(struct fixture *f, size_t off, uint64_t value)
 {
-	unsigned char h[104];
+	unsigned char h[168];	/* the checksummed bytes of version 3 and later */
 	uint32_t crc;
 
 	if (pread(f->s.cow_fd, h, sizeof(h), 0) != sizeof(h))
@@ -250,7 +250,7 @@ static void test_crafted_layout(void)
 		{ "a start past 2^64 when added", CKPT0, ~0ULL - 7 },
 	};
 	struct fixture f;
-	unsigned char orig[104];
+	unsigned char orig[168];
 	size_t i;
 
 	TEST("a crafted header with a valid checksum: every layout field bounded");
@@ -402,9 +402,8 @@ static void test_base_samples(void)
 }
 
 /*
- * --base-id: a label given at create is recorded (version 3, covered by
- * the header's checksum) and reported by inspect(); without one the store
- * stays version 2, readable by releases that know no labels.
+ * --base-id: a label given at create is recorded (covered by the header's
+ * checksum) and reported by inspect().
  */
 static void test_base_label(void)
 {
@@ -417,7 +416,7 @@ static void test_base_label(void)
 	TEST("a base label is recorded, reported and checksummed");
 	setup(&f, 1 << 20, 4 << 20, "label");
 	CHECK(P->create(&f.s) == 0, "create: %s", f.s.error);
-	CHECK(pread(f.s.cow_fd, &version, 4, 8) == 4 && le32toh(version) == 2,
+	CHECK(pread(f.s.cow_fd, &version, 4, 8) == 4 && le32toh(version) == 4,
 	      "no label: version %u", le32toh(version));
 	CHECK(pread(f.s.cow_fd, head, sizeof(head), 0) == sizeof(head) &&
 	      P->inspect(head, sizeof(head), &info) == 0 && !info.base_id[0], "no label reported");
@@ -425,7 +424,7 @@ static void test_base_label(void)
 	f.s.base_id = "debian-12.8-gold";
 	CHECK(P->create(&f.s) == 0 && P->open(&f.s) == 0, "create with a label: %s", f.s.error);
 	P->close(&f.s);
-	CHECK(pread(f.s.cow_fd, &version, 4, 8) == 4 && le32toh(version) == 3,
+	CHECK(pread(f.s.cow_fd, &version, 4, 8) == 4 && le32toh(version) == 4,
 	      "labelled: version %u", le32toh(version));
 	CHECK(pread(f.s.cow_fd, head, sizeof(head), 0) == sizeof(head) &&
 	      P->inspect(head, sizeof(head), &info) == 0 &&
