@@ -34,7 +34,7 @@ COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/
 PLUGINS := uml packed qcow2
 HELPERS := cow-pattern cow-hostile log-replay cow-failnth cow-ctlfuzz
 
-.PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo bench install clean deps debug-kernel \
+.PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo bench bench-store install clean deps debug-kernel \
 	fuzz fuzz-check
 
 all: programs plugins helpers $(if $(KVER),module)
@@ -227,10 +227,19 @@ demo: deps
 	$(MAKE) all
 	scripts/demo
 
-# Performance against dm-linear, dm-snapshot and dm-thin (not part of check).
-bench: deps
+# Performance against dm-linear, dm-snapshot and dm-thin (not part of check),
+# after the stores' own figures on the host (bench-store).
+bench: deps bench-store
 	$(MAKE) all
 	scripts/bench
+
+# Commit latency of a packed store growing to a million mappings.
+bench-store: $(B)/bench/packed-commit
+	$(B)/bench/packed-commit 1048576 255 $(B)/bench
+
+$(B)/bench/packed-commit: tests/bench/packed-commit.c plugins/packed.c $(LIBA) $(wildcard include/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $(filter %.c,$^) $(LIBA)
 
 install: programs plugins $(LIBA) $(B)/systemd/cowd@.service
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(PREFIX)/share/man/man8 \
