@@ -87,7 +87,7 @@ echo 25 >$FS/probability
 chunks=()
 for i in $(seq 0 63); do
 	c=$((i * 64 + 1))
-	put $c 3 || fail "write to chunk $c failed although cowd retries"
+	put $c 3 || fail "write to chunk $c failed although cowd retries: $(dmsetup status fs)"
 	chunks+=($c)
 done
 sync /dev/mapper/fs 2>/dev/null || true # a commit may fail for want of memory
