@@ -100,8 +100,8 @@ $(B)/systemd/cowd@.service: systemd/cowd@.service.in
 	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' $< >$@
 
 # ---- tests ----------------------------------------------------------------
-UNIT_TESTS := test-proto test-uml test-cowctl-args test-table test-packed test-packed-journal test-qcow2 \
-	test-qcow2-refcount test-plugin-api test-keyval
+UNIT_TESTS := test-proto test-uml test-cowctl-args test-table test-packed test-packed-journal test-packed-crash \
+	test-qcow2 test-qcow2-refcount test-plugin-api test-keyval
 UNIT_BIN := $(UNIT_TESTS:%=$(B)/unit/%)
 
 $(B)/unit/test-proto: tests/unit/test-proto.c daemon/proto.c daemon/log.c tests/unit/check.h
@@ -123,6 +123,11 @@ $(B)/unit/test-packed: tests/unit/test-packed.c plugins/packed.c lib/store.c lib
 
 $(B)/unit/test-packed-journal: tests/unit/test-packed-journal.c plugins/packed.c lib/store.c lib/crc32c.c \
 		tests/unit/check.h tests/unit/record.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^) -Wl,--wrap=pwrite_full,--wrap=fdatasync
+
+$(B)/unit/test-packed-crash: tests/unit/test-packed-crash.c plugins/packed.c lib/store.c lib/crc32c.c \
+		tests/unit/check.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^) -Wl,--wrap=pwrite_full,--wrap=fdatasync
 

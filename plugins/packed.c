@@ -25,7 +25,16 @@
  * counts only once its LAST block is read.  A valid block of a later
  * commit past the end means a damaged journal (refused); blocks of the
  * next commit there are a torn last commit (ignored: it was never
- * acknowledged), and are zeroed before anything is written after them.
+ * acknowledged).
+ *
+ * A torn commit's sequence and commit numbers are never written again: a
+ * later write of the same block, torn the other way, could complete it,
+ * and it would name slots given out since.  So after a torn end (anything
+ * past the journal's end but zeros and older blocks), and after a failed
+ * commit, the next commit is a whole checkpoint, which takes that commit
+ * number.  For the same reason each open's first commit clears the header
+ * block of the checkpoint area it will write, where a torn checkpoint of
+ * an earlier process may lie.
  *
  * Stores of version 3 and older have a linear journal that starts over at
  * block 0 after each checkpoint, written at once; they are read as they
@@ -111,6 +120,8 @@ struct pk_chdr {
 };
 
 #define PK_RECS ((PK_BLOCK - sizeof(struct pk_jhdr)) / sizeof(struct pk_rec))
+/* Sequence and commit numbers beyond are corrupt: they could wrap. */
+#define PK_MAX_SEQ (UINT64_MAX / 4)
 
 /*
  * Every mapping, in the order it was made (so that a checkpoint of the
@@ -147,7 +158,8 @@ struct pk_store {
 	uint64_t next_slot;	/* allocation high-water mark */
 	uint64_t seq, commit;	/* last journal block and commit made durable */
 	uint64_t ckpt_seq;	/* the durable checkpoint covers the journal up to here */
-	uint64_t junk_seq;	/* blocks after seq up to here may hold an unfinished commit */
+	int torn_end;		/* the journal may end in a torn commit: see the top */
+	int area_unknown;	/* the next checkpoint area may hold a torn checkpoint */
 	int ckpt_next;		/* checkpoint area to write next */
 	struct pk_ckpt_job job;
 };
@@ -528,6 +540,7 @@ static int write_checkpoint(struct cow_store *s, struct pk_store *p)
 		r = -errno;
 	if (r) {
 		job_drop(p);
+		p->area_unknown = 1;
 		return cow_store_error(s, r, "cannot write a checkpoint: %s", strerror(-r));
 	}
 	p->commit++;
@@ -690,15 +703,18 @@ static int walk_linear(struct cow_store *s, struct pk_store *p, struct pk_walk *
 		}
 		break;
 	}
+	if (max_seq > PK_MAX_SEQ || max_commit > PK_MAX_SEQ)
+		return cow_store_error(s, -EINVAL, "corrupt packed store: journal numbers out of range");
 	p->seq = max_seq;
 	p->commit = max_commit;
 	return 0;
 }
 
 /*
- * The ring, from the block after the checkpoint's seq.  Blocks past the
- * last commit applied are junk of a torn commit, the next commit number
- * (anything later means a damaged block before it).
+ * The ring, from the block after the checkpoint's seq.  Past the last
+ * commit applied: zeros, blocks of older turns of the ring, or a torn
+ * commit, the next commit number (anything later means a damaged block
+ * before it).
  */
 static int walk_ring(struct cow_store *s, struct pk_store *p, struct pk_walk *w)
 {
@@ -717,16 +733,25 @@ static int walk_ring(struct cow_store *s, struct pk_store *p, struct pk_walk *w)
 		if (j.flags & PK_LAST)
 			applied = seq;
 	}
-	p->junk_seq = 0;
+	p->torn_end = 0;
 	for (b = 0; b < ring; b++) {
+		char *block = w->blocks + b * PK_BLOCK;
 		struct pk_jhdr j;
 
-		if (!journal_block_valid(p, w->blocks + b * PK_BLOCK, &j) || j.seq <= applied)
+		if (!journal_block_valid(p, block, &j)) {
+			if (!buf_is_zero(block, PK_BLOCK))
+				p->torn_end = 1;
+			continue;
+		}
+		if (j.seq % ring != b || j.seq > PK_MAX_SEQ || j.commit > PK_MAX_SEQ)
+			return cow_store_error(s, -EINVAL,
+					       "corrupt packed store: journal block %llu holds seq %llu",
+					       (unsigned long long)b, (unsigned long long)j.seq);
+		if (j.seq <= applied)
 			continue;
 		if (j.commit > w->last_commit + 1)
 			return damaged(s, (applied + 1) % ring, j.commit);
-		if (j.seq > p->junk_seq)
-			p->junk_seq = j.seq;
+		p->torn_end = 1;
 	}
 	p->seq = applied;
 	p->commit = w->last_commit;
@@ -753,7 +778,7 @@ static int replay(struct cow_store *s, struct pk_store *p)
 			best_i = i;
 		}
 	}
-	if (!best || best->seq > UINT64_MAX / 2) {
+	if (!best || best->seq > PK_MAX_SEQ || best->commit > PK_MAX_SEQ) {
 		free(recs[0]);
 		free(recs[1]);
 		return cow_store_error(s, -EINVAL, "corrupt packed store: no valid checkpoint");
@@ -793,14 +818,14 @@ out:
 
 /* ---- callbacks ------------------------------------------------------------ */
 
-static int write_header(struct cow_store *s, struct pk_store *p)
+static int write_header(struct cow_store *s, const struct pk_header *h)
 {
 	struct pk_header disk;
 	int r;
 
-	header_to_disk(&p->h, &disk);
+	header_to_disk(h, &disk);
 	disk.crc = 0;
-	disk.crc = htole32(crc32c(0, &disk, header_bytes(p->h.version)));
+	disk.crc = htole32(crc32c(0, &disk, header_bytes(h->version)));
 	r = pwrite_full(s->cow_fd, &disk, sizeof(disk), 0);
 	if (!r && fdatasync(s->cow_fd) < 0)
 		r = -errno;
@@ -864,7 +889,7 @@ static int pk_create(struct cow_store *s)
 	if (!r)
 		r = write_checkpoint(s, &p);
 	if (!r)
-		r = write_header(s, &p);
+		r = write_header(s, &p.h);
 	map_free(&p.map);
 	return r;
 }
@@ -937,7 +962,15 @@ static int pk_open(struct cow_store *s)
 	if (!p)
 		return -ENOMEM;
 	s->priv = p;
-	r = check_header(s, p);
+	p->area_unknown = 1;
+	/*
+	 * An earlier process's writes may still be in the page cache: make
+	 * them durable before anything is decided by them.
+	 */
+	r = s->read_only || fdatasync(s->cow_fd) == 0 ? 0 :
+	    cow_store_error(s, -errno, "cannot sync the store before reading it: %s", strerror(errno));
+	if (!r)
+		r = check_header(s, p);
 	if (!r)
 		r = replay(s, p);
 	if (r)
@@ -1013,48 +1046,73 @@ static int pk_mark(struct cow_store *s, uint64_t chunk, uint64_t sector)
 }
 
 /*
- * A store of version 3 or older, moving to the ring: a checkpoint of every
- * mapping (the pending ones too: it is their commit) outranks every block
- * of its linear journal; then the header says the journal is a ring.  A
- * cut before the header leaves the old version with that checkpoint.
+ * After a torn end: a whole checkpoint takes the torn commit's number;
+ * then nothing in the ring is needed, and zeroing it (torn or not: what
+ * it could complete is dead) keeps the next open from finding a torn end.
  */
-static int upgrade(struct cow_store *s, struct pk_store *p)
+static int restart_journal(struct cow_store *s, struct pk_store *p)
 {
-	int r;
-
-	if (p->h.version < 2) {
-		r = base_samples(s, &p->h.base_sample_crc);
-		if (r)
-			return cow_store_error(s, r, "cannot read the base: %s", strerror(-r));
-	}
-	r = write_checkpoint(s, p);
-	if (r)
-		return r;
-	p->h.version = PK_VERSION;
-	return write_header(s, p);
-}
-
-/* Zero what a torn commit left after the journal's end, before writing there. */
-static int clear_junk(struct cow_store *s, struct pk_store *p)
-{
-	uint64_t n = p->junk_seq - p->seq;
 	char *zero;
 	int r;
 
-	if (p->junk_seq <= p->seq)
-		return 0;
-	if (n > p->h.journal_blocks)
-		n = p->h.journal_blocks;
-	zero = calloc(n, PK_BLOCK);
+	r = write_checkpoint(s, p);
+	if (r)
+		return r;
+	p->torn_end = 0;
+	zero = calloc(p->h.journal_blocks, PK_BLOCK);
 	if (!zero)
-		return -ENOMEM;
-	r = journal_write(s, p, zero, p->seq + 1, n);
+		return 0; /* the next open finds the torn end again: one more checkpoint */
+	r = pwrite_full(s->cow_fd, zero, p->h.journal_blocks * PK_BLOCK, p->h.journal_start * COW_SECTOR);
 	free(zero);
 	if (!r && fdatasync(s->cow_fd) < 0)
 		r = -errno;
+	if (r) {
+		p->torn_end = 1;
+		p->area_unknown = 1;
+		return cow_store_error(s, r, "cannot clear the journal: %s", strerror(-r));
+	}
+	return 0;
+}
+
+/*
+ * A store of version 3 or older, moving to the ring: a checkpoint of every
+ * mapping (the pending ones too: it is their commit) outranks every block
+ * of its linear journal, which is then zeroed (its blocks are not where a
+ * ring has them); then the header says the journal is a ring.  A cut
+ * before the header leaves the old version with that checkpoint.
+ */
+static int upgrade(struct cow_store *s, struct pk_store *p)
+{
+	struct pk_header h = p->h;
+	int r;
+
+	if (h.version < 2) {
+		r = base_samples(s, &h.base_sample_crc);
+		if (r)
+			return cow_store_error(s, r, "cannot read the base: %s", strerror(-r));
+	}
+	r = restart_journal(s, p);
 	if (r)
-		return cow_store_error(s, r, "cannot clear the journal's torn end: %s", strerror(-r));
-	p->junk_seq = 0;
+		return r;
+	h.version = PK_VERSION;
+	r = write_header(s, &h);
+	if (!r)
+		p->h = h;
+	return r;
+}
+
+/* Clear the header block of the next checkpoint area (see the top). */
+static int clear_next_area(struct cow_store *s, struct pk_store *p)
+{
+	static const char zero[PK_BLOCK];
+	int r;
+
+	r = pwrite_full(s->cow_fd, zero, PK_BLOCK, p->h.ckpt_start[p->ckpt_next] * COW_SECTOR);
+	if (!r && fdatasync(s->cow_fd) < 0)
+		r = -errno;
+	if (r)
+		return cow_store_error(s, r, "cannot clear a checkpoint area: %s", strerror(-r));
+	p->area_unknown = 0;
 	return 0;
 }
 
@@ -1075,11 +1133,15 @@ static int pk_commit(struct cow_store *s)
 
 	if (!pending)
 		return 0;
+	if (p->area_unknown) {
+		r = clear_next_area(s, p);
+		if (r)
+			return r;
+	}
 	if (p->h.version < PK_RING_VERSION)
 		return upgrade(s, p);
-	r = clear_junk(s, p);
-	if (r)
-		return r;
+	if (p->torn_end)
+		return restart_journal(s, p);
 	blocks = (pending + PK_RECS - 1) / PK_RECS;
 	if (p->seq + blocks > p->ckpt_seq + ring && p->job.active) {
 		/* Commits came faster than the job's pace: finish it now. */
@@ -1088,6 +1150,7 @@ static int pk_commit(struct cow_store *s)
 			r = -errno;
 		if (r) {
 			job_drop(p);
+			p->area_unknown = 1;
 			return cow_store_error(s, r, "cannot write a checkpoint: %s", strerror(-r));
 		}
 		job_durable(p);
@@ -1121,8 +1184,9 @@ static int pk_commit(struct cow_store *s)
 	if (!r && fdatasync(s->cow_fd) < 0)
 		r = -errno;
 	if (r) {
-		/* What reached the device is unknown: clear it before the next try. */
-		p->junk_seq = p->seq + blocks;
+		/* What reached the device is unknown: never write it again. */
+		p->torn_end = 1;
+		p->area_unknown = 1;
 		job_drop(p);
 		return cow_store_error(s, r, "cannot write the journal: %s", strerror(-r));
 	}

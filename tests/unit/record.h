@@ -10,6 +10,7 @@
 #ifndef COW_TEST_RECORD_H
 #define COW_TEST_RECORD_H
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +34,15 @@ int __wrap_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 int __real_fdatasync(int fd);
 int __wrap_fdatasync(int fd);
 
+/* A write at this offset (of any fd) fails once with EIO, writing nothing. */
+static uint64_t record_fail_off = UINT64_MAX;
+
 int __wrap_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
+	if (off == record_fail_off) {
+		record_fail_off = UINT64_MAX;
+		return -EIO;
+	}
 	if (fd == recording) {
 		if (array_reserve(&recs, &maxrecs, nrecs, sizeof(*recs)))
 			abort();

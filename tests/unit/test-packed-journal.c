@@ -10,11 +10,13 @@
  *   last sync.  Each cut must open with the mappings of the commits
  *   acknowledged before it and perhaps the one in flight, nothing else,
  *   then commit more and open again with all of them;
- * - a torn commit, then a torn commit over it: the second's first block
- *   must never join the first's last one (junk is cleared first);
+ * - a torn commit, then one over it torn the other way: the first must
+ *   never be completed (its numbers are never written again);
  * - no commit writes more than its share of a checkpoint (bytes counted);
  * - a version 2 store, linear journal and torn end included, opens as it
- *   is and moves to the ring at its first commit.
+ *   is and moves to the ring at its first commit; a version 3 store whose
+ *   new header could not be written opens after the commit is retried;
+ * - crafted ring blocks, far ahead and out of place.
  */
 #include <endian.h>
 #include <errno.h>
@@ -134,6 +136,27 @@ static struct listing list(struct fixture *f)
 
 	P->for_each_mapping(&f->s, list_one, &l);
 	return l;
+}
+
+struct has_chunk {
+	uint64_t chunk;
+	int found;
+};
+
+static int has_one(void *ctx, uint64_t chunk, uint64_t sector)
+{
+	struct has_chunk *h = ctx;
+
+	h->found |= chunk == h->chunk;
+	return 0;
+}
+
+static int list_has(struct fixture *f, uint64_t chunk)
+{
+	struct has_chunk h = { chunk, 0 };
+
+	P->for_each_mapping(&f->s, has_one, &h);
+	return h.found;
 }
 
 /* ---- power cuts ------------------------------------------------------------ */
@@ -307,53 +330,51 @@ static void test_power_cuts(void)
 
 /* ---- a torn commit over a torn commit -------------------------------------- */
 
+/*
+ * B, one journal block, torn: only its first sector landed over a block of
+ * the ring's last turn.  It is ignored, and its slots are given again, to
+ * B'.  Had B' the same seq and commit number, a tear of B''s block the
+ * other way (all but its first sector: zeros past B's few records, as in
+ * B) would complete B, and replay would map B's chunks onto B''s data.
+ */
 static void test_torn_twice(void)
 {
 	struct fixture f;
 	struct listing l;
-	uint64_t jstart, meta;
-	char zero[BLOCK] = { 0 }, *image;
-	size_t k, journal = 0;
-	int found = 0;
+	char old[BLOCK], now[BLOCK], cut[BLOCK];
+	uint64_t at, i;
+	int ok = 1;
 
-	TEST("a torn commit over a torn commit: no blocks of the two mix");
+	TEST("a torn commit over a torn commit: never completed, never applied");
 	setup(&f, "twice", 16 << 20);
 	CHECK(P->create(&f.s) == 0 && P->open(&f.s) == 0, "%s", f.s.error);
-	jstart = field(f.s.cow_fd, H_JSTART, 8) * 512;
-	meta = field(f.s.cow_fd, H_DATA, 8) * 512;
-	image = malloc(meta);
-	CHECK(commit_chunks(&f, 0, 1) == 0, "commit A (seq 1): %s", f.s.error);
-	CHECK(commit_chunks(&f, 1, 300) == 0, "commit B (seqs 2, 3): %s", f.s.error);
-	/* B torn: only its LAST block (seq 3) reached the disk. */
-	CHECK(pwrite(f.s.cow_fd, zero, BLOCK, (off_t)(jstart + 2 * BLOCK)) == BLOCK, "tear B");
+	/* 18 commits of 200 records: every ring block has data in every sector. */
+	for (i = 0; i < 18 && ok; i++)
+		ok = commit_chunks(&f, i * 200, 200) == 0;
+	CHECK(ok, "%s", f.s.error);
+	at = field(f.s.cow_fd, H_JSTART, 8) * 512 + 19 % field(f.s.cow_fd, H_JBLOCKS, 8) * BLOCK;
+	CHECK(pread(f.s.cow_fd, old, BLOCK, (off_t)at) == BLOCK, "the block B will replace");
+	CHECK(commit_chunks(&f, LATER, 8) == 0, "B (seq 19): %s", f.s.error);
+	CHECK(pread(f.s.cow_fd, now, BLOCK, (off_t)at) == BLOCK, "B's block");
+	memcpy(cut, old, BLOCK);
+	memcpy(cut, now, 512);
+	CHECK(pwrite(f.s.cow_fd, cut, BLOCK, (off_t)at) == BLOCK, "B torn");
 	P->close(&f.s);
 	CHECK(P->open(&f.s) == 0, "%s", f.s.error);
 	l = list(&f);
-	CHECK(l.n == 1 && !l.wrong, "A only: %llu", (unsigned long long)l.n);
-	if (!image || pread(f.s.cow_fd, image, meta, 0) != (ssize_t)meta)
-		abort();
+	CHECK(l.n == 3600 && !l.wrong, "B ignored: %llu mappings", (unsigned long long)l.n);
 
-	/* C has B's commit number and seqs; cut it after its first block. */
-	record_start(f.s.cow_fd);
-	CHECK(commit_chunks(&f, LATER, 300) == 0, "commit C: %s", f.s.error);
-	record_stop();
+	memcpy(old, cut, BLOCK);
+	CHECK(commit_chunks(&f, LATER + 100, 8) == 0, "B': %s", f.s.error);
+	CHECK(pread(f.s.cow_fd, now, BLOCK, (off_t)at) == BLOCK, "the block after B'");
+	memcpy(cut, now, BLOCK);
+	memcpy(cut, old, 512);
+	CHECK(pwrite(f.s.cow_fd, cut, BLOCK, (off_t)at) == BLOCK, "B' torn the other way");
 	P->close(&f.s);
-	for (k = 0; k < nrecs; k++)
-		if (recs[k].off == jstart + 2 * BLOCK && recs[k].len == 2 * BLOCK) {
-			journal = k;
-			found = 1;
-		}
-	CHECK(found, "C's journal write");
-	for (k = 0; k < nrecs && found; k++)
-		if (recs[k].epoch < recs[journal].epoch)
-			memcpy(image + recs[k].off, recs[k].data, recs[k].len);
-	memcpy(image + jstart + 2 * BLOCK, recs[journal].data, BLOCK);
-	CHECK(pwrite(f.s.cow_fd, image, meta, 0) == (ssize_t)meta, "the cut image");
 	CHECK(P->open(&f.s) == 0, "%s", f.s.error);
 	l = list(&f);
-	CHECK(l.n == 1 && !l.wrong, "A only after the second cut: %llu mappings", (unsigned long long)l.n);
-	record_forget();
-	free(image);
+	CHECK((l.n == 3600 || l.n == 3608) && !l.wrong, "%llu mappings", (unsigned long long)l.n);
+	CHECK(!list_has(&f, LATER), "B's chunks, never acknowledged, are not mapped onto B''s slots");
 	teardown(&f);
 }
 
@@ -404,8 +425,8 @@ static void test_paced_checkpoints(void)
 
 /* ---- a version 2 store ----------------------------------------------------- */
 
-/* A version 2 journal block, as the linear journal had them. */
-static void old_block(struct fixture *f, uint64_t pos, uint64_t seq, uint64_t commit, uint64_t chunk)
+/* A journal block (the same in every version) of one record, chunk in slot chunk, LAST. */
+static void forge_block(struct fixture *f, uint64_t pos, uint64_t seq, uint64_t commit, uint64_t chunk)
 {
 	unsigned char b[BLOCK] = { 0 };
 	uint32_t v32, id = (uint32_t)field(f->s.cow_fd, H_STORE_ID, 4);
@@ -442,9 +463,9 @@ static void test_version_2(void)
 	setup(&f, "v2", 16 << 20);
 	CHECK(P->create(&f.s) == 0, "%s", f.s.error);
 	/* The empty checkpoint has seq 0, commit 1: then three commits from block 0. */
-	old_block(&f, 0, 1, 2, 0);
-	old_block(&f, 1, 2, 3, 1);
-	old_block(&f, 2, 3, 4, 2);
+	forge_block(&f, 0, 1, 2, 0);
+	forge_block(&f, 1, 2, 3, 1);
+	forge_block(&f, 2, 3, 4, 2);
 	memset(junk, 0x5a, sizeof(junk));
 	CHECK(pwrite(f.s.cow_fd, junk, BLOCK, (off_t)(field(f.s.cow_fd, H_JSTART, 8) * 512 + 3 * BLOCK)) == BLOCK,
 	      "a torn end");
@@ -462,6 +483,13 @@ static void test_version_2(void)
 	f.next_chunk = 3;
 	CHECK(commit_chunks(&f, 3, 1) == 0, "first commit: %s", f.s.error);
 	CHECK(field(f.s.cow_fd, H_VERSION, 4) == 4, "the first commit moves it to version 4");
+	P->close(&f.s);
+	CHECK(P->open(&f.s) == 0, "reopened at once: %s", f.s.error);
+	if (!f.s.priv) {
+		teardown(&f);
+		return;
+	}
+	CHECK(list(&f).n == 4 && !list(&f).wrong, "four mappings");
 	CHECK(pread(f.s.cow_fd, head, sizeof(head), 0) == sizeof(head) &&
 	      P->inspect(head, sizeof(head), &info) == 0 && !info.base_id[0],
 	      "no label from the bytes past the old header: '%s'", info.base_id);
@@ -474,6 +502,63 @@ static void test_version_2(void)
 	teardown(&f);
 }
 
+/* ---- a failed write, then the commit again ---------------------------------- */
+
+static void test_upgrade_retried(void)
+{
+	unsigned char hdr[168];
+	struct fixture f;
+	uint32_t crc;
+
+	TEST("a version 3 store whose new header could not be written: the retry");
+	setup(&f, "retry", 16 << 20);
+	CHECK(P->create(&f.s) == 0, "%s", f.s.error);
+	CHECK(pread(f.s.cow_fd, hdr, sizeof(hdr), 0) == sizeof(hdr), "read the header");
+	hdr[H_VERSION] = 3;
+	memset(hdr + 96, 0, 4);
+	crc = htole32(crc32c(0, hdr, sizeof(hdr)));
+	memcpy(hdr + 96, &crc, 4);
+	CHECK(pwrite(f.s.cow_fd, hdr, sizeof(hdr), 0) == sizeof(hdr), "a version 3 header");
+	CHECK(P->open(&f.s) == 0, "%s", f.s.error);
+	record_fail_off = 0;
+	CHECK(commit_chunks(&f, 0, 5) != 0, "the header write fails: %s", f.s.error);
+	CHECK(P->commit(&f.s) == 0, "the commit again: %s", f.s.error);
+	CHECK(commit_chunks(&f, 5, 5) == 0 && commit_chunks(&f, 10, 5) == 0, "%s", f.s.error);
+	P->close(&f.s);
+	CHECK(P->open(&f.s) == 0, "%s", f.s.error);
+	if (f.s.priv)
+		CHECK(list(&f).n == 15 && !list(&f).wrong, "the 15 acknowledged mappings: %llu",
+		      (unsigned long long)list(&f).n);
+	teardown(&f);
+}
+
+/* ---- crafted ring blocks ---------------------------------------------------- */
+
+static void test_crafted_blocks(void)
+{
+	struct fixture f;
+	uint64_t ring;
+
+	TEST("crafted ring blocks: one far ahead harms nothing, one out of place is refused");
+	setup(&f, "crafted", 16 << 20);
+	CHECK(P->create(&f.s) == 0 && P->open(&f.s) == 0, "%s", f.s.error);
+	ring = field(f.s.cow_fd, H_JBLOCKS, 8);
+	CHECK(commit_chunks(&f, 0, 1) == 0 && commit_chunks(&f, 1, 1) == 0 &&
+	      commit_chunks(&f, 2, 1) == 0, "seqs 1 to 3, commits 2 to 4: %s", f.s.error);
+	P->close(&f.s);
+	forge_block(&f, 103 % ring, 103, 5, LATER);
+	CHECK(P->open(&f.s) == 0, "a block 100 seqs ahead: %s", f.s.error);
+	CHECK(f.s.priv && list(&f).n == 3, "is not applied");
+	CHECK(f.s.priv && commit_chunks(&f, 3, 1) == 0, "%s", f.s.error);
+	P->close(&f.s);
+	CHECK(P->open(&f.s) == 0 && list(&f).n == 4 && !list(&f).wrong, "nothing lost: %s", f.s.error);
+	P->close(&f.s);
+	forge_block(&f, 7, 104, 9, LATER);
+	CHECK(P->open(&f.s) == -EINVAL && strstr(f.s.error, "journal block 7 holds seq 104"),
+	      "out of place: %s", f.s.error);
+	teardown(&f);
+}
+
 int main(void)
 {
 	P = cow_plugin_init();
@@ -483,6 +568,8 @@ int main(void)
 	test_torn_twice();
 	test_paced_checkpoints();
 	test_version_2();
+	test_upgrade_retried();
+	test_crafted_blocks();
 	rmdir(dir);
 	return check_done("test-packed-journal");
 }

@@ -172,8 +172,16 @@ static void test_torn_and_corrupt(void)
 	seen->n = 0;
 	P->for_each_mapping(&f.s, collect, seen);
 	CHECK(seen->n == 3 && seen->chunk[2] == 4, "1, 2, 4: %llu", (unsigned long long)seen->n);
-	/* Damage the first block (seq 1): later commits exist, so this is corruption. */
-	CHECK(pwrite(f.s.cow_fd, junk, 512, (off_t)(j + 4096 + 1024)) == 512, "damage");
+	/*
+	 * Commit 4 was a checkpoint (after a torn end): the journal goes on
+	 * at seq 3 and 4.  Damage seq 3: a later commit exists, so this is
+	 * corruption.
+	 */
+	map_chunk(&f, 5);
+	CHECK(P->commit(&f.s) == 0, "commit at seq 3");
+	map_chunk(&f, 6);
+	CHECK(P->commit(&f.s) == 0, "commit at seq 4");
+	CHECK(pwrite(f.s.cow_fd, junk, 512, (off_t)(j + 3 * 4096 + 1024)) == 512, "damage");
 	CHECK(reopen(&f) == -EINVAL && strstr(f.s.error, "corrupt"), "damaged journal: %s", f.s.error);
 	teardown(&f);
 	free(seen);
