@@ -522,6 +522,22 @@ static int job_write(struct cow_store *s, struct pk_store *p, uint64_t upto)
 	return r;
 }
 
+/* Write the rest of the job and sync: its checkpoint is then the newest. */
+static int job_finish(struct cow_store *s, struct pk_store *p)
+{
+	int r = job_write(s, p, p->job.blocks);
+
+	if (!r && fdatasync(s->cow_fd) < 0)
+		r = -errno;
+	if (r) {
+		job_drop(p);
+		p->area_unknown = 1;	/* its block 0 may have landed, or part of it */
+		return cow_store_error(s, r, "cannot write a checkpoint: %s", strerror(-r));
+	}
+	job_durable(p);
+	return 0;
+}
+
 /*
  * Write every mapping at once into the next checkpoint area and sync:
  * for a new store, for one moving to the ring, and for a commit too large
@@ -533,19 +549,12 @@ static int write_checkpoint(struct cow_store *s, struct pk_store *p)
 	int r;
 
 	r = job_begin(s, p, p->map.n, p->seq, p->commit + 1);
+	if (!r)
+		r = job_finish(s, p);
 	if (r)
 		return r;
-	r = job_write(s, p, p->job.blocks);
-	if (!r && fdatasync(s->cow_fd) < 0)
-		r = -errno;
-	if (r) {
-		job_drop(p);
-		p->area_unknown = 1;
-		return cow_store_error(s, r, "cannot write a checkpoint: %s", strerror(-r));
-	}
 	p->commit++;
 	p->map.committed = p->map.n;
-	job_durable(p);
 	return 0;
 }
 
@@ -1145,15 +1154,9 @@ static int pk_commit(struct cow_store *s)
 	blocks = (pending + PK_RECS - 1) / PK_RECS;
 	if (p->seq + blocks > p->ckpt_seq + ring && p->job.active) {
 		/* Commits came faster than the job's pace: finish it now. */
-		r = job_write(s, p, p->job.blocks);
-		if (!r && fdatasync(s->cow_fd) < 0)
-			r = -errno;
-		if (r) {
-			job_drop(p);
-			p->area_unknown = 1;
-			return cow_store_error(s, r, "cannot write a checkpoint: %s", strerror(-r));
-		}
-		job_durable(p);
+		r = job_finish(s, p);
+		if (r)
+			return r;
 	}
 	if (p->seq + blocks > p->ckpt_seq + ring)
 		return write_checkpoint(s, p);
