@@ -124,7 +124,8 @@ $(B)/unit/test-packed: tests/unit/test-packed.c plugins/packed.c lib/store.c lib
 $(B)/unit/test-packed-journal: tests/unit/test-packed-journal.c plugins/packed.c lib/store.c lib/crc32c.c \
 		tests/unit/check.h tests/unit/record.h
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^) -Wl,--wrap=pwrite_full,--wrap=fdatasync
+	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^) \
+		-Wl,--wrap=pwrite_full,--wrap=fdatasync,--wrap=pread_full
 
 $(B)/unit/test-packed-crash: tests/unit/test-packed-crash.c plugins/packed.c lib/store.c lib/crc32c.c \
 		tests/unit/check.h

@@ -32,7 +32,7 @@
  * and it would name slots given out since.  So after a torn end (anything
  * past the journal's end but zeros and older blocks), and after a failed
  * commit, the next commit is a whole checkpoint, which takes that commit
- * number.  For the same reason each open's first commit clears the header
+ * number (so the first commit after a crash writes the whole map once).  For the same reason each open's first commit clears the header
  * block of the checkpoint area it will write, where a torn checkpoint of
  * an earlier process may lie.
  *
@@ -575,7 +575,9 @@ static uint64_t job_due(const struct pk_store *p, uint64_t seq)
 
 /*
  * Read and check checkpoint area @i: 1 if valid, with its records in a
- * malloc'ed *records (header first).  Reads only the records it holds.
+ * malloc'ed *records (header first), 0 if not, or a negative errno if it
+ * cannot be read (never taken for invalid: the older one would be used,
+ * and commits after it lost).  Reads only the records it holds.
  */
 static int read_checkpoint(struct cow_store *s, struct pk_store *p, int i, struct pk_chdr *out,
 			   char **records)
@@ -583,9 +585,13 @@ static int read_checkpoint(struct cow_store *s, struct pk_store *p, int i, struc
 	uint64_t off = p->h.ckpt_start[i] * COW_SECTOR, count, len;
 	struct pk_chdr head, *c;
 	char *buf;
+	int r;
 
 	*records = NULL;
-	if (pread_full(s->cow_fd, &head, sizeof(head), off) || le32toh(head.magic) != PK_CMAGIC)
+	r = pread_full(s->cow_fd, &head, sizeof(head), off);
+	if (r)
+		return cow_store_error(s, r, "cannot read a checkpoint: %s", strerror(-r));
+	if (le32toh(head.magic) != PK_CMAGIC)
 		return 0;
 	count = le64toh(head.count);
 	if (count > (p->h.ckpt_blocks * PK_BLOCK - sizeof(head)) / sizeof(struct pk_rec))
@@ -595,8 +601,12 @@ static int read_checkpoint(struct cow_store *s, struct pk_store *p, int i, struc
 	if (!buf)
 		return -ENOMEM;
 	c = (struct pk_chdr *)buf;
-	if (pread_full(s->cow_fd, buf, len, off) ||
-	    le32toh(c->crc) != block_crc(p, buf, len, &c->crc)) {
+	r = pread_full(s->cow_fd, buf, len, off);
+	if (r) {
+		free(buf);
+		return cow_store_error(s, r, "cannot read a checkpoint: %s", strerror(-r));
+	}
+	if (le32toh(c->crc) != block_crc(p, buf, len, &c->crc)) {
 		free(buf);
 		return 0;
 	}
@@ -1061,18 +1071,17 @@ static int pk_mark(struct cow_store *s, uint64_t chunk, uint64_t sector)
  */
 static int restart_journal(struct cow_store *s, struct pk_store *p)
 {
-	char *zero;
+	static const char zero[PK_BLOCK];
+	uint64_t b;
 	int r;
 
 	r = write_checkpoint(s, p);
 	if (r)
 		return r;
 	p->torn_end = 0;
-	zero = calloc(p->h.journal_blocks, PK_BLOCK);
-	if (!zero)
-		return 0; /* the next open finds the torn end again: one more checkpoint */
-	r = pwrite_full(s->cow_fd, zero, p->h.journal_blocks * PK_BLOCK, p->h.journal_start * COW_SECTOR);
-	free(zero);
+	/* Nothing allocated after the first write: an upgrade must not stop half way. */
+	for (b = 0; b < p->h.journal_blocks && !r; b++)
+		r = pwrite_full(s->cow_fd, zero, PK_BLOCK, p->h.journal_start * COW_SECTOR + b * PK_BLOCK);
 	if (!r && fdatasync(s->cow_fd) < 0)
 		r = -errno;
 	if (r) {

@@ -532,6 +532,43 @@ static void test_upgrade_retried(void)
 	teardown(&f);
 }
 
+/* ---- a checkpoint that cannot be read --------------------------------------- */
+
+/* Reads at this offset fail once with EIO. */
+static uint64_t fail_read_off = UINT64_MAX;
+
+int __real_pread_full(int fd, void *buf, size_t len, uint64_t off);
+int __wrap_pread_full(int fd, void *buf, size_t len, uint64_t off);
+
+int __wrap_pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	if (off == fail_read_off) {
+		fail_read_off = UINT64_MAX;
+		return -EIO;
+	}
+	return __real_pread_full(fd, buf, len, off);
+}
+
+static void test_unreadable_checkpoint(void)
+{
+	struct fixture f;
+	int i, r;
+
+	TEST("a checkpoint that cannot be read fails the open (never the older one instead)");
+	for (i = 0; i < 2; i++) {
+		setup(&f, "unreadable", 16 << 20);
+		CHECK(P->create(&f.s) == 0 && P->open(&f.s) == 0, "%s", f.s.error);
+		CHECK(commit_chunks(&f, 0, 3) == 0, "%s", f.s.error);
+		P->close(&f.s);
+		fail_read_off = field(f.s.cow_fd, i ? H_CKPT1 : H_CKPT0, 8) * 512;
+		r = P->open(&f.s);
+		CHECK(r == -EIO && strstr(f.s.error, "cannot read a checkpoint"), "area %d: %d %s", i, r,
+		      f.s.error);
+		fail_read_off = UINT64_MAX;
+		teardown(&f);
+	}
+}
+
 /* ---- crafted ring blocks ---------------------------------------------------- */
 
 static void test_crafted_blocks(void)
@@ -570,6 +607,7 @@ int main(void)
 	test_version_2();
 	test_upgrade_retried();
 	test_crafted_blocks();
+	test_unreadable_checkpoint();
 	rmdir(dir);
 	return check_done("test-packed-journal");
 }
