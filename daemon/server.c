@@ -40,6 +40,19 @@ static void fail_chunk(struct cowd *d, uint64_t chunk)
 }
 
 /*
+ * How long what found no memory (a message to the kernel, the host space
+ * of a chunk) is tried again: memory short for a moment must not fail a
+ * guest's writes, nor hold them for ever.  Backoff from 1 ms doubling to
+ * 100 ms, about 3 s in all.
+ */
+#define NOMEM_TRIES 36
+
+static void nomem_backoff(unsigned int tries)
+{
+	usleep(tries < 7 ? 1000u << tries : 100000u);
+}
+
+/*
  * A location for @chunk from the plugin, with its host blocks allocated
  * when data must be copied there (see space.h).  0 or a negative errno,
  * said in the log.
@@ -47,6 +60,7 @@ static void fail_chunk(struct cowd *d, uint64_t chunk)
 static int place_chunk(struct cowd *d, uint64_t chunk, uint64_t *sector, int *valid)
 {
 	uint64_t len = (uint64_t)d->geo.chunk_sectors * COW_SECTOR;
+	unsigned int tries;
 	int r;
 
 	r = d->plugin->locate(&d->store, chunk, sector, valid);
@@ -58,6 +72,10 @@ static int place_chunk(struct cowd *d, uint64_t chunk, uint64_t *sector, int *va
 	if (*valid)
 		return 0;
 	r = space_allocate(&d->space, *sector * COW_SECTOR, len);
+	for (tries = 0; (r == -ENOMEM || r == -EINTR) && tries < NOMEM_TRIES; tries++) {
+		nomem_backoff(tries);
+		r = space_allocate(&d->space, *sector * COW_SECTOR, len);
+	}
 	if (r)
 		log_err("%s: cannot allocate chunk %llu's space in %s: %s; its writes fail",
 			d->ident, (unsigned long long)chunk, d->space.path, strerror(-r));
@@ -87,18 +105,6 @@ static void retry_map(struct cowd *d, uint64_t chunk)
 	log_err("%s: no free location for chunk %llu; failing its writes", d->ident,
 		(unsigned long long)chunk);
 	fail_chunk(d, chunk);
-}
-
-/*
- * How long a message the kernel had no memory for is tried again: memory
- * short for a moment must not fail a guest's writes, nor hold them for
- * ever.  Backoff from 1 ms doubling to 100 ms, about 3 s in all.
- */
-#define NOMEM_TRIES 36
-
-static void nomem_backoff(unsigned int tries)
-{
-	usleep(tries < 7 ? 1000u << tries : 100000u);
 }
 
 /*

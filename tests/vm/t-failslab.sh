@@ -5,7 +5,11 @@
 # 2. cowd's messages to the kernel with every allocation failing: the
 #    write waiting for the MAP fails with EIO after cowd's bounded retries,
 #    cowd keeps serving, and the chunk works once memory is back;
-# 3. a quarter of them failing: cowd tries again and every write succeeds.
+# 3. the next few of cowd's allocations fail at each of 80 first writes,
+#    wherever they are (the host space of a chunk: fallocate on the store's
+#    file, in cowd's context; its MAP): cowd tries again and every write
+#    succeeds;
+# 4. a quarter of them failing: cowd tries again and every write succeeds.
 # Everything written is checked, also after the device is built anew.
 . ./lib.sh
 
@@ -81,7 +85,23 @@ put 1000 2 || fail "the write failed once memory was back"
 holds 1000 2 || fail "chunk 1000 does not hold what was written"
 note "no memory at all: the write failed (EIO), cowd kept serving, the next write worked"
 
-# 3. A quarter of cowd's allocations fail.
+# 3. The next 3 allocations of cowd's fail, at each first write.  The
+# chunks get consecutive slots, so that the store file's fallocate needs
+# new memory at some of them (even chunks: never those of part 4).
+injected=0
+early=()
+for c in $(seq 2002 2 2160); do
+	echo 3 >$FS/times
+	echo 100 >$FS/probability
+	put $c 4 || fail "write to chunk $c failed although only 3 of cowd's allocations failed: $(dmsetup status fs)"
+	echo 0 >$FS/probability
+	injected=$((injected + 3 - $(cat $FS/times)))
+	early+=($c)
+done
+[ $injected -ge 1 ] || fail "no allocation failed: the test tested nothing"
+note "$injected allocations of cowd's failed under 80 first writes; all succeeded"
+
+# 4. A quarter of cowd's allocations fail.
 echo 100000 >$FS/times
 echo 25 >$FS/probability
 chunks=()
@@ -102,6 +122,7 @@ check_all() {
 	local c
 	for c in "${chunks[@]}"; do holds "$c" 3 || fail "chunk $c lost its data $1"; done
 	holds 1000 2 || fail "chunk 1000 lost its data $1"
+	for c in "${early[@]}"; do holds "$c" 4 || fail "chunk $c lost its data $1"; done
 	cmp -n 4096 base.img /dev/mapper/fs || fail "chunk 0 is not the base's $1"
 }
 check_all ""
