@@ -32,14 +32,15 @@
  * and it would name slots given out since.  So after a torn end (anything
  * past the journal's end but zeros and older blocks), and after a failed
  * commit, the next commit is a whole checkpoint, which takes that commit
- * number (so the first commit after a crash writes the whole map once).  For the same reason each open's first commit clears the header
- * block of the checkpoint area it will write, where a torn checkpoint of
- * an earlier process may lie.
+ * number (so the first commit after a crash writes the whole map once),
+ * and the ring is zeroed.  For the same reason each open's first commit
+ * clears the header block of the checkpoint area it will write, where a
+ * torn checkpoint of an earlier process may lie.
  *
  * Stores of version 3 and older have a linear journal that starts over at
  * block 0 after each checkpoint, written at once; they are read as they
- * are, and moved to the ring (a checkpoint, then the new header) by their
- * first commit.
+ * are, and moved to the ring (a checkpoint, the journal zeroed, then the
+ * new header) by their first commit.
  */
 #include <endian.h>
 #include <errno.h>
