@@ -90,7 +90,7 @@ static void teardown(struct fixture *f)
 	unlink(f->cow);
 }
 
-/* Map @n chunks from @first (or the fixture's next ones) and commit. */
+/* Map @n chunks from @first, each in the next free slot, and commit. */
 static int commit_chunks(struct fixture *f, uint64_t first, uint64_t n)
 {
 	uint64_t i, sector;
