@@ -109,9 +109,27 @@ struct q2 {
 	/* [opened_end, zero_end): the clusters open gave to zero clusters */
 	uint64_t opened_end, zero_end;
 	uint64_t nr_mapped;
+	/*
+	 * A bit per chunk of the base: the committed image maps it.  locate()
+	 * reads an L2 entry only for those (a write before cowd loaded the
+	 * store), never for the fresh chunks of the fast path.
+	 */
+	uint8_t *mapped;
+	uint64_t nchunks;
 	struct q2_pending *pending;
 	size_t npending, maxpending;
 };
+
+static void set_mapped(struct q2 *q, uint64_t chunk)
+{
+	if (chunk < q->nchunks)
+		q->mapped[chunk / 8] |= 1 << chunk % 8;
+}
+
+static int is_mapped(const struct q2 *q, uint64_t chunk)
+{
+	return chunk >= q->nchunks || q->mapped[chunk / 8] & 1 << chunk % 8;
+}
 
 static uint64_t div_up(uint64_t a, uint64_t b)
 {
@@ -662,6 +680,7 @@ static void q2_close(struct cow_store *s)
 	free(q->l1_new);
 	free(q->rt);
 	free(q->pending);
+	free(q->mapped);
 	free(q);
 	s->priv = NULL;
 }
@@ -756,6 +775,7 @@ static int scan_table(struct cow_store *s, struct q2 *q, uint64_t l1i, uint64_t 
 			continue;
 		}
 		q->nr_mapped++;
+		set_mapped(q, l1i * q->l2_entries + j);
 	}
 	return r;
 }
@@ -807,6 +827,12 @@ static int q2_open(struct cow_store *s)
 	q->rt_entries = (uint64_t)h.refcount_table_clusters * q->cs / 8;
 	if (div_up(div_up(h.size, q->cs), q->l2_entries) > q->l1_size) {
 		r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: its L1 table is too small");
+		goto fail;
+	}
+	q->nchunks = div_up(h.size, q->cs);
+	q->mapped = calloc(div_up(q->nchunks, 8) + 1, 1);
+	if (!q->mapped) {
+		r = -ENOMEM;
 		goto fail;
 	}
 	r = read_be64_table(s, q->l1_offset, q->l1_size, &q->l1);
@@ -946,7 +972,8 @@ static int reserve_l2(struct cow_store *s, struct q2 *q, uint64_t l1i)
 
 /*
  * The cluster the image keeps @chunk's data in, from its committed L2
- * table; *off = 0 when there is none.  (Chunks marked since the last commit
+ * table (read only for a chunk q->mapped has); *off = 0 when there is
+ * none.  (Chunks marked since the last commit
  * are not looked for: the kernel holds their remaps and never faults on
  * them again; reloads turn only committed chunks into segments.)
  */
@@ -956,7 +983,7 @@ static int mapped_cluster(struct cow_store *s, struct q2 *q, uint64_t chunk, uin
 	int r;
 
 	*off = 0;
-	if (!l2_off)
+	if (!l2_off || !is_mapped(q, chunk))
 		return 0;
 	r = pread_full(s->cow_fd, &e, sizeof(e), l2_off + chunk % q->l2_entries * sizeof(e));
 	if (r)
@@ -1210,6 +1237,8 @@ static int q2_commit(struct cow_store *s)
 	if (!r)
 		r = sync_step(s, "L1 table");
 	if (!r) {
+		for (i = 0; i < q->npending; i++)
+			set_mapped(q, q->pending[i].chunk);
 		q->nr_mapped += q->npending;
 		q->npending = 0;
 	}

@@ -596,6 +596,65 @@ static void test_relative_base(void)
 	sh("rm -rf %s/rel %s/cwd", dir, dir);
 }
 
+/* The big-endian 64-bit value at byte @off of @path. */
+static uint64_t be64_at(const char *path, uint64_t off)
+{
+	uint64_t v = 0;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0 || pread(fd, &v, 8, (off_t)off) != 8)
+		abort();
+	close(fd);
+	return be64toh(v);
+}
+
+/*
+ * locate() of a chunk the committed image does not map reads nothing:
+ * entries of unmapped chunks made garbage under it do not matter.  A
+ * mapped chunk (at open, or by a commit since) is still looked up.
+ */
+static void test_locate_no_io(void)
+{
+	struct fixture f;
+	uint64_t s4, s10, l2, sector = 0, junk = UINT64_MAX;
+	int fd, valid;
+
+	TEST("locate reads the image only for chunks it maps");
+	setup(&f, "lo");
+	fd = open(f.cow, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	f.s.cow_fd = fd;
+	f.s.cow_size = 0;
+	CHECK(P->create(&f.s) == 0, "%s", f.s.error);
+	CHECK(open_cow(&f) == 0, "%s", f.s.error);
+	s4 = write_chunk(&f, 4, 0xa4);
+	CHECK(s4 && P->commit(&f.s) == 0, "map chunk 4: %s", f.s.error);
+	CHECK(open_cow(&f) == 0, "reopen: %s", f.s.error);
+	/* L1 offset at header byte 40; chunks 0-63 share L2 table 0. */
+	l2 = be64_at(f.cow, be64_at(f.cow, 40)) & 0x00fffffffffffe00ULL;
+	CHECK(l2 != 0, "chunk 4 has an L2 table");
+	fd = open(f.cow, O_RDWR);
+	CHECK(pwrite(fd, &junk, 8, (off_t)(l2 + 6 * 8)) == 8 &&
+	      pwrite(fd, &junk, 8, (off_t)(l2 + 7 * 8)) == 8, "garble the entries of chunks 6, 7");
+	close(fd);
+	valid = 1;
+	CHECK(P->locate(&f.s, 6, &sector, &valid) == 0 && valid == 0 && sector > s4,
+	      "unmapped chunk 6 gets a fresh cluster without reading its entry: %s", f.s.error);
+	valid = 0;
+	CHECK(P->locate(&f.s, 4, &sector, &valid) == 0 && valid == 1 && sector == s4,
+	      "chunk 4, mapped at open: its cluster, data valid (%llu, %d)",
+	      (unsigned long long)sector, valid);
+	s10 = write_chunk(&f, 10, 0xaa);
+	CHECK(s10 && P->commit(&f.s) == 0, "map chunk 10: %s", f.s.error);
+	valid = 0;
+	CHECK(P->locate(&f.s, 10, &sector, &valid) == 0 && valid == 1 && sector == s10,
+	      "chunk 10, mapped by a commit: its cluster, data valid (%llu, %d)",
+	      (unsigned long long)sector, valid);
+	valid = 1;
+	CHECK(P->locate(&f.s, 7, &sector, &valid) == 0 && valid == 0,
+	      "unmapped chunk 7 after the commit: fresh, nothing read: %s", f.s.error);
+	teardown(&f);
+}
+
 int main(void)
 {
 	int r;
@@ -612,6 +671,7 @@ int main(void)
 	test_hold();
 	test_hold_over_zero_cluster();
 	test_relative_base();
+	test_locate_no_io();
 	sh("rm -rf %s", dir);
 	return check_done("test-qcow2");
 }
