@@ -403,7 +403,14 @@ static int ctl_map(struct cow_group *g, const struct cow_msg *m)
 	if (slot < 0)
 		return slot;
 
+	/*
+	 * The chunk's data may land from now on: its mark sends reads to
+	 * the locked path (see g->remaps).  The entry is reserved, and only
+	 * this chunk's fill or publication can take it from here.
+	 */
 	spin_lock_irq(&g->lock);
+	WARN_ON_ONCE(xa_is_err(xa_store(&g->remaps, m->chunk, pc, GFP_ATOMIC)));
+	pc->marked = true;
 	pc->state = PENDING_COPYING;
 	g->full = false;
 	pc->slot_claimed = claimed;
@@ -436,10 +443,11 @@ static int ctl_load(struct cow_group *g, const struct cow_msg *m)
 
 	/*
 	 * A chunk with a pending fault must be answered with MAP (DATA_VALID)
-	 * instead.  Remap entries are reserved only by take_location(), under
-	 * the ctl_mutex we hold, so the reservation taken here is ours to
-	 * release.  The entry is published under g->lock: a bio that misses
-	 * the pending tree re-reads the remaps under the same lock.
+	 * instead.  Remap entries are reserved only by take_location(), and
+	 * pending chunks marked only by ctl_map(), under the ctl_mutex we
+	 * hold, so the reservation taken here is ours to release.  The
+	 * entry is published under g->lock: a bio that misses the pending
+	 * tree re-reads the remaps under the same lock.
 	 */
 	slot = take_location(g, m, &claimed);
 	if (slot < 0)
@@ -472,7 +480,7 @@ static int ctl_fail(struct cow_group *g, const struct cow_msg *m)
 		spin_unlock_irq(&g->lock);
 		return ctl_reject(g, m, -ENOENT, "chunk was not asked for");
 	}
-	rb_erase(&pc->node, &g->pending);
+	pending_unlink(g, pc);
 	list_del(&pc->list);
 	g->faults--;
 	g->nr_failed_faults++;
@@ -519,7 +527,7 @@ static int ctl_drop(struct cow_group *g, const struct cow_msg *m)
 		sector_t cow_sector;
 
 		if (!xa_is_value(entry))
-			continue;	/* reserved: a copy in flight */
+			continue;	/* a pending mark, or reserved for a MAP */
 		cow_sector = xa_to_value(entry);
 		spin_lock_irq(&g->lock);
 		if (group_targets_cover(g, chunk_to_sector(g, index),

@@ -97,6 +97,22 @@ void pending_insert(struct cow_group *g, struct pending_chunk *new)
 }
 
 /*
+ * Take a pending chunk out of the tree, and its mark (see ctl_map()) out
+ * of the remap xarray, when it goes without a mapping: its fault failed or
+ * expired, its fill failed, its group died.  A published chunk's mark is
+ * replaced by its remap instead (chunk_filled()).
+ */
+void pending_unlink(struct cow_group *g, struct pending_chunk *pc)
+{
+	lockdep_assert_held(&g->lock);
+	rb_erase(&pc->node, &g->pending);
+	if (pc->marked)
+		WARN_ON_ONCE(xa_cmpxchg(&g->remaps, pc->chunk, pc, NULL,
+					GFP_ATOMIC) != pc);
+	pc->marked = false;
+}
+
+/*
  * Run the group's work (copies to start, filled chunks, released commit
  * waiters).  Never on a dead group: group_kill() sets g->dead under
  * g->lock and then cancels the work, so nothing can queue it again.
@@ -175,7 +191,7 @@ static void expire_list(struct cow_group *g, struct list_head *head,
 	list_for_each_entry_safe(pc, tmp, head, list) {
 		if (!waited_too_long(g, pc->since))
 			continue;
-		rb_erase(&pc->node, &g->pending);
+		pending_unlink(g, pc);
 		list_move_tail(&pc->list, freed);
 		/* A noflush suspend may have handed its bios back. */
 		if (!bio_list_empty(&pc->bios))
@@ -249,6 +265,7 @@ enum commit_hold park_for_commit(struct cow_group *g, struct bio *bio)
 	if (bio_list_empty(&g->commit_wait))
 		g->commit_wait_since = jiffies;
 	cb->commit_seq = g->ready_seq;
+	bio->bi_opf &= ~REQ_NOWAIT;	/* issued later from the work */
 	bio_list_add(&g->commit_wait, bio);
 	arm_daemon_timeout(g);
 	g->commit_wanted = true;
@@ -315,6 +332,7 @@ void fill_done(struct cow_group *g, struct pending_chunk *pc, int error)
 {
 	lockdep_assert_held(&g->lock);
 	pc->error = error;
+	pc->filled = !error;
 	if (!error)
 		pc->ready_seq = ++g->ready_seq;
 	list_add_tail(&pc->list, &g->copy_done);
@@ -449,8 +467,7 @@ static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 			mutex_unlock(&g->ctl_mutex);
 		}
 		spin_lock_irqsave(&g->lock, flags);
-		xa_release(&g->remaps, pc->chunk);
-		rb_erase(&pc->node, &g->pending);
+		pending_unlink(g, pc);
 		bios = pc->bios;
 		bio_list_init(&pc->bios);
 		g->nr_copy_errors++;
@@ -466,15 +483,17 @@ static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 
 	/*
 	 * Once on g->ready, a daemon's read() may free @pc at any moment:
-	 * take what the queued bios need first.  The remap entry was
-	 * reserved at MAP time: storing it does not allocate.  It must stay
+	 * take what the queued bios need first.  The remap replaces the
+	 * chunk's mark: storing it does not allocate.  It must stay
 	 * GFP_ATOMIC: with a blocking mask the xarray would drop its lock
 	 * with xas_unlock_irq() and enable interrupts under g->lock.
 	 */
 	cow_sector = pc->cow_sector;
 	spin_lock_irqsave(&g->lock, flags);
-	xa_store(&g->remaps, pc->chunk, xa_mk_value(cow_sector), GFP_ATOMIC);
+	WARN_ON_ONCE(xa_is_err(xa_store(&g->remaps, pc->chunk,
+					xa_mk_value(cow_sector), GFP_ATOMIC)));
 	rb_erase(&pc->node, &g->pending);
+	pc->marked = false;
 	bios = pc->bios;
 	bio_list_init(&pc->bios);
 	pc->state = PENDING_READY;
@@ -708,7 +727,7 @@ static void free_pending(struct cow_group *g, struct list_head *head)
 
 	spin_lock_irq(&g->lock);
 	list_for_each_entry_safe(pc, tmp, head, list) {
-		rb_erase(&pc->node, &g->pending);
+		pending_unlink(g, pc);
 		list_del(&pc->list);
 		/* Device-mapper waited for every bio before the last dtr. */
 		WARN_ON_ONCE(!bio_list_empty(&pc->bios));

@@ -220,7 +220,15 @@ static int hold_fua(struct cow_group *g, struct bio *bio)
 	}
 }
 
-/* A bio to a chunk that is not in the remap tree. */
+/* cow_map_unmapped(): a write found no pending chunk; come with a new one. */
+#define COW_MAP_NEED_FRESH (-1)
+
+/*
+ * A bio to a chunk that is not in the remap tree.  @fresh is a new pending
+ * chunk for a write, or NULL.  Returns what map() returns, or
+ * COW_MAP_NEED_FRESH for a write without @fresh to a chunk that is not
+ * pending (any more).
+ */
 static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 			    struct pending_chunk *fresh)
 {
@@ -231,12 +239,26 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 
 	spin_lock_irqsave(&g->lock, flags);
 	pc = pending_find(g, chunk);
+	if (pc && bio_data_dir(bio) == READ && !pc->filled) {
+		/*
+		 * Until its data lands, no write to the chunk has completed:
+		 * it reads as the base, as dm-clone's regions do while they
+		 * are hydrated.  (For a MAP_DATA_VALID chunk, one written
+		 * before cowd loaded the store, the CoW location holds newer
+		 * data; reads before its fault went to the base as well:
+		 * only a safe bring-up, cowd resuming the device, avoids
+		 * that window.)
+		 */
+		goto out_base;
+	}
 	if (pc) {
 		/* A noflush suspend must not wait for a daemon. */
 		if (pc->state != PENDING_COPYING && group_requeueing(g)) {
 			r = DM_MAPIO_REQUEUE;
 			goto out_unlock;
 		}
+		/* Issued later from the work, which may wait. */
+		bio->bi_opf &= ~REQ_NOWAIT;
 		bio_list_add(&pc->bios, bio);
 		r = DM_MAPIO_SUBMITTED;
 		goto out_unlock;
@@ -252,11 +274,11 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 		remap_bio_to_cow(g, bio, cow_sector);
 		return DM_MAPIO_REMAPPED;
 	}
+	if (bio_data_dir(bio) == READ)
+		goto out_base;	/* a chunk never written */
 	if (!fresh) {
-		/* A read of a chunk never written: straight to the base. */
 		spin_unlock_irqrestore(&g->lock, flags);
-		bio_set_dev(bio, g->base_bdev);
-		return DM_MAPIO_REMAPPED;
+		return COW_MAP_NEED_FRESH;
 	}
 	if (group_requeueing(g)) {
 		r = DM_MAPIO_REQUEUE;
@@ -267,6 +289,7 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 	pc->chunk = chunk;
 	pc->state = PENDING_FAULT_QUEUED;
 	pc->since = jiffies;
+	bio->bi_opf &= ~REQ_NOWAIT;
 	bio_list_add(&pc->bios, bio);
 	arm_daemon_timeout(g);
 	pending_insert(g, pc);
@@ -276,6 +299,11 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 	wake_up_interruptible(&g->wait);
 	return DM_MAPIO_SUBMITTED;
 
+out_base:
+	spin_unlock_irqrestore(&g->lock, flags);
+	bio_set_dev(bio, g->base_bdev);
+	return DM_MAPIO_REMAPPED;
+
 out_unlock:
 	spin_unlock_irqrestore(&g->lock, flags);
 	if (fresh)
@@ -283,14 +311,38 @@ out_unlock:
 	return r;
 }
 
+/*
+ * A pending chunk for a first write; NULL only for a REQ_NOWAIT bio, which
+ * must not wait for memory.
+ */
+static struct pending_chunk *pending_alloc(struct cow_group *g,
+					   struct bio *bio)
+{
+	gfp_t gfp = bio->bi_opf & REQ_NOWAIT ? GFP_NOWAIT : GFP_NOIO;
+	struct pending_chunk *pc = mempool_alloc(&g->pending_pool, gfp);
+
+	if (!pc)
+		return NULL;
+	memset(pc, 0, sizeof(*pc));
+	pc->group = g;
+	bio_list_init(&pc->bios);
+	INIT_LIST_HEAD(&pc->list);
+	return pc;
+}
+
+/*
+ * Nothing here sleeps but pending_alloc() for a bio that may wait: the
+ * target takes REQ_NOWAIT bios (DM_TARGET_NOWAIT), and a first write or a
+ * FUA write only waits for the daemon after map() returned.
+ */
 static int cow_map(struct dm_target *ti, struct bio *bio)
 {
 	struct cow_target *ct = ti->private;
 	struct cow_group *g = ct->group;
 	struct cow_bio *cb = dm_per_bio_data(bio, sizeof(struct cow_bio));
-	struct pending_chunk *fresh = NULL;
-	sector_t cow_sector;
+	struct pending_chunk *fresh;
 	unsigned long flags;
+	void *entry;
 	u64 chunk;
 	int r;
 
@@ -313,7 +365,8 @@ static int cow_map(struct dm_target *ti, struct bio *bio)
 	 * chunk size, so device-mapper never sends a bio across a chunk.
 	 */
 	chunk = sector_to_chunk(g, bio->bi_iter.bi_sector);
-	if (remap_lookup(g, chunk, &cow_sector)) {
+	entry = xa_load(&g->remaps, chunk);
+	if (xa_is_value(entry)) {
 		if (unlikely(bio->bi_opf & REQ_FUA)) {
 			spin_lock_irqsave(&g->lock, flags);
 			r = hold_fua(g, bio);
@@ -321,15 +374,32 @@ static int cow_map(struct dm_target *ti, struct bio *bio)
 			if (r != DM_MAPIO_REMAPPED)
 				return r;
 		}
-		remap_bio_to_cow(g, bio, cow_sector);
+		remap_bio_to_cow(g, bio, xa_to_value(entry));
 		return DM_MAPIO_REMAPPED;
 	}
-	if (bio_data_dir(bio) == WRITE) {
-		fresh = mempool_alloc(&g->pending_pool, GFP_NOIO);
-		memset(fresh, 0, sizeof(*fresh));
-		fresh->group = g;
-		bio_list_init(&fresh->bios);
-		INIT_LIST_HEAD(&fresh->list);
+	if (bio_data_dir(bio) == READ) {
+		/*
+		 * No remap and no mark: a chunk never written, or one whose
+		 * data cannot have landed (no MAP yet), so no write to it
+		 * has completed.  A mark was stored before its chunk's data
+		 * could land, and stays until the remap replaces it.
+		 */
+		if (!entry) {
+			bio_set_dev(bio, g->base_bdev);
+			return DM_MAPIO_REMAPPED;
+		}
+		return cow_map_unmapped(g, bio, chunk, NULL);
+	}
+	/* A write to a pending chunk joins its queue without a new one. */
+	if (entry) {
+		r = cow_map_unmapped(g, bio, chunk, NULL);
+		if (r != COW_MAP_NEED_FRESH)
+			return r;
+	}
+	fresh = pending_alloc(g, bio);
+	if (!fresh) {
+		bio_wouldblock_error(bio);
+		return DM_MAPIO_SUBMITTED;
 	}
 	return cow_map_unmapped(g, bio, chunk, fresh);
 }
@@ -484,9 +554,25 @@ static int cow_iterate_devices(struct dm_target *ti,
 	return fn(ti, ct->cow, 0, cow_len, data);
 }
 
+/*
+ * A write of a whole chunk to a fresh chunk needs no copy: say the chunk
+ * size is the optimal I/O size, unless what is stacked below is a multiple.
+ * Readahead becomes twice io_opt: not for chunks above COW_MAX_IO_OPT.
+ */
+static void cow_io_hints(struct dm_target *ti, struct queue_limits *limits)
+{
+	struct cow_target *ct = ti->private;
+	unsigned int chunk_bytes = ct->group->chunk_sectors << SECTOR_SHIFT;
+
+	if (chunk_bytes <= COW_MAX_IO_OPT &&
+	    (!limits->io_opt || limits->io_opt % chunk_bytes))
+		limits->io_opt = chunk_bytes;
+}
+
 static struct target_type cow_target = {
 	.name = "cow",
-	.version = {1, 0, 0},
+	.version = {1, 1, 0},
+	.features = DM_TARGET_NOWAIT,
 	.module = THIS_MODULE,
 	.ctr = cow_ctr,
 	.dtr = cow_dtr,
@@ -499,6 +585,7 @@ static struct target_type cow_target = {
 	.postsuspend = cow_suspend_end,
 	.resume = cow_resume,
 	.iterate_devices = cow_iterate_devices,
+	.io_hints = cow_io_hints,
 };
 
 /* ---------------------------------------------------------------------- */

@@ -45,6 +45,7 @@
 #include <linux/ctype.h>
 #include <linux/interval_tree_generic.h>
 #include <linux/sched/mm.h>
+#include <linux/sizes.h>
 
 /* Chunk numbers index xarrays, whose indices are unsigned long. */
 #if BITS_PER_LONG < 64
@@ -60,6 +61,7 @@
 #define COW_MAX_COPIES 64	/* kcopyd copies in flight per group */
 #define COW_MSG_BATCH 64	/* messages per read()/write() step */
 #define COW_REPLAY_SCAN 256	/* pending chunks looked at per read() step */
+#define COW_MAX_IO_OPT SZ_4M	/* largest chunk advertised as io_opt */
 
 /* ------------------------------------------------------------------------ */
 
@@ -85,6 +87,8 @@ struct pending_chunk {
 	bool data_valid;		/* MAP_DATA_VALID: no copy */
 	bool slot_claimed;		/* the MAP took the CoW slot anew */
 	bool copy_tried;		/* a kcopyd copy was started */
+	bool marked;			/* its mark is in the remap xarray */
+	bool filled;			/* the data landed; not yet published */
 	int error;			/* copy or covering-write error */
 	u64 ready_seq;
 	unsigned long since;		/* jiffies when the fault was raised */
@@ -108,9 +112,14 @@ struct cow_group {
 	u64 nr_chunks;
 
 	/*
-	 * chunk -> xa_mk_value(CoW sector).  Loaded under RCU on the I/O path;
-	 * entries are reserved at MAP time (process context) so that storing
-	 * them when the copy completes never allocates.
+	 * chunk -> xa_mk_value(CoW sector) for a mapped chunk, or its
+	 * struct pending_chunk (a mark) from its MAP until it is published:
+	 * from the moment its data may land.  Loaded under RCU on the I/O
+	 * path, where a mark is never dereferenced (the pending chunk is
+	 * reached under g->lock, through g->pending): a read that finds no
+	 * entry goes to the base without a lock.  The mark takes the entry
+	 * ctl_map() reserved in process context and the remap replaces it,
+	 * so neither allocates under g->lock.
 	 */
 	struct xarray remaps;
 	/*
@@ -304,6 +313,7 @@ void group_leave(struct cow_target *ct);
 struct pending_chunk *pending_find(struct cow_group *g, u64 chunk);
 struct pending_chunk *pending_find_from(struct cow_group *g, u64 chunk);
 void pending_insert(struct cow_group *g, struct pending_chunk *new);
+void pending_unlink(struct cow_group *g, struct pending_chunk *pc);
 void group_kick(struct cow_group *g);
 bool group_requeueing(struct cow_group *g);
 void group_raise_event(struct cow_group *g);

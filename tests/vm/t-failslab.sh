@@ -9,7 +9,8 @@
 #    wherever they are (the host space of a chunk: fallocate on the store's
 #    file, in cowd's context; its MAP): cowd tries again and every write
 #    succeeds;
-# 4. a quarter of them failing: cowd tries again and every write succeeds.
+# 4. a quarter of them failing: cowd tries again and every write succeeds;
+# 5. every allocation of the writer's failing: its first writes succeed.
 # Everything written is checked, also after the device is built anew.
 . ./lib.sh
 
@@ -118,8 +119,51 @@ sync /dev/mapper/fs || fail "a flush failed once memory was back"
 echo 0 >/proc/"$pid"/make-it-fail
 note "$injected allocations failed under 64 first writes; all succeeded"
 
+# 5. Every allocation of the writer's fails: its first writes take their
+# pending chunks from the mempool's reserve and allocate nothing else (the
+# remap xarray's nodes come with the MAP, in cowd).  Every write succeeds.
+: >pats.bin
+late=()
+for i in $(seq 0 31); do
+	c=$((i * 64 + 33))
+	cow-pattern put pats.bin $((i * 4096)) $((c * 8)) 8 77 5
+	late+=($c)
+done
+echo 100000 >$FS/times
+echo 100 >$FS/probability
+python3 - /dev/mapper/fs "${late[@]}" <<'PY' || fail "a first write failed when its writer had no memory"
+import mmap, os, sys
+
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_DIRECT)
+pats = open("pats.bin", "rb").read()
+buf = mmap.mmap(-1, 4096)
+chunks = [int(c) for c in sys.argv[2:]]
+fail = open("/proc/self/make-it-fail", "w")
+fail.write("1")
+fail.flush()
+for i, c in enumerate(chunks):
+    buf[:] = pats[i * 4096:(i + 1) * 4096]
+    try:
+        n = os.pwrite(fd, buf, c * 4096)
+    except OSError as e:
+        n = e.strerror
+    if n != 4096:
+        fail.write("0")
+        fail.flush()
+        print("first write to chunk %d: %s" % (c, n))
+        sys.exit(1)
+fail.write("0")
+fail.flush()
+PY
+echo 0 >$FS/probability
+injected=$((100000 - $(cat $FS/times)))
+[ $injected -ge ${#late[@]} ] || fail "only $injected of the writer's allocations failed: the test tested little"
+for c in "${late[@]}"; do holds "$c" 5 || fail "chunk $c does not hold its first write"; done
+note "$injected of the writer's allocations failed under ${#late[@]} first writes; all succeeded"
+
 check_all() {
 	local c
+	for c in "${late[@]}"; do holds "$c" 5 || fail "chunk $c lost its data $1"; done
 	for c in "${chunks[@]}"; do holds "$c" 3 || fail "chunk $c lost its data $1"; done
 	holds 1000 2 || fail "chunk 1000 lost its data $1"
 	for c in "${early[@]}"; do holds "$c" 4 || fail "chunk $c lost its data $1"; done
