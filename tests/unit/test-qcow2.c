@@ -83,6 +83,16 @@ static int open_cow(struct fixture *f)
 	return P->open(&f->s);
 }
 
+/* A new image, created by the plugin and opened. */
+static int create_cow(struct fixture *f)
+{
+	f->s.cow_fd = open(f->cow, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	f->s.cow_size = 0;
+	if (f->s.cow_fd < 0 || P->create(&f->s))
+		return -1;
+	return open_cow(f);
+}
+
 static void teardown(struct fixture *f)
 {
 	P->close(&f->s);
@@ -171,15 +181,11 @@ static void test_create_write(void)
 	struct fixture f;
 	struct seen seen = { 0 };
 	uint64_t s3, s4, s5, s64, sector = 0;
-	int fd, valid;
+	int valid;
 
 	TEST("create, write, commit: qemu-img agrees");
 	setup(&f, "cw");
-	fd = open(f.cow, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	f.s.cow_fd = fd;
-	f.s.cow_size = 0;
-	CHECK(P->create(&f.s) == 0, "%s", f.s.error);
-	CHECK(open_cow(&f) == 0, "%s", f.s.error);
+	CHECK(create_cow(&f) == 0, "%s", f.s.error);
 	CHECK(qemu_check(f.cow) == 0, "qemu-img check of a new image");
 	CHECK(qemu_compare(&f) == 0, "a new image reads as the base");
 
@@ -500,10 +506,7 @@ static void test_hold(void)
 
 	TEST("hold: a cluster the kernel is filling is never given again");
 	setup(&f, "hold");
-	f.s.cow_fd = open(f.cow, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	f.s.cow_size = 0;
-	CHECK(P->create(&f.s) == 0, "%s", f.s.error);
-	CHECK(open_cow(&f) == 0, "%s", f.s.error);
+	CHECK(create_cow(&f) == 0, "%s", f.s.error);
 	CHECK(P->locate(&f.s, 7, &held, &valid) == 0 && !valid, "the old cowd places chunk 7: %s",
 	      f.s.error);
 	CHECK(open_cow(&f) == 0, "the new cowd opens the image: %s", f.s.error);
@@ -621,11 +624,7 @@ static void test_locate_no_io(void)
 
 	TEST("locate reads the image only for chunks it maps");
 	setup(&f, "lo");
-	fd = open(f.cow, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	f.s.cow_fd = fd;
-	f.s.cow_size = 0;
-	CHECK(P->create(&f.s) == 0, "%s", f.s.error);
-	CHECK(open_cow(&f) == 0, "%s", f.s.error);
+	CHECK(create_cow(&f) == 0, "%s", f.s.error);
 	s4 = write_chunk(&f, 4, 0xa4);
 	CHECK(s4 && P->commit(&f.s) == 0, "map chunk 4: %s", f.s.error);
 	CHECK(open_cow(&f) == 0, "reopen: %s", f.s.error);
