@@ -156,7 +156,15 @@ struct pk_ckpt_job {
 struct pk_store {
 	struct pk_header h;	/* host byte order */
 	struct pk_map map;	/* committed and marked mappings */
-	uint64_t next_slot;	/* allocation high-water mark */
+	/*
+	 * A bit per data slot: mapped, or handed out (locate, or a copy an
+	 * earlier daemon started: hold).  A slot handed out whose mapping
+	 * never reached a commit (a failed copy, a crash) is free again in
+	 * the next daemon.
+	 */
+	uint64_t *used;
+	uint64_t nr_used;
+	uint64_t next_slot;	/* every slot below it is used */
 	uint64_t seq, commit;	/* last journal block and commit made durable */
 	uint64_t ckpt_seq;	/* the durable checkpoint covers the journal up to here */
 	int torn_end;		/* the journal may end in a torn commit: see the top */
@@ -280,13 +288,41 @@ static void map_free(struct pk_map *m)
 	memset(m, 0, sizeof(*m));
 }
 
+static int slot_used(const struct pk_store *p, uint64_t slot)
+{
+	return p->used[slot / 64] >> slot % 64 & 1;
+}
+
+static void slot_take(struct pk_store *p, uint64_t slot)
+{
+	if (!slot_used(p, slot)) {
+		p->used[slot / 64] |= 1ULL << slot % 64;
+		p->nr_used++;
+	}
+}
+
+/* The lowest free slot (from p->next_slot on), or nr_slots if none. */
+static uint64_t free_slot(struct pk_store *p)
+{
+	while (p->next_slot < p->h.nr_slots) {
+		if (p->next_slot % 64 == 0 && p->used[p->next_slot / 64] == ~0ULL)
+			p->next_slot += 64;
+		else if (slot_used(p, p->next_slot))
+			p->next_slot++;
+		else
+			break;
+	}
+	if (p->next_slot > p->h.nr_slots)
+		p->next_slot = p->h.nr_slots;
+	return p->next_slot;
+}
+
 /* Record a mapping read back from the store. */
 static int load_record(struct pk_store *p, uint64_t chunk, uint64_t slot)
 {
 	if (slot >= p->h.nr_slots)
 		return -EINVAL;
-	if (slot >= p->next_slot)
-		p->next_slot = slot + 1;
+	slot_take(p, slot);
 	return map_put(&p->map, chunk, slot);
 }
 
@@ -921,6 +957,7 @@ static void pk_close(struct cow_store *s)
 	if (!p)
 		return;
 	map_free(&p->map);
+	free(p->used);
 	free(p);
 	s->priv = NULL;
 }
@@ -991,6 +1028,11 @@ static int pk_open(struct cow_store *s)
 	    cow_store_error(s, -errno, "cannot sync the store before reading it: %s", strerror(errno));
 	if (!r)
 		r = check_header(s, p);
+	if (!r) {
+		p->used = calloc(p->h.nr_slots / 64 + 1, sizeof(*p->used));
+		if (!p->used)
+			r = -ENOMEM;
+	}
 	if (!r)
 		r = replay(s, p);
 	if (r)
@@ -1013,10 +1055,12 @@ static int pk_locate(struct cow_store *s, uint64_t chunk, uint64_t *sector, int 
 		*data_valid = 1;
 		return 0;
 	}
-	if (p->next_slot >= p->h.nr_slots)
+	slot = free_slot(p);
+	if (slot >= p->h.nr_slots)
 		return cow_store_error(s, -ENOSPC, "the store is full (%llu chunks)",
 				       (unsigned long long)p->h.nr_slots);
-	*sector = slot_sector(p, p->next_slot++);
+	slot_take(p, slot);
+	*sector = slot_sector(p, slot);
 	*data_valid = 0;
 	return 0;
 }
@@ -1041,8 +1085,8 @@ static int pk_hold(struct cow_store *s, uint64_t chunk, uint64_t sector)
 	int r;
 
 	r = sector_slot(s, p, chunk, sector, &slot);
-	if (!r && slot >= p->next_slot)
-		p->next_slot = slot + 1;
+	if (!r)
+		slot_take(p, slot);
 	return r;
 }
 
@@ -1213,24 +1257,6 @@ static int pk_commit(struct cow_store *s)
 	return 0;
 }
 
-/*
- * Slots below the allocation mark that no chunk uses: a daemon handed them
- * out, and its copy failed or the mapping never reached a commit before a
- * crash.  Space lost, no data harmed (the generic checks have made sure
- * no two chunks share a slot).  1 and the count in s->error, or 0.
- */
-static int pk_check(struct cow_store *s)
-{
-	struct pk_store *p = s->priv;
-	uint64_t leaked = p->next_slot - p->map.n;
-
-	if (p->next_slot <= p->map.n)
-		return 0;
-	cow_store_error(s, 0, "%llu leaked slot%s (allocated, unused: space lost, no data harmed)",
-			(unsigned long long)leaked, leaked == 1 ? "" : "s");
-	return 1;
-}
-
 static int cmp_rec(const void *a, const void *b)
 {
 	const struct pk_rec *x = a, *y = b;
@@ -1265,7 +1291,7 @@ static uint64_t pk_used_bytes(struct cow_store *s)
 {
 	struct pk_store *p = s->priv;
 
-	return slot_sector(p, p->next_slot) * COW_SECTOR;
+	return (p->h.data_start + p->nr_used * p->h.chunk_sectors) * COW_SECTOR;
 }
 
 static int pk_inspect(const void *head, size_t len, struct cow_store_info *info)
@@ -1300,7 +1326,6 @@ static const struct cow_plugin packed_plugin = {
 	.data_phase = pk_data_phase,
 	.used_bytes = pk_used_bytes,
 	.inspect = pk_inspect,
-	.check = pk_check,
 	.hold = pk_hold,
 };
 
