@@ -5,12 +5,23 @@
 
 #include "proto.h"
 
+/* The version the kernel module speaks (its HELLO's). */
+static uint16_t version = COW_PROTO_VERSION;
+
+int cow_msg_use_version(uint16_t v)
+{
+	if (v != COW_PROTO_VERSION && v != COW_PROTO_OLDEST)
+		return -EPROTO;
+	version = v;
+	return 0;
+}
+
 static struct cow_msg msg(uint16_t type)
 {
 	struct cow_msg m;
 
 	memset(&m, 0, sizeof(m));
-	m.version = COW_PROTO_VERSION;
+	m.version = version;
 	m.type = type;
 	return m;
 }
@@ -68,6 +79,15 @@ struct cow_msg cow_msg_commit_failed(uint64_t seq, int error)
 	return m;
 }
 
+struct cow_msg cow_msg_grant(uint64_t sector, uint64_t count)
+{
+	struct cow_msg m = msg(COW_MSG_GRANT);
+
+	m.sector = sector;
+	m.arg[0] = count;
+	return m;
+}
+
 struct cow_msg cow_msg_drop(uint64_t first_chunk, uint64_t count)
 {
 	struct cow_msg m = msg(COW_MSG_DROP);
@@ -80,7 +100,7 @@ struct cow_msg cow_msg_drop(uint64_t first_chunk, uint64_t count)
 int cow_msg_check_incoming(const struct cow_msg *m, const struct cow_geometry *g, uint64_t phase,
 			   const char **why)
 {
-	if (m->version != COW_PROTO_VERSION) {
+	if (m->version != version) {
 		*why = "protocol version mismatch (module and cowd from different releases?)";
 		return -EPROTO;
 	}
@@ -147,6 +167,7 @@ const char *cow_msg_type_name(uint16_t type)
 	case COW_MSG_LOAD: return "LOAD";
 	case COW_MSG_FAIL: return "FAIL";
 	case COW_MSG_DROP: return "DROP";
+	case COW_MSG_GRANT: return "GRANT";
 	default: return "UNKNOWN";
 	}
 }

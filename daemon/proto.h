@@ -24,6 +24,14 @@ struct cow_msg cow_msg_load(uint64_t chunk, uint64_t sector);
 struct cow_msg cow_msg_fail(uint64_t chunk, int error);
 struct cow_msg cow_msg_committed(uint64_t seq);
 struct cow_msg cow_msg_commit_failed(uint64_t seq, int error);
+/*
+ * The oldest module cowd still serves: version 3, without GRANT (a cowd
+ * upgraded while the old module stays loaded, until the next reboot).
+ */
+#define COW_PROTO_OLDEST 3
+/* Speak @v, the version of the kernel's HELLO: 0, or -EPROTO if unknown. */
+int cow_msg_use_version(uint16_t v);
+struct cow_msg cow_msg_grant(uint64_t sector, uint64_t count);
 struct cow_msg cow_msg_drop(uint64_t first_chunk, uint64_t count);
 
 /*

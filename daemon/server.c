@@ -168,6 +168,7 @@ static int ctl_send(struct cowd *d, const struct cow_msg *msgs, size_t n, int qu
 			continue;
 		}
 		/* The kernel refused msgs[i]: say so and go on with the rest. */
+		d->nr_refused++;
 		if (!(quiet_busy && errno == EBUSY)) {
 			cow_msg_describe(&msgs[i], desc, sizeof(desc));
 			log_warn("%s: kernel refused %s: %s", d->ident, desc, strerror(errno));
@@ -288,6 +289,10 @@ static int commit(struct cowd *d, int asked)
 /* The kernel could not fill a chunk's location: the chunk stays unmapped. */
 static void handle_copy_failed(struct cowd *d, const struct cow_msg *m)
 {
+	if (m->flags & COW_READY_GRANTED) {
+		d->granted -= !!d->granted;
+		d->grant_wait = 0;
+	}
 	d->nr_copy_errors++;
 	log_err("%s: the kernel could not copy chunk %llu to CoW sector %llu (%s); its "
 		"writes failed; check the CoW device", d->ident, (unsigned long long)m->chunk,
@@ -334,6 +339,11 @@ static int handle_ready(struct cowd *d, const struct cow_msg *m)
 {
 	int r = d->plugin->mark(&d->store, m->chunk, m->sector);
 
+	/* Also our predecessor's: a little over-granting, then ENOSPC. */
+	if (m->flags & COW_READY_GRANTED) {
+		d->granted -= !!d->granted;
+		d->grant_wait = 0;
+	}
 	if (r) {
 		log_err("%s: cannot record chunk %llu at sector %llu: %s; flushes fail until it "
 			"is recorded", d->ident, (unsigned long long)m->chunk,
@@ -446,14 +456,14 @@ static void write_status(struct cowd *d)
 	fprintf(f, "format=%s\nstore_used_bytes=%llu\nstore_size_bytes=%llu\nreloads=%llu\nlinear_segments=%zu\n"
 		"cow_segments=%zu\nlinear_chunks=%llu\ntree_chunks=%llu\ncapped=%d\n"
 		"last_suspend_ms=%.3f\nmax_suspend_ms=%.3f\npid=%d\nstore_failing=%d\n"
-		"restart_needed=%d\ncommit_errors=%llu\ncopy_errors=%llu\n",
+		"restart_needed=%d\ncommit_errors=%llu\ncopy_errors=%llu\ngranted=%llu\n",
 		d->plugin->name,
 		(unsigned long long)(COW_PLUGIN_HAS(d->plugin, used_bytes) ? d->plugin->used_bytes(&d->store) : 0),
 		(unsigned long long)d->store.cow_size, (unsigned long long)d->nr_reloads, d->stats.linear_segments, d->stats.cow_segments,
 		(unsigned long long)d->stats.linear_chunks, (unsigned long long)d->stats.tree_chunks,
 		d->stats.capped, d->last_suspend_ms, d->max_suspend_ms, (int)getpid(),
 		d->store_failing, d->sync_lost, (unsigned long long)d->nr_commit_errors,
-		(unsigned long long)d->nr_copy_errors);
+		(unsigned long long)d->nr_copy_errors, (unsigned long long)d->granted);
 	fclose(f);
 	rename(tmp, d->status_path);
 }
@@ -467,6 +477,7 @@ static void maybe_reload(struct cowd *d, int force)
 {
 	struct mapping_list l = { 0 };
 	struct segment *segs = NULL;
+	uint64_t refused;
 	char params[512];
 	uint64_t len;
 	size_t i, nsegs = 0;
@@ -506,7 +517,15 @@ static void maybe_reload(struct cowd *d, int force)
 			queue_answer(d, cow_msg_load(l.m[i].chunk, l.m[i].sector));
 	}
 	free(l.m);
+	refused = d->nr_refused;
 	if (flush_answers(d)) {
+		free(segs);
+		return;
+	}
+	/* The new table would leave a chunk to the kernel, which lacks it. */
+	if (d->nr_refused != refused) {
+		log_err("%s: the kernel refused a mapping the new table needs in its tree; no reload",
+			d->ident);
 		free(segs);
 		return;
 	}
@@ -570,6 +589,67 @@ static void reload_timer_cb(EV_P_ ev_timer *w, int revents)
 	maybe_reload(w->data, 0);
 }
 
+/*
+ * Locations granted to the kernel at a time: 16 MiB of chunks, at most
+ * 1024 of them; none for chunks larger than that.  Host space is allocated
+ * for them all.
+ */
+static uint64_t grant_target(const struct cowd *d)
+{
+	uint64_t t = (16ULL << 20) / ((uint64_t)d->geo.chunk_sectors * COW_SECTOR);
+
+	return t > 1024 ? 1024 : t;
+}
+
+/*
+ * Keep the kernel supplied with granted locations (COW_MSG_GRANT): a first
+ * write then takes one at once, without a round trip to cowd.  Topped up
+ * once half are used, a run at a time, only once the kernel's replay to
+ * this daemon is over (every location it holds known: see hold()).  A
+ * store that cannot grant, or is full, leaves first writes to FAULT, which
+ * says why they fail.
+ */
+static void grant_more(struct cowd *d)
+{
+	uint64_t len = (uint64_t)d->geo.chunk_sectors * COW_SECTOR, target = grant_target(d);
+	uint64_t sector, count;
+	struct cow_msg m;
+	int runs, r;
+
+	if (!d->replayed || d->grants_off || d->grant_wait || d->store_failing ||
+	    d->proto < COW_PROTO_VERSION || !target || !COW_PLUGIN_HAS(d->plugin, grant) ||
+	    !COW_PLUGIN_HAS(d->plugin, ungrant) || d->granted > target / 2)
+		return;
+	for (runs = 0; runs < 8 && d->granted < target; runs++) {
+		if (d->plugin->grant(&d->store, target - d->granted, &sector, &count))
+			return;
+		if (space_allocate(&d->space, sector * COW_SECTOR, count * len)) {
+			d->plugin->ungrant(&d->store, sector, count);
+			return;
+		}
+		m = cow_msg_grant(sector, count);
+		if (write(d->ctl_fd, &m, sizeof(m)) == (ssize_t)sizeof(m)) {
+			d->granted += count;
+			continue;
+		}
+		r = errno;
+		d->plugin->ungrant(&d->store, sector, count);
+		/* Replaying to us again, or short of memory: next time. */
+		if (r == EAGAIN || r == ENOMEM || r == EINTR)
+			break;
+		/* It holds all it may: wait until it used one. */
+		if (r == ENOSPC) {
+			d->grant_wait = 1;
+			break;
+		}
+		log_warn("%s: the kernel refused %llu granted locations at sector %llu (%s); every first write asks cowd",
+			 d->ident, (unsigned long long)count, (unsigned long long)sector, strerror(r));
+		d->grants_off = 1;
+		break;
+	}
+	write_status(d);
+}
+
 static void ctl_cb(EV_P_ ev_io *w, int revents)
 {
 	struct cowd *d = w->data;
@@ -579,8 +659,13 @@ static void ctl_cb(EV_P_ ev_io *w, int revents)
 	for (rounds = 0; rounds < 16; rounds++) {
 		ssize_t n = read(d->ctl_fd, msgs, sizeof(msgs));
 
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			/* Nothing left to read: the replay is over. */
+			if (errno == EAGAIN)
+				d->replayed = 1;
+			grant_more(d);
 			return;
+		}
 		if (n < 0) {
 			log_err("%s: reading the control device: %s", d->ident, strerror(errno));
 			stop(d, 1);
@@ -598,6 +683,7 @@ static void ctl_cb(EV_P_ ev_io *w, int revents)
 			return;
 		}
 	}
+	grant_more(d);
 }
 
 static void commit_timer_cb(EV_P_ ev_timer *w, int revents)
@@ -633,12 +719,16 @@ static int read_hello(struct cowd *d)
 		return -ETIMEDOUT;
 	}
 	n = read(d->ctl_fd, &m, sizeof(m));
-	if (n != (ssize_t)sizeof(m) || m.version != COW_PROTO_VERSION ||
+	if (n != (ssize_t)sizeof(m) || cow_msg_use_version(m.version) ||
 	    cow_msg_hello_decode(&m, &d->geo)) {
-		log_err("%s: the kernel module speaks another protocol (want version %u)",
-			d->ident, COW_PROTO_VERSION);
+		log_err("%s: the kernel module speaks another protocol (cowd knows versions %u to %u)",
+			d->ident, COW_PROTO_OLDEST, COW_PROTO_VERSION);
 		return -EPROTO;
 	}
+	d->proto = m.version;
+	if (d->proto < COW_PROTO_VERSION)
+		log_info("%s: the loaded dm-cow module is older (protocol %u): first writes ask cowd",
+			 d->ident, d->proto);
 	return 0;
 }
 

@@ -50,6 +50,13 @@ struct cowd {
 	size_t nunrecorded, maxunrecorded;
 	struct cow_msg *out;	/* answers not yet written */
 	size_t nout, maxout;
+	uint16_t proto;		/* the module's protocol version */
+	uint64_t nr_refused;	/* messages the kernel refused */
+	/* locations granted to the kernel and not used yet (see grant_more()) */
+	uint64_t granted;
+	int replayed;		/* the kernel's replay to us is over */
+	int grant_wait;		/* the kernel holds all it may: wait for a use */
+	int grants_off;		/* the kernel refused a GRANT for good */
 
 	/* table reloads */
 	struct reloader reloader;

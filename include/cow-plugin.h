@@ -183,6 +183,24 @@ struct cow_plugin {
 	 * it holds whole chunks only, as for_each_mapping() lists them.
 	 */
 	int (*for_each_extent)(struct cow_store *s, cow_extent_fn fn, void *ctx);
+
+	/*
+	 * Optional.  Hand out, for chunks not known yet, a run of fresh
+	 * consecutive locations: at most @max, at least one; *sector is the
+	 * first, *count how many.  cowd grants them to the kernel, which
+	 * gives them to first writes without asking; each one used comes
+	 * back through mark().  Unused ones must not be recorded: a daemon
+	 * that restarts finds them free again (room for the metadata that
+	 * would map them must be kept, as locate() keeps it).  -ENOSPC when
+	 * there is no room.  Without it, cowd asks locate() per chunk.
+	 */
+	int (*grant)(struct cow_store *s, uint64_t max, uint64_t *sector, uint64_t *count);
+
+	/*
+	 * Optional, with grant().  Take back the run the last grant() handed
+	 * out (the kernel refused it): nothing was written there.
+	 */
+	void (*ungrant)(struct cow_store *s, uint64_t sector, uint64_t count);
 };
 
 /* Does plugin @p provide the optional callback @field? */

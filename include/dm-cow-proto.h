@@ -46,6 +46,14 @@
  *               arg[0]) plain linear segments, forget their remaps; refused
  *               (-EBUSY) if a cow target of any table (live, suspended or
  *               inactive) still covers any of them
+ *   GRANT       daemon: arg[0] consecutive free CoW locations from sector on
+ *               (host space allocated), which the kernel may give to the
+ *               first writes of any chunks without a FAULT: it starts the
+ *               fill at once and sends the READY (flag READY_GRANTED) as
+ *               for a MAP.  Refused (-EAGAIN) during a replay; locations
+ *               the kernel holds, and more than COW_MAX_GRANTED unused
+ *               ones, are refused too.  Unused grants are forgotten when
+ *               the daemon closes the control device.
  *
  * When a daemon (re)attaches, the kernel sends FILLING for every copy in
  * flight, READY (flag READY_REPLAY, seq 0) for every chunk in its remap
@@ -66,8 +74,12 @@
  * 2: replayed READYs carry seq 0, COMMIT's seq covers them; COPY_FAILED,
  *    COMMIT_FAILED
  * 3: FILLING
+ * 4: GRANT, READY_GRANTED
  */
-#define COW_PROTO_VERSION 3
+#define COW_PROTO_VERSION 4
+
+/* Unused granted locations the kernel holds at most (per group). */
+#define COW_MAX_GRANTED 4096
 
 /* Control devices live at COW_CTL_DIR "/" IDENT. */
 #define COW_CTL_DIR "/dev/dm-cow"
@@ -89,11 +101,13 @@ enum cow_msg_type {
 	COW_MSG_FAIL = 20,
 	COW_MSG_DROP = 21,
 	COW_MSG_COMMIT_FAILED = 22,
+	COW_MSG_GRANT = 23,
 };
 
 /* flags */
 #define COW_MAP_DATA_VALID 0x1 /* MAP: data already at the location, no copy */
 #define COW_READY_REPLAY 0x2   /* READY: resent to a newly attached daemon */
+#define COW_READY_GRANTED 0x4  /* READY, COPY_FAILED: the location was granted */
 
 struct cow_msg {
 	__u16 version; /* COW_PROTO_VERSION; checked on every message */
@@ -103,8 +117,10 @@ struct cow_msg {
 	__u32 reserved; /* zero */
 	__u64 seq;     /* READY: commit sequence; COMMIT/COMMITTED: covers READY <= seq */
 	__u64 chunk;   /* chunk number (base sector / chunk_sectors) */
-	__u64 sector;  /* MAP/LOAD/READY/FILLING: CoW-device sector of the chunk */
-	__u64 arg[3];  /* HELLO: see COW_HELLO_*; ATTACH: arg[0] = data phase */
+	__u64 sector;  /* MAP/LOAD/READY/FILLING: CoW-device sector of the chunk;
+			* GRANT: the first location */
+	__u64 arg[3];  /* HELLO: see COW_HELLO_*; ATTACH: arg[0] = data phase;
+			* DROP, GRANT: arg[0] = count */
 };
 
 /*

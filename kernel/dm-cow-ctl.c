@@ -134,6 +134,7 @@ static unsigned int ctl_collect(struct cow_group *g, struct cow_msg *msgs,
 		if (n >= max)
 			break;
 		msg_init(&msgs[n], COW_MSG_READY);
+		msgs[n].flags = pc->granted ? COW_READY_GRANTED : 0;
 		msgs[n].chunk = pc->chunk;
 		msgs[n].sector = pc->cow_sector;
 		msgs[n].seq = pc->ready_seq;
@@ -145,6 +146,7 @@ static unsigned int ctl_collect(struct cow_group *g, struct cow_msg *msgs,
 		if (n >= max)
 			break;
 		msg_init(&msgs[n], COW_MSG_COPY_FAILED);
+		msgs[n].flags = pc->granted ? COW_READY_GRANTED : 0;
 		msgs[n].chunk = pc->chunk;
 		msgs[n].sector = pc->cow_sector;
 		msgs[n].error = pc->error;
@@ -274,6 +276,15 @@ static ssize_t ctl_read(struct file *file, char __user *buf, size_t len,
 		spin_unlock_irq(&g->lock);
 		r = -EFAULT;
 	}
+	/*
+	 * A granted location's slot names its chunk from now on (the daemon
+	 * may DROP the chunk once it knows of it), unless a DROP went first.
+	 */
+	list_for_each_entry(pc, &freed, list)
+		if (pc->state == PENDING_READY && pc->granted)
+			xa_cmpxchg(&g->cow_slots, cow_slot(g, pc->cow_sector),
+				   xa_mk_value(COW_SLOT_GRANTED),
+				   xa_mk_value(pc->chunk), GFP_KERNEL);
 	memalloc_noio_restore(noio);
 	mutex_unlock(&g->ctl_mutex);
 	list_for_each_entry_safe(pc, tmp, &freed, list) {
@@ -426,7 +437,7 @@ static int ctl_map(struct cow_group *g, const struct cow_msg *m)
 static int ctl_load(struct cow_group *g, const struct cow_msg *m)
 {
 	struct pending_chunk *pc;
-	int claimed;
+	int claimed, r;
 	sector_t cur;
 	long slot;
 
@@ -443,27 +454,32 @@ static int ctl_load(struct cow_group *g, const struct cow_msg *m)
 
 	/*
 	 * A chunk with a pending fault must be answered with MAP (DATA_VALID)
-	 * instead.  Remap entries are reserved only by take_location(), and
-	 * pending chunks marked only by ctl_map(), under the ctl_mutex we
-	 * hold, so the reservation taken here is ours to release.  The
-	 * entry is published under g->lock: a bio that misses the pending
-	 * tree re-reads the remaps under the same lock.
+	 * instead.  The entry is published under g->lock: a bio that misses
+	 * the pending tree re-reads the remaps under the same lock.  A first
+	 * write meanwhile may have taken the reserved entry for the mark of
+	 * a granted location (then releasing is a no-op), or reserved it too
+	 * and left it; if its chunk went away since, the entry went with it,
+	 * and storing may allocate, and fail.
 	 */
 	slot = take_location(g, m, &claimed);
 	if (slot < 0)
 		return slot;
 	spin_lock_irq(&g->lock);
-	if (pending_find(g, m->chunk)) {
-		xa_release(&g->remaps, m->chunk);
-		spin_unlock_irq(&g->lock);
-		if (claimed)
-			xa_erase(&g->cow_slots, slot);
-		return ctl_reject(g, m, -EBUSY, "chunk has a pending fault");
+	r = -EBUSY;
+	if (!pending_find(g, m->chunk)) {
+		r = xa_err(xa_store(&g->remaps, m->chunk,
+				    xa_mk_value(m->sector), GFP_ATOMIC));
+		if (!r)
+			g->nr_mapped++;
 	}
-	xa_store(&g->remaps, m->chunk, xa_mk_value(m->sector), GFP_ATOMIC);
-	g->nr_mapped++;
+	if (r)
+		xa_release(&g->remaps, m->chunk);
 	spin_unlock_irq(&g->lock);
-	return 0;
+	if (r && claimed)
+		xa_erase(&g->cow_slots, slot);
+	if (r == -EBUSY)
+		return ctl_reject(g, m, -EBUSY, "chunk has a pending fault");
+	return r;
 }
 
 static int ctl_fail(struct cow_group *g, const struct cow_msg *m)
@@ -525,6 +541,7 @@ static int ctl_drop(struct cow_group *g, const struct cow_msg *m)
 	spin_unlock_irq(&g->lock);
 	xa_for_each_range(&g->remaps, index, entry, first, first + count - 1) {
 		sector_t cow_sector;
+		void *owner;
 
 		if (!xa_is_value(entry))
 			continue;	/* a pending mark, or reserved for a MAP */
@@ -540,8 +557,10 @@ static int ctl_drop(struct cow_group *g, const struct cow_msg *m)
 		g->nr_mapped--;
 		g->nr_dropped++;
 		spin_unlock_irq(&g->lock);
-		if (xa_load(&g->cow_slots, cow_slot(g, cow_sector)) ==
-		    xa_mk_value(index))
+		/* A granted slot still says so until its READY is read. */
+		owner = xa_load(&g->cow_slots, cow_slot(g, cow_sector));
+		if (owner == xa_mk_value(index) ||
+		    owner == xa_mk_value(COW_SLOT_GRANTED))
 			xa_erase(&g->cow_slots, cow_slot(g, cow_sector));
 		cond_resched();
 	}
@@ -620,6 +639,110 @@ static int ctl_commit_failed(struct cow_group *g, const struct cow_msg *m)
 	return 0;
 }
 
+/* A granted run starting at @sector continues the newest run. */
+static bool grant_extends(struct cow_group *g, sector_t sector)
+{
+	unsigned int last = (g->grant_head + g->grant_runs - 1) % COW_GRANT_RUNS;
+
+	lockdep_assert_held(&g->lock);
+	return g->grant_runs &&
+	       g->grants[last].sector +
+	       ((sector_t)g->grants[last].count << g->chunk_shift) == sector;
+}
+
+/*
+ * Locations the daemon hands out in advance (see COW_MSG_GRANT).  Each
+ * takes its CoW slot now, so that no MAP, LOAD or other GRANT can overlap
+ * it; a chunk that uses it takes the slot over (ctl_read()).
+ */
+static int ctl_grant(struct cow_group *g, const struct cow_msg *m)
+{
+	u64 count = m->arg[0], i;
+	sector_t cow_size = bdev_nr_sectors(g->cow_bdev);
+	unsigned long first;
+	const char *why = NULL;
+	unsigned int run;
+	int r = 0;
+
+	lockdep_assert_held(&g->ctl_mutex);
+	spin_lock_irq(&g->lock);
+	if (g->replaying) {
+		r = -EAGAIN;	/* not an error: the daemon tries again */
+	} else if (!count || count > COW_MAX_GRANTED - g->granted) {
+		r = -ENOSPC;
+		why = "more unused granted locations than COW_MAX_GRANTED";
+	} else if (g->grant_runs == COW_GRANT_RUNS &&
+		   !grant_extends(g, m->sector)) {
+		r = -ENOSPC;
+		why = "more runs of unused granted locations than COW_GRANT_RUNS";
+	}
+	spin_unlock_irq(&g->lock);
+	if (r == -EAGAIN)
+		return r;
+	if (!r && (m->sector < g->phase ||
+		   ((m->sector - g->phase) & (g->chunk_sectors - 1)))) {
+		r = -EINVAL;
+		why = "CoW location not aligned to the daemon's data phase";
+	} else if (!r && (m->sector > cow_size ||
+			  (cow_size - m->sector) >> g->chunk_shift < count)) {
+		r = -ERANGE;
+		why = "CoW location outside the CoW device";
+	}
+	if (r)
+		return ctl_reject(g, m, r, why);
+	first = cow_slot(g, m->sector);
+	for (i = 0; i < count && !r; i++)
+		r = xa_insert(&g->cow_slots, first + i,
+			      xa_mk_value(COW_SLOT_GRANTED), GFP_KERNEL);
+	if (r) {
+		for (i--; i > 0; i--)
+			xa_erase(&g->cow_slots, first + i - 1);
+		if (r == -EBUSY)
+			return ctl_reject(g, m, -EEXIST, "granted location taken already");
+		return r;
+	}
+	spin_lock_irq(&g->lock);
+	if (grant_extends(g, m->sector)) {
+		run = (g->grant_head + g->grant_runs - 1) % COW_GRANT_RUNS;
+	} else {
+		run = (g->grant_head + g->grant_runs) % COW_GRANT_RUNS;
+		g->grants[run].sector = m->sector;
+		g->grants[run].count = 0;
+		g->grant_runs++;
+	}
+	g->grants[run].count += count;
+	WRITE_ONCE(g->granted, g->granted + count);
+	spin_unlock_irq(&g->lock);
+	return 0;
+}
+
+/*
+ * The daemon is gone: no other can know of its unused grants.  Their slots
+ * go; first writes fault until the next daemon grants.
+ */
+static void ctl_drop_grants(struct cow_group *g)
+{
+	unsigned int head, runs, i;
+	unsigned long slot;
+
+	mutex_lock(&g->ctl_mutex);
+	spin_lock_irq(&g->lock);
+	head = g->grant_head;
+	runs = g->grant_runs;
+	g->grant_runs = 0;
+	WRITE_ONCE(g->granted, 0);
+	spin_unlock_irq(&g->lock);
+	/* Only ctl_grant(), under ctl_mutex, writes g->grants[] now. */
+	for (i = 0; i < runs; i++) {
+		unsigned int run = (head + i) % COW_GRANT_RUNS;
+
+		slot = cow_slot(g, g->grants[run].sector);
+		for (; g->grants[run].count; g->grants[run].count--, slot++)
+			xa_erase(&g->cow_slots, slot);
+	}
+	mutex_unlock(&g->ctl_mutex);
+}
+
 /*
  * The data phase indexes g->cow_slots: it may change only while the kernel
  * holds no CoW location.
@@ -673,6 +796,8 @@ static int ctl_handle(struct cow_group *g, const struct cow_msg *m)
 		return ctl_commit_failed(g, m);
 	case COW_MSG_DROP:
 		return ctl_drop(g, m);
+	case COW_MSG_GRANT:
+		return ctl_grant(g, m);
 	default:
 		return ctl_reject(g, m, -EINVAL, "unknown message type");
 	}
@@ -754,6 +879,7 @@ static int ctl_release(struct inode *inode, struct file *file)
 {
 	struct cow_group *g = file->private_data;
 
+	ctl_drop_grants(g);
 	spin_lock_irq(&g->lock);
 	g->ctl_open = false;
 	g->attached = false;

@@ -109,7 +109,42 @@ void pending_unlink(struct cow_group *g, struct pending_chunk *pc)
 	if (pc->marked)
 		WARN_ON_ONCE(xa_cmpxchg(&g->remaps, pc->chunk, pc, NULL,
 					GFP_ATOMIC) != pc);
+	else	/* what a first write may have reserved for a grant */
+		xa_release(&g->remaps, pc->chunk);
 	pc->marked = false;
+}
+
+/*
+ * Give a new pending chunk the oldest unused granted location: it needs no
+ * FAULT, and the work begins its fill.  Its mark takes the remap entry the
+ * caller reserved; without that entry (no memory for it) the chunk takes
+ * no grant and faults instead.
+ */
+bool pending_take_grant(struct cow_group *g, struct pending_chunk *pc)
+{
+	unsigned int i = g->grant_head;
+
+	lockdep_assert_held(&g->lock);
+	if (!g->granted)
+		return false;
+	if (xa_is_err(xa_store(&g->remaps, pc->chunk, pc,
+			       GFP_NOWAIT | __GFP_NOWARN)))
+		return false;
+	pc->marked = true;
+	pc->granted = true;
+	pc->slot_claimed = true;
+	pc->cow_sector = g->grants[i].sector;
+	pc->state = PENDING_COPYING;
+	g->grants[i].sector += g->chunk_sectors;
+	if (!--g->grants[i].count) {
+		g->grant_head = (i + 1) % COW_GRANT_RUNS;
+		g->grant_runs--;
+	}
+	WRITE_ONCE(g->granted, g->granted - 1);
+	g->full = false;
+	list_add_tail(&pc->list, &g->grant_fill);
+	group_kick(g);
+	return true;
 }
 
 /*
@@ -528,9 +563,11 @@ static void cow_work(struct work_struct *work)
 	struct bio *bio;
 	LIST_HEAD(done);
 	LIST_HEAD(start);
+	LIST_HEAD(granted);
 	unsigned long flags;
 
 	spin_lock_irqsave(&g->lock, flags);
+	list_splice_init(&g->grant_fill, &granted);
 	list_splice_init(&g->copy_done, &done);
 	while (g->copies < COW_MAX_COPIES && !list_empty(&g->copy_wait)) {
 		pc = list_first_entry(&g->copy_wait, struct pending_chunk, list);
@@ -544,6 +581,10 @@ static void cow_work(struct work_struct *work)
 	list_for_each_entry_safe(pc, tmp, &start, list) {
 		list_del_init(&pc->list);
 		start_copy(g, pc);
+	}
+	list_for_each_entry_safe(pc, tmp, &granted, list) {
+		list_del_init(&pc->list);
+		fill_chunk(g, pc);
 	}
 	list_for_each_entry_safe(pc, tmp, &done, list) {
 		list_del_init(&pc->list);
@@ -647,6 +688,7 @@ struct cow_group *group_create(const char *ident, struct cow_target *ct,
 	g->pending = RB_ROOT;
 	INIT_LIST_HEAD(&g->fault_queued);
 	INIT_LIST_HEAD(&g->fault_sent);
+	INIT_LIST_HEAD(&g->grant_fill);
 	INIT_LIST_HEAD(&g->copy_wait);
 	INIT_LIST_HEAD(&g->copy_done);
 	INIT_LIST_HEAD(&g->ready);
@@ -774,6 +816,7 @@ static void group_kill(struct cow_group *g)
 	free_pending(g, &g->fault_queued);
 	free_pending(g, &g->fault_sent);
 	free_pending(g, &g->copy_wait);
+	free_pending(g, &g->grant_fill);
 	/* Every message is queued now: a reader may see end of file. */
 	spin_lock_irq(&g->lock);
 	g->base_bdev = NULL;

@@ -235,6 +235,7 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 	struct pending_chunk *pc;
 	sector_t cow_sector;
 	unsigned long flags;
+	bool faulted;
 	int r;
 
 	spin_lock_irqsave(&g->lock, flags);
@@ -280,23 +281,29 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 		spin_unlock_irqrestore(&g->lock, flags);
 		return COW_MAP_NEED_FRESH;
 	}
-	if (group_requeueing(g)) {
-		r = DM_MAPIO_REQUEUE;
-		goto out_unlock;
-	}
 	pc = fresh;
-	fresh = NULL;
 	pc->chunk = chunk;
-	pc->state = PENDING_FAULT_QUEUED;
 	pc->since = jiffies;
+	/* On a granted location the fill begins without the daemon. */
+	faulted = !pending_take_grant(g, pc);
+	if (faulted) {
+		if (group_requeueing(g)) {
+			xa_release(&g->remaps, chunk);
+			r = DM_MAPIO_REQUEUE;
+			goto out_unlock;
+		}
+		pc->state = PENDING_FAULT_QUEUED;
+		arm_daemon_timeout(g);
+		list_add_tail(&pc->list, &g->fault_queued);
+		g->faults++;
+	}
+	pending_insert(g, pc);
+	fresh = NULL;
 	bio->bi_opf &= ~REQ_NOWAIT;
 	bio_list_add(&pc->bios, bio);
-	arm_daemon_timeout(g);
-	pending_insert(g, pc);
-	list_add_tail(&pc->list, &g->fault_queued);
-	g->faults++;
 	spin_unlock_irqrestore(&g->lock, flags);
-	wake_up_interruptible(&g->wait);
+	if (faulted)
+		wake_up_interruptible(&g->wait);
 	return DM_MAPIO_SUBMITTED;
 
 out_base:
@@ -400,6 +407,17 @@ static int cow_map(struct dm_target *ti, struct bio *bio)
 	if (!fresh) {
 		bio_wouldblock_error(bio);
 		return DM_MAPIO_SUBMITTED;
+	}
+	/*
+	 * A granted location needs the chunk's remap entry for its mark: no
+	 * allocation under g->lock.  An entry reserved in vain stays, empty
+	 * (it reads as none), until the chunk is mapped.
+	 */
+	if (READ_ONCE(g->granted)) {
+		/* Without memory for the entry this write faults instead. */
+		r = xa_reserve_irq(&g->remaps, chunk,
+				   bio->bi_opf & REQ_NOWAIT ?
+				   GFP_NOWAIT | __GFP_NOWARN : GFP_NOIO);
 	}
 	return cow_map_unmapped(g, bio, chunk, fresh);
 }

@@ -62,13 +62,16 @@
 #define COW_MSG_BATCH 64	/* messages per read()/write() step */
 #define COW_REPLAY_SCAN 256	/* pending chunks looked at per read() step */
 #define COW_MAX_IO_OPT SZ_4M	/* largest chunk advertised as io_opt */
+#define COW_GRANT_RUNS 64	/* runs of unused granted locations held */
+/* The value of a granted CoW slot in g->cow_slots until a chunk uses it. */
+#define COW_SLOT_GRANTED (LONG_MAX >> 1)
 
 /* ------------------------------------------------------------------------ */
 
 enum pending_state {
 	PENDING_FAULT_QUEUED,	/* FAULT not yet read by a daemon */
 	PENDING_FAULT_SENT,	/* FAULT read, waiting for MAP/FAIL */
-	PENDING_COPYING,	/* MAP accepted; copy or covering write in flight */
+	PENDING_COPYING,	/* MAP taken or location granted; filling */
 	PENDING_READY,		/* data in place; READY not yet read */
 	PENDING_COPY_FAILED,	/* fill failed; COPY_FAILED not yet read */
 };
@@ -88,6 +91,7 @@ struct pending_chunk {
 	bool slot_claimed;		/* the MAP took the CoW slot anew */
 	bool copy_tried;		/* a kcopyd copy was started */
 	bool marked;			/* its mark is in the remap xarray */
+	bool granted;			/* its location came from a GRANT */
 	bool filled;			/* the data landed; not yet published */
 	int error;			/* copy or covering-write error */
 	u64 ready_seq;
@@ -145,6 +149,7 @@ struct cow_group {
 	struct rb_root pending;		/* pending chunks not yet READY */
 	struct list_head fault_queued;	/* PENDING_FAULT_QUEUED */
 	struct list_head fault_sent;	/* PENDING_FAULT_SENT */
+	struct list_head grant_fill;	/* COPYING on a grant, fill not begun */
 	struct list_head copy_wait;	/* COPYING, waiting for a copy slot */
 	struct list_head copy_done;	/* COPYING, copy or write finished */
 	struct list_head ready;		/* READY, message not yet read */
@@ -192,6 +197,17 @@ struct cow_group {
 	unsigned int faults;		/* pending chunks in FAULT states */
 	unsigned long detached_since;	/* jiffies when the last daemon left */
 	unsigned long commit_wait_since; /* jiffies of the oldest commit waiter */
+
+	/*
+	 * Unused granted locations: runs of consecutive CoW locations, the
+	 * oldest at grant_head; first writes take them in order.
+	 */
+	struct {
+		sector_t sector;
+		u32 count;
+	} grants[COW_GRANT_RUNS];
+	unsigned int grant_head, grant_runs;
+	unsigned int granted;		/* locations in all runs */
 
 	/* counters, under lock */
 	u64 nr_mapped;
@@ -314,6 +330,7 @@ struct pending_chunk *pending_find(struct cow_group *g, u64 chunk);
 struct pending_chunk *pending_find_from(struct cow_group *g, u64 chunk);
 void pending_insert(struct cow_group *g, struct pending_chunk *new);
 void pending_unlink(struct cow_group *g, struct pending_chunk *pc);
+bool pending_take_grant(struct cow_group *g, struct pending_chunk *pc);
 void group_kick(struct cow_group *g);
 bool group_requeueing(struct cow_group *g);
 void group_raise_event(struct cow_group *g);

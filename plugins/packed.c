@@ -157,10 +157,10 @@ struct pk_store {
 	struct pk_header h;	/* host byte order */
 	struct pk_map map;	/* committed and marked mappings */
 	/*
-	 * A bit per data slot: mapped, or handed out (locate, or a copy an
-	 * earlier daemon started: hold).  A slot handed out whose mapping
-	 * never reached a commit (a failed copy, a crash) is free again in
-	 * the next daemon.
+	 * A bit per data slot: mapped, or handed out (locate, grant, or a
+	 * copy an earlier daemon started: hold).  A slot handed out whose
+	 * mapping never reached a commit (a failed copy, a crash, a grant
+	 * the kernel did not use) is free again in the next daemon.
 	 */
 	uint64_t *used;
 	uint64_t nr_used;
@@ -1065,6 +1065,37 @@ static int pk_locate(struct cow_store *s, uint64_t chunk, uint64_t *sector, int 
 	return 0;
 }
 
+/* The lowest run of free slots, up to @max long. */
+static int pk_grant(struct cow_store *s, uint64_t max, uint64_t *sector, uint64_t *count)
+{
+	struct pk_store *p = s->priv;
+	uint64_t first = free_slot(p), n;
+
+	if (first >= p->h.nr_slots)
+		return cow_store_error(s, -ENOSPC, "the store is full (%llu chunks)",
+				       (unsigned long long)p->h.nr_slots);
+	for (n = 0; n < max && first + n < p->h.nr_slots && !slot_used(p, first + n); n++)
+		slot_take(p, first + n);
+	*sector = slot_sector(p, first);
+	*count = n;
+	return 0;
+}
+
+static void pk_ungrant(struct cow_store *s, uint64_t sector, uint64_t count)
+{
+	struct pk_store *p = s->priv;
+	uint64_t first = (sector - p->h.data_start) / p->h.chunk_sectors, i;
+
+	for (i = first; i < first + count && i < p->h.nr_slots; i++) {
+		if (slot_used(p, i)) {
+			p->used[i / 64] &= ~(1ULL << i % 64);
+			p->nr_used--;
+		}
+	}
+	if (first < p->next_slot)
+		p->next_slot = first;
+}
+
 /* The data slot at @sector, or -EINVAL with s->error set. */
 static int sector_slot(struct cow_store *s, struct pk_store *p, uint64_t chunk, uint64_t sector,
 		       uint64_t *slot)
@@ -1327,6 +1358,8 @@ static const struct cow_plugin packed_plugin = {
 	.used_bytes = pk_used_bytes,
 	.inspect = pk_inspect,
 	.hold = pk_hold,
+	.grant = pk_grant,
+	.ungrant = pk_ungrant,
 };
 
 COW_PLUGIN_REGISTER(packed_plugin)

@@ -100,7 +100,7 @@ static void well_formed(struct state *st, struct cow_msg *m)
 
 	if (st->nfaults && below(8))
 		chunk = st->faults[below(st->nfaults)];
-	switch (below(10)) {
+	switch (below(11)) {
 	case 0: case 1: case 2:
 		msg_init(m, COW_MSG_MAP);
 		m->chunk = chunk;
@@ -132,6 +132,11 @@ static void well_formed(struct state *st, struct cow_msg *m)
 		m->chunk = chunk;
 		m->arg[0] = 1 + below(st->nr_chunks - chunk + 1);
 		break;
+	case 9:
+		msg_init(m, COW_MSG_GRANT);
+		m->sector = location(st);
+		m->arg[0] = 1 + below(below(8) ? 64 : 5000);
+		break;
 	default:
 		msg_init(m, COW_MSG_ATTACH);
 		m->arg[0] = below(4) ? st->phase : below(st->chunk_sectors + 1);
@@ -159,7 +164,7 @@ static int known_errno(int e)
 {
 	switch (e) {
 	case EINVAL: case EPROTO: case ERANGE: case ENOENT: case EEXIST: case EBUSY:
-	case ENOMEM: case ENODEV: case EFAULT: case EINTR: case EAGAIN:
+	case ENOMEM: case ENODEV: case EFAULT: case EINTR: case EAGAIN: case ENOSPC:
 		return 1;
 	default:
 		return 0;

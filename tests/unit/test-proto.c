@@ -153,6 +153,34 @@ static void test_describe(void)
 	CHECK(!strcmp(cow_msg_type_name(999), "UNKNOWN"), "unknown type name");
 }
 
+/*
+ * An upgraded cowd serves the module loaded before the upgrade (protocol
+ * 3) in its version, and none older; GRANT is the new version's.
+ */
+static void test_versions(void)
+{
+	struct cow_geometry g = { .nr_chunks = 100, .chunk_sectors = 8 };
+	const char *why = NULL;
+	struct cow_msg m;
+
+	TEST("an older module is spoken to in its version");
+	m = cow_msg_grant(64, 16);
+	CHECK(m.type == COW_MSG_GRANT && m.sector == 64 && m.arg[0] == 16 &&
+	      m.version == COW_PROTO_VERSION, "grant");
+	CHECK(cow_msg_use_version(COW_PROTO_OLDEST - 1) == -EPROTO, "too old a module");
+	CHECK(cow_msg_use_version(COW_PROTO_VERSION + 1) == -EPROTO, "a newer module");
+	CHECK(cow_msg_use_version(COW_PROTO_OLDEST) == 0, "version 3");
+	m = cow_msg_committed(5);
+	CHECK(m.version == COW_PROTO_OLDEST, "answers in version 3: %u", m.version);
+	memset(&m, 0, sizeof(m));
+	m.type = COW_MSG_COMMIT;
+	m.version = COW_PROTO_VERSION;
+	CHECK(cow_msg_check_incoming(&m, &g, 0, &why) == -EPROTO, "a message of another version");
+	m.version = COW_PROTO_OLDEST;
+	CHECK(cow_msg_check_incoming(&m, &g, 0, &why) == 0, "one of version 3");
+	CHECK(cow_msg_use_version(COW_PROTO_VERSION) == 0, "back to the current one");
+}
+
 int main(void)
 {
 	test_layout();
@@ -160,5 +188,6 @@ int main(void)
 	test_incoming();
 	test_hello();
 	test_describe();
+	test_versions();
 	return check_done("test-proto");
 }
