@@ -1065,14 +1065,19 @@ static int pk_locate(struct cow_store *s, uint64_t chunk, uint64_t *sector, int 
 	return 0;
 }
 
-/* The lowest run of free slots, up to @max long. */
+/*
+ * The lowest run of free slots, up to @max long and half of those free:
+ * a fault raised before the kernel had grants must still find a slot.
+ */
 static int pk_grant(struct cow_store *s, uint64_t max, uint64_t *sector, uint64_t *count)
 {
 	struct pk_store *p = s->priv;
-	uint64_t first = free_slot(p), n;
+	uint64_t first = free_slot(p), half = (p->h.nr_slots - p->nr_used) / 2, n;
 
-	if (first >= p->h.nr_slots)
-		return cow_store_error(s, -ENOSPC, "the store is full (%llu chunks)",
+	if (max > half)
+		max = half;
+	if (first >= p->h.nr_slots || !max)
+		return cow_store_error(s, -ENOSPC, "the store is nearly full (%llu chunks)",
 				       (unsigned long long)p->h.nr_slots);
 	for (n = 0; n < max && first + n < p->h.nr_slots && !slot_used(p, first + n); n++)
 		slot_take(p, first + n);
