@@ -1066,16 +1066,19 @@ static int pk_locate(struct cow_store *s, uint64_t chunk, uint64_t *sector, int 
 }
 
 /*
- * The lowest run of free slots, up to @max long and half of those free:
- * a fault raised before the kernel had grants must still find a slot.
+ * The lowest run of free slots, up to @max long, leaving a sixteenth of
+ * the store (at least one slot) to locate(): a fault raised before the
+ * kernel had grants must still find one.
  */
 static int pk_grant(struct cow_store *s, uint64_t max, uint64_t *sector, uint64_t *count)
 {
 	struct pk_store *p = s->priv;
-	uint64_t first = free_slot(p), half = (p->h.nr_slots - p->nr_used) / 2, n;
+	uint64_t first = free_slot(p), left = p->h.nr_slots - p->nr_used, n;
+	uint64_t keep = p->h.nr_slots / 16 ? p->h.nr_slots / 16 : 1;
+	uint64_t room = left > keep ? left - keep : 0;
 
-	if (max > half)
-		max = half;
+	if (max > room)
+		max = room;
 	if (first >= p->h.nr_slots || !max)
 		return cow_store_error(s, -ENOSPC, "the store is nearly full (%llu chunks)",
 				       (unsigned long long)p->h.nr_slots);

@@ -508,7 +508,7 @@ static void test_grant(void)
 	      (unsigned long long)g2, (unsigned long long)n2, (unsigned long long)(g1 + 3 * 128));
 	CHECK(P->grant(&f.s, 1000, &g2, &n2) == 0 && g2 == g1 + 9 * 128,
 	      "then the slots after chunk 40's: %llu", (unsigned long long)g2);
-	/* Never more than half of what is free: a fault still finds a slot. */
+	/* Grants leave slots to locate(): a fault still finds one. */
 	used = (g2 - g1) / 128 + n2;
 	while (P->grant(&f.s, 1000, &sector, &n2) == 0)
 		used += n2;
