@@ -42,6 +42,8 @@ static void usage(FILE *f)
 		"      --min-run N          runs shorter than N chunks stay in the kernel's\n"
 		"                           remap tree (default 4)\n"
 		"      --no-reload          never reload the table\n"
+		"      --no-grants          never grant the kernel locations in advance:\n"
+		"                           every first write asks cowd (FAULT)\n"
 		"      --ignore-base-mtime  serve a UML COW file although its base file was\n"
 		"                           modified after it was made (a copy that lost\n"
 		"                           its mtime)\n"
@@ -132,6 +134,7 @@ int main(int argc, char **argv)
 		{ "max-segments", required_argument, NULL, 'M' },
 		{ "min-run", required_argument, NULL, 'm' },
 		{ "no-reload", no_argument, NULL, 'N' },
+		{ "no-grants", no_argument, NULL, 'G' },
 		{ "ignore-base-mtime", no_argument, NULL, 'I' },
 		{ "base-id", required_argument, NULL, 'B' },
 		{ "root-storage", no_argument, NULL, 'r' },
@@ -186,6 +189,7 @@ int main(int argc, char **argv)
 				d.min_run = n;
 			break;
 		case 'N': d.no_reload = 1; break;
+		case 'G': d.grants_off = 1; break;
 		case 'I': d.store.ignore_base_mtime = 1; break;
 		case 'B':
 			if (!*optarg || strlen(optarg) > COW_BASE_ID_MAX) {

@@ -47,7 +47,8 @@ size=$(blockdev --getsz "$B")
 table="0 $size cow fs $B $S 8"
 track fs
 dmsetup create fs --table "$table"
-cowd --no-reload --pidfile /run/dm-cow/fs.pid --log-file /run/dm-cow/fs.log fs
+# Without grants: parts 2 and 3 are about the MAP path.
+cowd --no-reload --no-grants --pidfile /run/dm-cow/fs.pid --log-file /run/dm-cow/fs.log fs
 pid=$(cat /run/dm-cow/fs.pid)
 
 # 1. Table loads: a new group (into a device that serves linear), then one
