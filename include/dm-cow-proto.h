@@ -117,10 +117,8 @@ struct cow_msg {
 	__u32 reserved; /* zero */
 	__u64 seq;     /* READY: commit sequence; COMMIT/COMMITTED: covers READY <= seq */
 	__u64 chunk;   /* chunk number (base sector / chunk_sectors) */
-	__u64 sector;  /* MAP/LOAD/READY/FILLING: CoW-device sector of the chunk;
-			* GRANT: the first location */
-	__u64 arg[3];  /* HELLO: see COW_HELLO_*; ATTACH: arg[0] = data phase;
-			* DROP, GRANT: arg[0] = count */
+	__u64 sector;  /* CoW-device sector: MAP/LOAD/READY/FILLING, GRANT's first */
+	__u64 arg[3];  /* HELLO: COW_HELLO_*; ATTACH: phase; DROP, GRANT: count */
 };
 
 /*
