@@ -287,12 +287,21 @@ static int commit(struct cowd *d, int asked)
 }
 
 /* The kernel could not fill a chunk's location: the chunk stays unmapped. */
-static void handle_copy_failed(struct cowd *d, const struct cow_msg *m)
+/*
+ * The kernel used a granted location (READY or COPY_FAILED with the flag);
+ * also our predecessor's: a little over-granting, then ENOSPC.
+ */
+static void grant_used(struct cowd *d, const struct cow_msg *m)
 {
 	if (m->flags & COW_READY_GRANTED) {
 		d->granted -= !!d->granted;
 		d->grant_wait = 0;
 	}
+}
+
+static void handle_copy_failed(struct cowd *d, const struct cow_msg *m)
+{
+	grant_used(d, m);
 	d->nr_copy_errors++;
 	log_err("%s: the kernel could not copy chunk %llu to CoW sector %llu (%s); its "
 		"writes failed; check the CoW device", d->ident, (unsigned long long)m->chunk,
@@ -339,11 +348,7 @@ static int handle_ready(struct cowd *d, const struct cow_msg *m)
 {
 	int r = d->plugin->mark(&d->store, m->chunk, m->sector);
 
-	/* Also our predecessor's: a little over-granting, then ENOSPC. */
-	if (m->flags & COW_READY_GRANTED) {
-		d->granted -= !!d->granted;
-		d->grant_wait = 0;
-	}
+	grant_used(d, m);
 	if (r) {
 		log_err("%s: cannot record chunk %llu at sector %llu: %s; flushes fail until it "
 			"is recorded", d->ident, (unsigned long long)m->chunk,
