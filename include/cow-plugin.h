@@ -190,11 +190,13 @@ struct cow_plugin {
 	 * first, *count how many.  cowd grants them to the kernel, which
 	 * gives them to first writes without asking; each one used comes
 	 * back through mark().  Unused ones must not be recorded: a daemon
-	 * that restarts finds them free again (room for the metadata that
-	 * would map them must be kept, as locate() keeps it).  Keep some of
-	 * the free room out of grants (cowd may call this several times in
-	 * a row): a first write that faulted before the kernel had grants
-	 * still needs a place from locate().  -ENOSPC when there is no room.  Without it, cowd asks locate() per chunk.
+	 * that restarts finds them free again.  Room must be kept for the
+	 * metadata that would map them, as locate() keeps it, for whichever
+	 * chunks use them (mark() then takes it).  Keep some of the free
+	 * room out of grants (cowd may call this several times in a row): a
+	 * first write that faulted before the kernel had grants still needs
+	 * a place from locate().  -ENOSPC when there is no room.  Without
+	 * it, cowd asks locate() per chunk.
 	 */
 	int (*grant)(struct cow_store *s, uint64_t max, uint64_t *sector, uint64_t *count);
 

@@ -19,10 +19,12 @@
  * it and the blocks that count it are (see grow_refcount_table()).
  * tests/unit/test-qcow2-refcount replays power cuts at every write.
  *
- * Capacity: locate() makes sure the store can hold the cluster and all the
- * metadata its commit may add (L2 table, refcount blocks, a grown refcount
- * table), so a store that cannot grow fails a first write with ENOSPC
- * before anything is copied, and a commit never runs out of space.
+ * Capacity: locate() and grant() make sure the store can hold the clusters
+ * and all the metadata their commit may add (L2 tables, refcount blocks, a
+ * grown refcount table), so a store that cannot grow fails a first write
+ * with ENOSPC before anything is copied, and a commit never runs out of
+ * space.  Granted clusters may be used by any chunk: room stays kept for
+ * the L2 tables they may need until mark() takes them (room_for()).
  *
  * Version 3 and version 2 (compat=0.10) images are read and written alike
  * (a version 2 image has no zero clusters nor feature bits).  Compressed clusters, encryption, external data
@@ -91,6 +93,11 @@ struct q2_pending {
 	uint64_t seq;		/* order of marking */
 };
 
+/* A run of clusters grant() handed out; @left of them not marked yet. */
+struct q2_grant {
+	uint64_t first, n, left;	/* bytes, clusters, clusters */
+};
+
 struct q2 {
 	uint32_t version;
 	uint64_t cs;		/* cluster size, bytes */
@@ -118,6 +125,15 @@ struct q2 {
 	uint64_t nchunks;
 	struct q2_pending *pending;
 	size_t npending, maxpending;
+	/*
+	 * Granted clusters may map chunks whose L2 table does not exist yet:
+	 * room stays kept for min(granted, tables_missing) tables, so that
+	 * mark() can always take one (see room_for()).
+	 */
+	struct q2_grant *grants;
+	size_t ngrants, maxgrants;
+	uint64_t granted;		/* clusters granted and not marked */
+	uint64_t tables_missing;	/* L1 entries with no table, not even a new one */
 };
 
 static void set_mapped(struct q2 *q, uint64_t chunk)
@@ -680,6 +696,7 @@ static void q2_close(struct cow_store *s)
 	free(q->l1_new);
 	free(q->rt);
 	free(q->pending);
+	free(q->grants);
 	free(q->mapped);
 	free(q);
 	s->priv = NULL;
@@ -854,6 +871,8 @@ static int q2_open(struct cow_store *s)
 	for (uint64_t i = 0; i < q->l1_size; i++)
 		if (!(q->l1[i] & Q2_OFFSET_MASK))
 			q->l1[i] = 0;
+	for (uint64_t i = 0; i < div_up(q->nchunks, q->l2_entries); i++)
+		q->tables_missing += !q->l1[i];
 	r = find_end(s, q);
 	q->opened_end = q->next_free;
 	if (!r)
@@ -965,9 +984,39 @@ static int q2_create(struct cow_store *s)
 /* Take the next cluster for L1 entry @l1i's new L2 table (written at commit). */
 static int reserve_l2(struct cow_store *s, struct q2 *q, uint64_t l1i)
 {
-	q->l1_new[l1i] = q->next_free;
+	int r;
+
 	q->next_free += q->cs;
-	return ensure_space(s, q);
+	r = ensure_space(s, q);
+	if (r) {
+		q->next_free -= q->cs;
+		return r;
+	}
+	q->l1_new[l1i] = q->next_free - q->cs;
+	q->tables_missing -= !!q->tables_missing;
+	return 0;
+}
+
+static int needs_table(const struct q2 *q, uint64_t l1i)
+{
+	return !q->l1[l1i] && !q->l1_new[l1i];
+}
+
+/*
+ * Can the store hold @clusters more clusters, with @more clusters granted
+ * on top of those granted now?  Room is kept past them for the L2 tables
+ * granted clusters may still need, and for every refcount block and table
+ * a commit adds for all that: a full store fails here, cleanly, before the
+ * kernel copies anything, never in mark() or a commit.
+ */
+static int room_for(struct cow_store *s, struct q2 *q, uint64_t clusters, uint64_t more)
+{
+	uint64_t debt = q->granted + more, end;
+
+	if (debt > q->tables_missing)
+		debt = q->tables_missing;
+	end = q->next_free + q->cs * (clusters + debt);
+	return store_grow(s, end + refcount_reserve(q, end) * q->cs);
 }
 
 /*
@@ -1006,7 +1055,7 @@ static int mapped_cluster(struct cow_store *s, struct q2 *q, uint64_t chunk, uin
 static int q2_locate(struct cow_store *s, uint64_t chunk, uint64_t *sector, int *data_valid)
 {
 	struct q2 *q = s->priv;
-	uint64_t l1i = chunk / q->l2_entries, off, end;
+	uint64_t l1i = chunk / q->l2_entries, off;
 	int r;
 
 	if (l1i >= q->l1_size)
@@ -1024,17 +1073,11 @@ static int q2_locate(struct cow_store *s, uint64_t chunk, uint64_t *sector, int 
 		*data_valid = 1;
 		return 0;
 	}
-	/*
-	 * Room for the cluster, its L2 table and every refcount block and
-	 * table a commit adds for them: a full store fails here, cleanly,
-	 * before the kernel copies anything, never in a commit.
-	 */
-	end = q->next_free + q->cs * (1 + (!q->l1[l1i] && !q->l1_new[l1i]));
-	r = store_grow(s, end + refcount_reserve(q, end) * q->cs);
+	r = room_for(s, q, 1 + needs_table(q, l1i), 0);
 	if (r)
 		return r;
 	/* The table goes before the run of data clusters, not inside it. */
-	if (!q->l1[l1i] && !q->l1_new[l1i]) {
+	if (needs_table(q, l1i)) {
 		r = reserve_l2(s, q, l1i);
 		if (r)
 			return r;
@@ -1086,20 +1129,96 @@ static int q2_hold(struct cow_store *s, uint64_t chunk, uint64_t sector)
 	return keep_allocated(s, s->priv, chunk, sector);
 }
 
+/* A granted cluster at byte @off was used: its run has one fewer left. */
+static void grant_taken(struct q2 *q, uint64_t off)
+{
+	size_t i;
+
+	for (i = 0; i < q->ngrants; i++) {
+		struct q2_grant *g = &q->grants[i];
+
+		if (off < g->first || off >= g->first + g->n * q->cs)
+			continue;
+		q->granted--;
+		if (!--g->left)
+			q->grants[i] = q->grants[--q->ngrants];
+		return;
+	}
+}
+
 static int q2_mark(struct cow_store *s, uint64_t chunk, uint64_t sector)
 {
 	struct q2 *q = s->priv;
-	uint64_t off = sector * COW_SECTOR;
+	uint64_t off = sector * COW_SECTOR, l1i = chunk / q->l2_entries;
 	int r;
 
 	r = keep_allocated(s, q, chunk, sector);
 	if (r)
 		return r;
+	/*
+	 * A granted cluster (or an earlier daemon's) may be the first of its
+	 * L2 table: take the table now, from the room kept for it.
+	 */
+	if (needs_table(q, l1i)) {
+		r = reserve_l2(s, q, l1i);
+		if (r)
+			return r;
+	}
+	grant_taken(q, off);
 	if (array_reserve(&q->pending, &q->maxpending, q->npending, sizeof(*q->pending)))
 		return -ENOMEM;
 	q->pending[q->npending] = (struct q2_pending){ chunk, off, q->npending };
 	q->npending++;
 	return 0;
+}
+
+/*
+ * Up to @max fresh clusters at the end of the image, for chunks not known
+ * yet.  Room is kept for the L2 tables they may need and, out of grants,
+ * for a sixteenth more and a locate() (a fault raised before the kernel
+ * had grants).  Never more than the chunks that have no cluster yet.
+ */
+static int q2_grant(struct cow_store *s, uint64_t max, uint64_t *sector, uint64_t *count)
+{
+	struct q2 *q = s->priv;
+	uint64_t busy = q->nr_mapped + q->npending + q->granted, n;
+
+	if (busy < q->nchunks && max > q->nchunks - busy)
+		max = q->nchunks - busy;
+	if (busy >= q->nchunks || !max)
+		return cow_store_error(s, -ENOSPC, "every chunk has a cluster or a grant");
+	for (n = max; n; n /= 2)
+		if (!room_for(s, q, n + n / 16 + 2, n))
+			break;
+	if (!n)
+		return -ENOSPC;	/* room_for() said why */
+	if (array_reserve(&q->grants, &q->maxgrants, q->ngrants, sizeof(*q->grants)))
+		return -ENOMEM;
+	q->grants[q->ngrants++] = (struct q2_grant){ q->next_free, n, n };
+	q->granted += n;
+	*sector = q->next_free / COW_SECTOR;
+	*count = n;
+	q->next_free += n * q->cs;
+	return 0;
+}
+
+static void q2_ungrant(struct cow_store *s, uint64_t sector, uint64_t count)
+{
+	struct q2 *q = s->priv;
+	uint64_t off = sector * COW_SECTOR;
+	size_t i;
+
+	for (i = 0; i < q->ngrants; i++) {
+		struct q2_grant *g = &q->grants[i];
+
+		if (g->first != off || g->n != count)
+			continue;
+		q->granted -= g->left;
+		if (q->next_free == off + count * q->cs && g->left == count)
+			q->next_free = off;
+		q->grants[i] = q->grants[--q->ngrants];
+		return;
+	}
 }
 
 static int sync_step(struct cow_store *s, const char *what)
@@ -1187,14 +1306,7 @@ static int q2_commit(struct cow_store *s)
 
 	if (!q->npending)
 		return 0;
-	/* 1. Refcounts of the data clusters and of new, zeroed L2 tables. */
-	for (i = 0; i < q->npending && !r; i++) {
-		uint64_t l1i = q->pending[i].chunk / q->l2_entries;
-
-		/* A mapping an earlier daemon made may need a table. */
-		if (!q->l1[l1i] && !q->l1_new[l1i])
-			r = reserve_l2(s, q, l1i);
-	}
+	/* 1. Refcounts of the data clusters and of new, zeroed L2 tables (mark() took them). */
 	for (i = 0; i < q->l1_size; i++)
 		nl1 += !!q->l1_new[i];
 	clusters = malloc((q->npending + nl1) * sizeof(*clusters));
@@ -1455,6 +1567,8 @@ static const struct cow_plugin qcow2_plugin = {
 	.check = q2_check,
 	.hold = q2_hold,
 	.for_each_extent = q2_for_each_extent,
+	.grant = q2_grant,
+	.ungrant = q2_ungrant,
 };
 
 COW_PLUGIN_REGISTER(qcow2_plugin)

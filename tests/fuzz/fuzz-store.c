@@ -7,7 +7,7 @@
  *
  *   probe, inspect                          (cowctl inspect)
  *   open read-only, for_each_mapping, check (cowctl check, dump, merge)
- *   open, locate/mark/commit, reopen        (cowd)
+ *   open, grant, locate/mark/commit, reopen (cowd)
  *
  * Crashes and sanitizer reports are findings; so is a store that check()
  * called sound but that, once the plugin itself added mappings to it,
@@ -183,6 +183,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	struct cow_store s;
 	struct listing l = { 0 };
 	uint64_t chunk[MAX_OPS], sector[MAX_OPS], nr_chunks, seed = len, cow_size;
+	uint64_t granted = 0, granted_left = 0;
 	int sound, nmarked = 0, i, valid;
 	static char buf[1 << 21], head[64 << 10];
 	uint8_t *fixed = NULL;
@@ -234,6 +235,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		goto out;
 	nr_chunks = (s.base_size + s.chunk_sectors * (uint64_t)COW_SECTOR - 1) /
 		    (s.chunk_sectors * (uint64_t)COW_SECTOR);
+	if (COW_PLUGIN_HAS(P, grant) && P->grant(&s, MAX_OPS / 2, &granted, &granted_left))
+		granted_left = 0;
 	for (i = 0; i < MAX_OPS; i++) {
 		uint64_t c = mix(&seed) % nr_chunks, at = 0, cb = s.chunk_sectors * (uint64_t)COW_SECTOR;
 		/* The kernel copies the base's last chunk as far as the base goes. */
@@ -246,13 +249,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		if (j < nmarked)
 			continue;
 		valid = 0;
-		if (P->locate(&s, c, &at, &valid))
+		/* Every other first write takes a granted location, as the kernel does. */
+		if (granted_left && i % 2) {
+			at = granted;
+			granted += s.chunk_sectors;
+			granted_left--;
+		} else if (P->locate(&s, c, &at, &valid)) {
 			continue;
+		}
 		if (!valid) {
 			memset(buf, (int)c, n);
 			if (at * COW_SECTOR + n > s.cow_size) {
 				if (sound) {
-					fprintf(stderr, "locate gave chunk %llu sector %llu, past the store\n",
+					fprintf(stderr, "chunk %llu was given sector %llu, past the store\n",
 						(unsigned long long)c, (unsigned long long)at);
 					abort();
 				}

@@ -108,16 +108,16 @@ static void teardown(struct fixture *f)
 static uint64_t fill_chunk(struct fixture *f, uint64_t chunk, uint64_t sector, int byte)
 {
 	static char buf[CHUNK];
-	uint64_t len = CHUNK;
+	uint64_t cs = (uint64_t)f->s.chunk_sectors * COW_SECTOR, len = cs;
 	int mfd;
 
-	if (chunk * CHUNK + len > BASE_SIZE)
-		len = BASE_SIZE - chunk * CHUNK;
+	if (chunk * cs + len > f->s.base_size)
+		len = f->s.base_size - chunk * cs;
 	memset(buf, byte, sizeof(buf));
 	if (pwrite(f->s.cow_fd, buf, len, (off_t)(sector * COW_SECTOR)) != (ssize_t)len)
 		return 0;
 	mfd = open(f->model, O_RDWR);
-	if (pwrite(mfd, buf, len, (off_t)(chunk * CHUNK)) != (ssize_t)len)
+	if (pwrite(mfd, buf, len, (off_t)(chunk * cs)) != (ssize_t)len)
 		abort();
 	close(mfd);
 	if (P->mark(&f->s, chunk, sector))
@@ -654,6 +654,106 @@ static void test_locate_no_io(void)
 	teardown(&f);
 }
 
+/*
+ * 4 KiB clusters over a 64 MiB base: an L2 table maps 2 MiB, so chunks
+ * 512 apart need tables of their own (32 in all).
+ */
+#define SMALL_CHUNK 4096
+#define SMALL_TABLE 512
+#define SMALL_BASE (64ULL << 20)
+
+static void setup_small(struct fixture *f, const char *name)
+{
+	setup(f, name);
+	f->s.chunk_sectors = SMALL_CHUNK / COW_SECTOR;
+	f->s.base_size = SMALL_BASE;
+	CHECK(truncate(f->base, SMALL_BASE) == 0 && truncate(f->model, SMALL_BASE) == 0,
+	      "a 64 MiB base");
+}
+
+/*
+ * grant: runs of fresh clusters at the end of the image for chunks not
+ * known yet; used ones are marked by chunks that need new L2 tables, and
+ * qemu-img agrees after the commit; unused ones are free again after a
+ * crash (reopen), and after ungrant().
+ */
+static void test_grant(void)
+{
+	struct fixture f;
+	uint64_t g1 = 0, n1 = 0, g2 = 0, n2 = 0, g3 = 0, n3 = 0, sector = 0, i;
+	int valid = 1;
+
+	TEST("grant: fresh clusters, used by chunks in new L2 tables; qemu-img agrees");
+	setup_small(&f, "grant");
+	CHECK(create_cow(&f) == 0, "%s", f.s.error);
+	CHECK(P->grant(&f.s, 16, &g1, &n1) == 0 && n1 == 16, "grant 16: %s", f.s.error);
+	CHECK(P->locate(&f.s, 5, &sector, &valid) == 0 && !valid && sector >= g1 + 16 * 8,
+	      "locate after a grant: sector %llu, grant %llu+16", (unsigned long long)sector,
+	      (unsigned long long)g1);
+	CHECK(fill_chunk(&f, 5, sector, 0x55), "fill chunk 5: %s", f.s.error);
+	/* Eight granted clusters, for chunks of eight L2 tables (one exists). */
+	for (i = 0; i < 8; i++)
+		CHECK(fill_chunk(&f, i * SMALL_TABLE + 1, g1 + i * 8, 0x10 + (int)i),
+		      "granted cluster %llu for chunk %llu: %s", (unsigned long long)i,
+		      (unsigned long long)(i * SMALL_TABLE + 1), f.s.error);
+	CHECK(P->commit(&f.s) == 0, "commit: %s", f.s.error);
+	CHECK(qemu_check(f.cow) == 0, "qemu-img check");
+	CHECK(qemu_compare(&f) == 0, "qemu-img compare with the raw model");
+
+	CHECK(P->grant(&f.s, 4, &g2, &n2) == 0 && n2 == 4, "grant 4: %s", f.s.error);
+	CHECK(open_cow(&f) == 0, "reopen, as after a crash: %s", f.s.error);
+	CHECK(P->grant(&f.s, 4, &g3, &n3) == 0 && g3 == g2 && n3 == 4,
+	      "the unused grant is free again: %llu, was %llu", (unsigned long long)g3,
+	      (unsigned long long)g2);
+	P->ungrant(&f.s, g3, n3);
+	CHECK(P->grant(&f.s, 2, &g2, &n2) == 0 && g2 == g3 && n2 == 2,
+	      "ungrant gives the run back: %llu, was %llu", (unsigned long long)g2,
+	      (unsigned long long)g3);
+	CHECK(qemu_check(f.cow) == 0, "qemu-img check after the crash");
+	CHECK(qemu_compare(&f) == 0, "qemu-img compare after the crash");
+	teardown(&f);
+}
+
+/*
+ * A store that cannot grow (a block device): grant() hands out only what
+ * the store can hold with the L2 tables every granted cluster may need, so
+ * a commit never runs out of space, even when each granted cluster starts
+ * a table of its own; and room for a locate() stays out of grants.
+ */
+static void test_grant_full(void)
+{
+	struct fixture f;
+	uint64_t g[64], n[64], total = 0, sector = 0, chunk, i, k = 0;
+	int runs = 0, valid, r = 0;
+
+	TEST("grant on a store that cannot grow: every grant usable, commits never fail");
+	setup_small(&f, "grantfull");
+	CHECK(create_cow(&f) == 0, "%s", f.s.error);
+	CHECK(ftruncate(f.s.cow_fd, 256 << 10) == 0, "a 256 KiB store");
+	f.s.cow_size = 256 << 10;
+	f.s.cow_is_file = 0;	/* store_grow() cannot grow it */
+	while (runs < 64 && !(r = P->grant(&f.s, 1000, &g[runs], &n[runs])))
+		total += n[runs++];
+	CHECK(r == -ENOSPC && total > 4, "grants until the store is full: %llu in %d runs (%d)",
+	      (unsigned long long)total, runs, r);
+	valid = 1;
+	CHECK(P->locate(&f.s, 31 * SMALL_TABLE + 7, &sector, &valid) == 0 && !valid,
+	      "a fault after the grants still finds a cluster, and its table: %s", f.s.error);
+	CHECK(fill_chunk(&f, 31 * SMALL_TABLE + 7, sector, 0x77), "%s", f.s.error);
+	/* Granted cluster k for a chunk of table k % 31 (tables 0-30): new tables first. */
+	for (r = 0; r < runs; r++)
+		for (i = 0; i < n[r]; i++, k++) {
+			chunk = k % 31 * SMALL_TABLE + k / 31;
+			CHECK(fill_chunk(&f, chunk, g[r] + i * 8, 0x20 + (int)(k % 64)),
+			      "granted cluster %llu for chunk %llu: %s", (unsigned long long)k,
+			      (unsigned long long)chunk, f.s.error);
+		}
+	CHECK(P->commit(&f.s) == 0, "commit of every granted cluster: %s", f.s.error);
+	CHECK(qemu_check(f.cow) == 0, "qemu-img check");
+	CHECK(qemu_compare(&f) == 0, "qemu-img compare with the raw model");
+	teardown(&f);
+}
+
 int main(void)
 {
 	int r;
@@ -671,6 +771,8 @@ int main(void)
 	test_hold_over_zero_cluster();
 	test_relative_base();
 	test_locate_no_io();
+	test_grant();
+	test_grant_full();
 	sh("rm -rf %s", dir);
 	return check_done("test-qcow2");
 }
