@@ -12,12 +12,16 @@
  * leaked clusters): commit() writes, with a sync after each step,
  *   1. the refcounts of the new clusters (and new refcount blocks),
  *   2. the L2 entries (cowd has made the clusters' data durable before),
+ *      one write per table,
  *   3. the L1 entries of new L2 tables.
  * A crash leaves clusters counted but unused (leaks), never the reverse.
  * The same rule inside step 1: a new refcount block is pointed at only
  * once its own refcount is durable, and a grown refcount table only once
  * it and the blocks that count it are (see grow_refcount_table()).
  * tests/unit/test-qcow2-refcount replays power cuts at every write.
+ *
+ * L2 tables are kept in memory once read (up to 32 MiB, as qemu's cache),
+ * and updated by commits: reloads list the mappings without I/O.
  *
  * Capacity: locate() and grant() make sure the store can hold the clusters
  * and all the metadata their commit may add (L2 tables, refcount blocks, a
@@ -56,6 +60,7 @@
 #define Q2_MAX_L1_BYTES (32ULL << 20)		/* QCOW_MAX_L1_SIZE */
 #define Q2_MAX_REFTABLE_BYTES (8ULL << 20)	/* QCOW_MAX_REFTABLE_SIZE */
 #define Q2_REFCOUNT_ORDER 4 /* 16-bit refcounts, the default */
+#define Q2_L2_CACHE_MAX (32ULL << 20)	/* qemu's largest default l2-cache-size */
 
 /* Incompatible feature bits (qcow2 v3). */
 #define Q2_INCOMPAT_DIRTY (1ULL << 0)
@@ -134,6 +139,13 @@ struct q2 {
 	size_t ngrants, maxgrants;
 	uint64_t granted;		/* clusters granted and not marked */
 	uint64_t tables_missing;	/* L1 entries with no table, not even a new one */
+	/*
+	 * L2 tables as on disk (big endian), by L1 index, as read and as
+	 * committed since; at most Q2_L2_CACHE_MAX bytes, the rest are read
+	 * when needed.  Reloads list the mappings from here, without I/O.
+	 */
+	uint64_t **l2c;
+	uint64_t l2c_bytes;
 };
 
 static void set_mapped(struct q2 *q, uint64_t chunk)
@@ -698,6 +710,9 @@ static void q2_close(struct cow_store *s)
 	free(q->pending);
 	free(q->grants);
 	free(q->mapped);
+	for (uint64_t i = 0; q->l2c && i < q->l1_size; i++)
+		free(q->l2c[i]);
+	free(q->l2c);
 	free(q);
 	s->priv = NULL;
 }
@@ -709,35 +724,62 @@ static void q2_close(struct cow_store *s)
 typedef int (*l2_table_fn)(struct cow_store *s, struct q2 *q, uint64_t l1i, uint64_t l2_off,
 			   const uint64_t *l2, void *ctx);
 
+/*
+ * The committed L2 table of L1 entry @l1i, as on disk: from the cache, or
+ * read into @buf (and kept while the cache has room).
+ */
+static int load_l2(struct cow_store *s, struct q2 *q, uint64_t l1i, uint64_t *buf,
+		   const uint64_t **table)
+{
+	uint64_t l2_off = q->l1[l1i] & Q2_OFFSET_MASK;
+	int r;
+
+	if (q->l2c[l1i]) {
+		*table = q->l2c[l1i];
+		return 0;
+	}
+	if (l2_off % q->cs)
+		return cow_store_error(s, -EINVAL, "corrupt qcow2 image: L2 table %llu not cluster aligned",
+				       (unsigned long long)l1i);
+	r = pread_full(s->cow_fd, buf, q->cs, l2_off);
+	if (r)
+		return cow_store_error(s, r, "cannot read an L2 table: %s", strerror(-r));
+	*table = buf;
+	if (q->l2c_bytes + q->cs <= Q2_L2_CACHE_MAX) {
+		q->l2c[l1i] = malloc(q->cs);
+		if (q->l2c[l1i]) {
+			memcpy(q->l2c[l1i], buf, q->cs);
+			q->l2c_bytes += q->cs;
+			*table = q->l2c[l1i];
+		}
+	}
+	return 0;
+}
+
 static int walk_l2(struct cow_store *s, struct q2 *q, l2_table_fn fn, void *ctx)
 {
-	uint64_t *l2 = malloc(q->cs), i;
+	uint64_t *buf = malloc(q->cs), i;
+	const uint64_t *l2;
 	int r = 0;
 
-	if (!l2)
+	if (!buf)
 		return -ENOMEM;
 	for (i = 0; i < q->l1_size && !r; i++) {
-		uint64_t l2_off = q->l1[i] & Q2_OFFSET_MASK;
-
-		if (!l2_off)
+		if (!q->l1[i])
 			continue;
-		if (l2_off % q->cs) {
-			r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: L2 table %llu not cluster aligned",
-					    (unsigned long long)i);
-			break;
-		}
-		r = pread_full(s->cow_fd, l2, q->cs, l2_off);
+		r = load_l2(s, q, i, buf, &l2);
 		if (!r)
-			r = fn(s, q, i, l2_off, l2, ctx);
+			r = fn(s, q, i, q->l1[i] & Q2_OFFSET_MASK, l2, ctx);
 	}
-	free(l2);
+	free(buf);
 	return r;
 }
 
 /* Zero clusters must read as zeros: give each a real cluster of zeros. */
-static int materialize_zero(struct cow_store *s, struct q2 *q, uint64_t l2_off, uint64_t idx,
+static int materialize_zero(struct cow_store *s, struct q2 *q, uint64_t l1i, uint64_t idx,
 			    uint64_t entry, char *zero)
 {
+	uint64_t l2_off = q->l1[l1i] & Q2_OFFSET_MASK;
 	uint64_t off = entry & Q2_OFFSET_MASK, v;
 	int r = 0;
 
@@ -757,6 +799,8 @@ static int materialize_zero(struct cow_store *s, struct q2 *q, uint64_t l2_off, 
 		r = pwrite_full(s->cow_fd, &v, 8, l2_off + idx * 8);
 	if (r)
 		return cow_store_error(s, r, "cannot allocate a zero cluster: %s", strerror(-r));
+	if (q->l2c[l1i])
+		q->l2c[l1i][idx] = v;
 	return 0;
 }
 
@@ -786,7 +830,7 @@ static int scan_table(struct cow_store *s, struct q2 *q, uint64_t l1i, uint64_t 
 		if (!c->v2 && (e & Q2_ZERO)) {
 			if (s->read_only)
 				continue;
-			r = materialize_zero(s, q, l2_off, j, e, c->zero);
+			r = materialize_zero(s, q, l1i, j, e, c->zero);
 			c->zeros++;
 		} else if (!(e & Q2_OFFSET_MASK)) {
 			continue;
@@ -857,7 +901,8 @@ static int q2_open(struct cow_store *s)
 		r = read_be64_table(s, q->rt_offset, q->rt_entries, &q->rt);
 	if (!r) {
 		q->l1_new = calloc(q->l1_size ? q->l1_size : 1, 8);
-		if (!q->l1_new)
+		q->l2c = calloc(q->l1_size ? q->l1_size : 1, sizeof(*q->l2c));
+		if (!q->l1_new || !q->l2c)
 			r = -ENOMEM;
 	}
 	if (r) {
@@ -1034,9 +1079,13 @@ static int mapped_cluster(struct cow_store *s, struct q2 *q, uint64_t chunk, uin
 	*off = 0;
 	if (!l2_off || !is_mapped(q, chunk))
 		return 0;
-	r = pread_full(s->cow_fd, &e, sizeof(e), l2_off + chunk % q->l2_entries * sizeof(e));
-	if (r)
-		return cow_store_error(s, r, "cannot read an L2 table: %s", strerror(-r));
+	if (q->l2c[chunk / q->l2_entries]) {
+		e = q->l2c[chunk / q->l2_entries][chunk % q->l2_entries];
+	} else {
+		r = pread_full(s->cow_fd, &e, sizeof(e), l2_off + chunk % q->l2_entries * sizeof(e));
+		if (r)
+			return cow_store_error(s, r, "cannot read an L2 table: %s", strerror(-r));
+	}
 	e = be64toh(e);
 	/* open() refused compressed clusters and made zero clusters real. */
 	if (e & (Q2_COMPRESSED | Q2_ZERO))
@@ -1260,40 +1309,63 @@ static int count_clusters(struct cow_store *s, struct q2 *q, uint64_t *clusters,
 	return r;
 }
 
-/* Step 2: the L2 entries of the pending mappings, a write per run of chunks. */
+/*
+ * Step 2: the L2 entries of the pending mappings, one write per table (the
+ * span from its first to its last new entry; the entries between as they
+ * are, from the cache, or read, or zero in a new table).
+ */
 static int write_l2_entries(struct cow_store *s, struct q2 *q)
 {
-	uint64_t *run = malloc(q->cs), first = 0, l2 = 0;
-	size_t i, n = 0;
+	uint64_t *buf = malloc(q->cs), *span = malloc(q->cs), l1i, lo, hi, k;
+	const uint64_t *table;
+	size_t i, j;
 	int r = 0;
 
-	if (!run)
+	if (!buf || !span) {
+		free(buf);
+		free(span);
 		return -ENOMEM;
-	qsort(q->pending, q->npending, sizeof(*q->pending), cmp_pending);
-	for (i = 0; i <= q->npending && !r; i++) {
-		const struct q2_pending *p = i < q->npending ? &q->pending[i] : NULL;
-		uint64_t l1i = p ? p->chunk / q->l2_entries : 0;
-
-		if (p && n && p->chunk == first + n - 1) {	/* marked again */
-			run[n - 1] = htobe64(p->offset | Q2_COPIED);
-			continue;
-		}
-		if (n && (!p || p->chunk != first + n || l1i != (first / q->l2_entries))) {
-			r = pwrite_full(s->cow_fd, run, n * 8, l2 + first % q->l2_entries * 8);
-			if (r)
-				cow_store_error(s, r, "cannot write an L2 entry: %s", strerror(-r));
-			n = 0;
-		}
-		if (!p)
-			break;
-		if (!n) {
-			first = p->chunk;
-			l2 = q->l1[l1i] ? q->l1[l1i] & Q2_OFFSET_MASK : q->l1_new[l1i];
-		}
-		run[n++] = htobe64(p->offset | Q2_COPIED);
 	}
-	free(run);
+	qsort(q->pending, q->npending, sizeof(*q->pending), cmp_pending);
+	for (i = 0; i < q->npending && !r; i = j) {
+		l1i = q->pending[i].chunk / q->l2_entries;
+		for (j = i; j < q->npending && q->pending[j].chunk / q->l2_entries == l1i; j++)
+			;
+		lo = q->pending[i].chunk % q->l2_entries;
+		hi = q->pending[j - 1].chunk % q->l2_entries;
+		if (q->l1[l1i]) {
+			r = load_l2(s, q, l1i, buf, &table);
+			if (r)
+				break;
+			memcpy(span + lo, table + lo, (hi - lo + 1) * 8);
+		} else {
+			memset(span + lo, 0, (hi - lo + 1) * 8);
+		}
+		/* In marking order: the last mapping of a chunk wins. */
+		for (k = i; k < j; k++)
+			span[q->pending[k].chunk % q->l2_entries] = htobe64(q->pending[k].offset | Q2_COPIED);
+		r = pwrite_full(s->cow_fd, span + lo, (hi - lo + 1) * 8,
+				(q->l1[l1i] ? q->l1[l1i] & Q2_OFFSET_MASK : q->l1_new[l1i]) + lo * 8);
+		if (r)
+			cow_store_error(s, r, "cannot write an L2 table: %s", strerror(-r));
+	}
+	free(buf);
+	free(span);
 	return r;
+}
+
+/* The commit is durable: the cached tables say what the image does. */
+static void cache_committed(struct q2 *q)
+{
+	size_t i;
+
+	for (i = 0; i < q->npending; i++) {
+		const struct q2_pending *p = &q->pending[i];
+		uint64_t *t = q->l2c[p->chunk / q->l2_entries];
+
+		if (t)
+			t[p->chunk % q->l2_entries] = htobe64(p->offset | Q2_COPIED);
+	}
 }
 
 static int q2_commit(struct cow_store *s)
@@ -1349,6 +1421,7 @@ static int q2_commit(struct cow_store *s)
 	if (!r)
 		r = sync_step(s, "L1 table");
 	if (!r) {
+		cache_committed(q);
 		for (i = 0; i < q->npending; i++)
 			set_mapped(q, q->pending[i].chunk);
 		q->nr_mapped += q->npending;

@@ -655,6 +655,39 @@ static void test_locate_no_io(void)
 }
 
 /*
+ * for_each_mapping() (each reload) lists the mappings from the tables in
+ * memory: those read at open and those committed since.  Entries garbled
+ * on disk under the plugin do not show.
+ */
+static void test_l2_cache(void)
+{
+	struct fixture f;
+	struct seen seen = { 0 };
+	uint64_t s4, s9, l2, junk = UINT64_MAX;
+	int fd;
+
+	TEST("reloads list the mappings from the L2 tables in memory");
+	setup(&f, "l2c");
+	CHECK(create_cow(&f) == 0, "%s", f.s.error);
+	s4 = write_chunk(&f, 4, 0xa4);
+	CHECK(s4 && P->commit(&f.s) == 0, "map chunk 4: %s", f.s.error);
+	CHECK(open_cow(&f) == 0, "reopen: %s", f.s.error);
+	s9 = write_chunk(&f, 9, 0xa9);
+	CHECK(s9 && P->commit(&f.s) == 0, "map chunk 9: %s", f.s.error);
+	l2 = be64_at(f.cow, be64_at(f.cow, 40)) & 0x00fffffffffffe00ULL;
+	fd = open(f.cow, O_RDWR);
+	CHECK(pwrite(fd, &junk, 8, (off_t)(l2 + 4 * 8)) == 8 &&
+	      pwrite(fd, &junk, 8, (off_t)(l2 + 9 * 8)) == 8, "garble the entries of chunks 4, 9");
+	close(fd);
+	CHECK(P->for_each_mapping(&f.s, collect, &seen) == 0, "%s", f.s.error);
+	CHECK(seen.n == 2 && seen.chunk[0] == 4 && seen.sector[0] == s4 && seen.chunk[1] == 9 &&
+	      seen.sector[1] == s9, "%d mappings: chunk %llu at %llu, chunk %llu at %llu", seen.n,
+	      (unsigned long long)seen.chunk[0], (unsigned long long)seen.sector[0],
+	      (unsigned long long)seen.chunk[1], (unsigned long long)seen.sector[1]);
+	teardown(&f);
+}
+
+/*
  * 4 KiB clusters over a 64 MiB base: an L2 table maps 2 MiB, so chunks
  * 512 apart need tables of their own (32 in all).
  */
@@ -773,6 +806,7 @@ int main(void)
 	test_locate_no_io();
 	test_grant();
 	test_grant_full();
+	test_l2_cache();
 	sh("rm -rf %s", dir);
 	return check_done("test-qcow2");
 }
