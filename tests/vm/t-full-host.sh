@@ -3,14 +3,15 @@
 # lost), cowd goes on serving, rewrites of mapped chunks still work, and
 # first writes work again once there is room.  A sparse UML file (cowd
 # allocates each chunk's blocks before it answers MAP) and a qcow2 image
-# (which allocates as it grows, with room for its metadata).
+# (which allocates as it grows, with room for its metadata; the clusters
+# granted to the kernel in advance have their blocks, and are used first).
 . ./lib.sh
 
-make_base base.img 16M 5
+make_base base.img 64M 5
 base_sum=$(sha base.img)
 small=/run/t-full-host.$$
 mkdir -p "$small"
-mount -t tmpfs -o size=8M tmpfs "$small"
+mount -t tmpfs -o size=32M tmpfs "$small"
 head -c 4096 /dev/urandom >pat.bin
 
 put() {	# put CHUNK: 4 KiB of pat.bin at the start of 64 KiB chunk CHUNK
@@ -22,13 +23,27 @@ model_put() {
 
 for fmt in uml qcow2; do
 	cp base.img model.img
+	# Room that comes back later, whatever the store took as it grew.
+	dd if=/dev/zero of="$small/ballast" bs=1M count=8 status=none
 	track fh
 	cowctl create fh base.img "$small/fh.cow" --format "$fmt" >/dev/null
 	put 0 || fail "$fmt: the first write failed with room on the filesystem"
 	model_put 0
 	# Fill the filesystem to the last block.
 	dd if=/dev/zero of="$small/filler" bs=64k status=none 2>/dev/null || true
-	for c in 1 2 3; do
+	# Chunks granted in advance (qcow2) have their blocks already: first
+	# writes use them, then fail.
+	full=0
+	for c in $(seq 1 1023); do
+		if ! put "$c" 2>/dev/null; then
+			full=$c
+			break
+		fi
+		model_put "$c"
+	done
+	[ "$full" -gt 0 ] || fail "$fmt: 1023 first writes succeeded on a full filesystem"
+	note "$fmt: first writes failed from chunk $full on"
+	for c in $((full + 1)) $((full + 2)); do
 		put "$c" 2>/dev/null && fail "$fmt: a first write succeeded on a full filesystem"
 	done
 	[ "$(dm_status fh copy_errors)" = 0 ] ||
@@ -37,8 +52,8 @@ for fmt in uml qcow2; do
 	has "No space left on device" /run/dm-cow/fh.log || fail "$fmt: cowd did not say why: $(cat /run/dm-cow/fh.log)"
 	put 0 || fail "$fmt: a rewrite of a mapped chunk failed"
 	sync /dev/mapper/fh || fail "$fmt: a flush failed"
-	rm "$small/filler"
-	for c in 1 2 3; do
+	rm "$small/filler" "$small/ballast"
+	for c in $full $((full + 1)) $((full + 2)); do
 		put "$c" || fail "$fmt: a first write failed after space came back"
 		model_put "$c"
 	done
