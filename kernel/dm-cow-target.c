@@ -235,7 +235,7 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 	struct pending_chunk *pc;
 	sector_t cow_sector;
 	unsigned long flags;
-	bool faulted;
+	bool faulted, direct;
 	int r;
 
 	spin_lock_irqsave(&g->lock, flags);
@@ -284,8 +284,12 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 	pc = fresh;
 	pc->chunk = chunk;
 	pc->since = jiffies;
-	/* On a granted location the fill begins without the daemon. */
-	faulted = !pending_take_grant(g, pc);
+	/*
+	 * On a granted location the fill begins without the daemon; a write
+	 * of the whole chunk is the fill, issued from here (no work item).
+	 */
+	direct = bio_covers_chunk(g, bio, chunk);
+	faulted = !pending_take_grant(g, pc, direct);
 	if (faulted) {
 		if (group_requeueing(g)) {
 			xa_release(&g->remaps, chunk);
@@ -299,6 +303,16 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 	}
 	pending_insert(g, pc);
 	fresh = NULL;
+	if (!faulted && direct) {
+		struct cow_bio *cb = dm_per_bio_data(bio, sizeof(*cb));
+
+		/* cow_end_io() reports the fill; the chunk is ours till then. */
+		cb->covering = pc;
+		cow_sector = pc->cow_sector;
+		spin_unlock_irqrestore(&g->lock, flags);
+		remap_bio_to_cow(g, bio, cow_sector);
+		return DM_MAPIO_REMAPPED;
+	}
 	bio->bi_opf &= ~REQ_NOWAIT;
 	bio_list_add(&pc->bios, bio);
 	spin_unlock_irqrestore(&g->lock, flags);

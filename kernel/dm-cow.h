@@ -330,7 +330,9 @@ struct pending_chunk *pending_find(struct cow_group *g, u64 chunk);
 struct pending_chunk *pending_find_from(struct cow_group *g, u64 chunk);
 void pending_insert(struct cow_group *g, struct pending_chunk *new);
 void pending_unlink(struct cow_group *g, struct pending_chunk *pc);
-bool pending_take_grant(struct cow_group *g, struct pending_chunk *pc);
+bool pending_take_grant(struct cow_group *g, struct pending_chunk *pc,
+			bool direct);
+bool bio_covers_chunk(struct cow_group *g, struct bio *bio, u64 chunk);
 void group_kick(struct cow_group *g);
 bool group_requeueing(struct cow_group *g);
 void group_raise_event(struct cow_group *g);

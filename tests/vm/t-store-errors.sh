@@ -53,6 +53,24 @@ put 3 2 || fail "the write failed after the CoW device came back"
 holds 3 2 || fail "chunk 3 does not hold what was written"
 note "failed copy: its write failed, the next one worked"
 
+# 1b. A write of a whole fresh chunk is its fill (no copy; on a granted
+# location, issued at once).  If it fails, it fails, the kernel tries a
+# copy instead, and that fails too; the chunk stays the base's.
+dd if=/dev/urandom of=chunk.bin bs=64k count=1 status=none
+set_cowdev error
+dd if=chunk.bin of=/dev/mapper/se bs=64k seek=7 count=1 oflag=direct conv=notrunc \
+	status=none 2>/dev/null && fail "a whole-chunk write to a failing CoW device succeeded"
+copy_failed_twice() { [ "$(dm_status se copy_errors)" = 2 ]; }
+wait_until "the copy after the failed whole-chunk write" copy_failed_twice
+set_cowdev linear
+cmp -s -n 65536 -i $((7 * 65536)):$((7 * 65536)) /dev/mapper/se base.img ||
+	fail "chunk 7 does not read as the base after its failed write"
+dd if=chunk.bin of=/dev/mapper/se bs=64k seek=7 count=1 oflag=direct conv=notrunc status=none ||
+	fail "the whole-chunk write failed after the CoW device came back"
+cmp -s -n 65536 -i 0:$((7 * 65536)) chunk.bin /dev/mapper/se ||
+	fail "chunk 7 does not hold the whole-chunk write"
+note "failed whole-chunk write: it failed, the copy after it too, the next one worked"
+
 # 2. A commit that fails fails the flush that waited for it.
 put 5 1 || fail "a first write failed"
 set_cowdev error
