@@ -116,13 +116,11 @@ void pending_unlink(struct cow_group *g, struct pending_chunk *pc)
 
 /*
  * Give a new pending chunk the oldest unused granted location: it needs no
- * FAULT, and the work begins its fill, unless @direct: the caller issues a
- * write that covers the chunk there itself (cow_map_unmapped()).  Its mark
- * takes the remap entry the caller reserved; without that entry (no memory
- * for it) the chunk takes no grant and faults instead.
+ * FAULT; the caller begins its fill (cow_map_unmapped()).  Its mark takes
+ * the remap entry the caller reserved; without that entry (no memory for
+ * it) the chunk takes no grant and faults instead.
  */
-bool pending_take_grant(struct cow_group *g, struct pending_chunk *pc,
-			bool direct)
+bool pending_take_grant(struct cow_group *g, struct pending_chunk *pc)
 {
 	unsigned int i = g->grant_head;
 
@@ -144,10 +142,6 @@ bool pending_take_grant(struct cow_group *g, struct pending_chunk *pc,
 	}
 	WRITE_ONCE(g->granted, g->granted - 1);
 	g->full = false;
-	if (!direct) {
-		list_add_tail(&pc->list, &g->grant_fill);
-		group_kick(g);
-	}
 	return true;
 }
 
@@ -406,17 +400,6 @@ static void start_copy(struct cow_group *g, struct pending_chunk *pc)
 }
 
 /*
- * A write of the whole chunk fills its CoW location by itself: no copy.
- * Not a FUA write, which must wait for the commit that maps the chunk.
- */
-bool bio_covers_chunk(struct cow_group *g, struct bio *bio, u64 chunk)
-{
-	return bio_data_dir(bio) == WRITE && !(bio->bi_opf & REQ_FUA) &&
-	       bio->bi_iter.bi_sector == chunk_to_sector(g, chunk) &&
-	       bio_sectors(bio) == chunk_len(g, chunk);
-}
-
-/*
  * A queued write that covers the whole chunk makes the copy unnecessary:
  * find one and take it off the queue.
  */
@@ -429,7 +412,7 @@ static struct bio *take_covering_write(struct cow_group *g,
 	lockdep_assert_held(&g->lock);
 
 	while ((bio = bio_list_pop(&pc->bios))) {
-		if (!found && bio_covers_chunk(g, bio, pc->chunk))
+		if (!found && cow_bio_covers_chunk(g, bio, pc->chunk))
 			found = bio;
 		else
 			bio_list_add(&keep, bio);

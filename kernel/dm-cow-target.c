@@ -9,8 +9,10 @@
  *
  * Device sector S is base sector S.  Reads of chunks that were never written
  * go to the base device; chunks in the remap tree go to the CoW device; the
- * first write to any other chunk is queued and a FAULT goes to the daemon
- * through the group's control device (see include/dm-cow-proto.h).
+ * first write to any other chunk takes a location the daemon granted in
+ * advance, or is queued while a FAULT goes to the daemon through the
+ * group's control device (see include/dm-cow-proto.h); the chunk is filled
+ * by a copy from the base, or by the write itself if it covers the chunk.
  *
  * This file is the target: table parsing, the I/O path, status and
  * messages.  The group state is in dm-cow-group.c, the control device in
@@ -285,11 +287,15 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 	pc->chunk = chunk;
 	pc->since = jiffies;
 	/*
-	 * On a granted location the fill begins without the daemon; a write
-	 * of the whole chunk is the fill, issued from here (no work item).
+	 * On a granted location the fill begins without the daemon: a write
+	 * of the whole chunk is the fill, issued from here; otherwise the
+	 * work starts it.  Not for REQ_NOWAIT: the CoW device could answer
+	 * BLK_STS_AGAIN (a split, no tags), a failed fill; queued, the bio
+	 * loses the flag and the work still takes it as the fill.
 	 */
-	direct = bio_covers_chunk(g, bio, chunk);
-	faulted = !pending_take_grant(g, pc, direct);
+	direct = !(bio->bi_opf & REQ_NOWAIT) &&
+		 cow_bio_covers_chunk(g, bio, chunk);
+	faulted = !pending_take_grant(g, pc);
 	if (faulted) {
 		if (group_requeueing(g)) {
 			xa_release(&g->remaps, chunk);
@@ -300,13 +306,19 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 		arm_daemon_timeout(g);
 		list_add_tail(&pc->list, &g->fault_queued);
 		g->faults++;
+	} else if (!direct) {
+		list_add_tail(&pc->list, &g->grant_fill);
+		group_kick(g);
 	}
 	pending_insert(g, pc);
 	fresh = NULL;
 	if (!faulted && direct) {
 		struct cow_bio *cb = dm_per_bio_data(bio, sizeof(*cb));
 
-		/* cow_end_io() reports the fill; the chunk is ours till then. */
+		/*
+		 * The chunk is COPYING on no list: nothing but this bio's
+		 * cow_end_io() -> fill_done() moves or frees it.
+		 */
 		cb->covering = pc;
 		cow_sector = pc->cow_sector;
 		spin_unlock_irqrestore(&g->lock, flags);
@@ -436,6 +448,10 @@ static int cow_map(struct dm_target *ti, struct bio *bio)
 	return cow_map_unmapped(g, bio, chunk, fresh);
 }
 
+/*
+ * A write that covers a fresh chunk (issued by map() on a granted location,
+ * or by the work) has filled it, or failed to.
+ */
 static int cow_end_io(struct dm_target *ti, struct bio *bio,
 		      blk_status_t *error)
 {

@@ -78,7 +78,9 @@ enum pending_state {
 
 /*
  * A chunk between its first write and the moment its data is in place.
- * While it exists every bio to the chunk waits on @bios.
+ * While it exists every bio to the chunk waits on @bios, but a write that
+ * covers the chunk and fills it (cow_bio::covering), and reads that go to
+ * the base until it is filled.
  */
 struct pending_chunk {
 	struct rb_node node;		/* in group->pending, while not READY */
@@ -149,7 +151,10 @@ struct cow_group {
 	struct rb_root pending;		/* pending chunks not yet READY */
 	struct list_head fault_queued;	/* PENDING_FAULT_QUEUED */
 	struct list_head fault_sent;	/* PENDING_FAULT_SENT */
-	struct list_head grant_fill;	/* COPYING on a grant, fill not begun */
+	struct list_head grant_fill;	/* COPYING on a grant, fill not begun
+					 * (a covering write issued by map()
+					 * fills it from no list)
+					 */
 	struct list_head copy_wait;	/* COPYING, waiting for a copy slot */
 	struct list_head copy_done;	/* COPYING, copy or write finished */
 	struct list_head ready;		/* READY, message not yet read */
@@ -300,6 +305,18 @@ static inline sector_t chunk_len(struct cow_group *g, u64 chunk)
 	return min_t(sector_t, g->chunk_sectors, g->base_sectors - start);
 }
 
+/*
+ * A write of the whole chunk fills its CoW location by itself: no copy.
+ * Not a FUA write, which must wait for the commit that maps the chunk.
+ */
+static inline bool cow_bio_covers_chunk(struct cow_group *g, struct bio *bio,
+					u64 chunk)
+{
+	return bio_op(bio) == REQ_OP_WRITE && !(bio->bi_opf & REQ_FUA) &&
+	       bio->bi_iter.bi_sector == chunk_to_sector(g, chunk) &&
+	       bio_sectors(bio) == chunk_len(g, chunk);
+}
+
 static inline bool remap_lookup(struct cow_group *g, u64 chunk, sector_t *cow_sector)
 {
 	void *entry = xa_load(&g->remaps, chunk);
@@ -330,9 +347,7 @@ struct pending_chunk *pending_find(struct cow_group *g, u64 chunk);
 struct pending_chunk *pending_find_from(struct cow_group *g, u64 chunk);
 void pending_insert(struct cow_group *g, struct pending_chunk *new);
 void pending_unlink(struct cow_group *g, struct pending_chunk *pc);
-bool pending_take_grant(struct cow_group *g, struct pending_chunk *pc,
-			bool direct);
-bool bio_covers_chunk(struct cow_group *g, struct bio *bio, u64 chunk);
+bool pending_take_grant(struct cow_group *g, struct pending_chunk *pc);
 void group_kick(struct cow_group *g);
 bool group_requeueing(struct cow_group *g);
 void group_raise_event(struct cow_group *g);

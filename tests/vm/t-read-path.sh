@@ -4,7 +4,8 @@
 #    answers, the write completes and reads return it;
 # 2. REQ_NOWAIT bios (preadv2/pwritev2 with RWF_NOWAIT on O_DIRECT, what
 #    io_uring sends first) are served, not refused with EOPNOTSUPP: reads
-#    of unmodified and of mapped chunks, rewrites, first writes;
+#    of unmodified and of mapped chunks, rewrites, first writes (one of a
+#    whole chunk);
 # 3. the optimal I/O size is the chunk size, also once a reload made
 #    chunks linear segments.
 . ./lib.sh
@@ -86,8 +87,19 @@ expect("read of its copied part", 11 * C, base[11 * C:11 * C + 4096])
 newer = bytes([0xa5]) * 4096
 op("rewrite of a mapped chunk", 11 * C + 8192, newer)
 expect("read of the rewrite", 11 * C + 8192, newer)
+# A first write of a whole chunk: its fill, without a copy.
+whole = mmap.mmap(-1, C)
+whole[:] = bytes([0x3c]) * C
+try:
+    n = os.pwritev(fd, [whole], 12 * C, os.RWF_NOWAIT)
+except OSError as e:
+    print("whole-chunk first write with RWF_NOWAIT: %s" % e.strerror)
+    sys.exit(1)
+if n != C or os.preadv(fd, [whole], 12 * C) != C or bytes(whole) != bytes([0x3c]) * C:
+    print("whole-chunk first write with RWF_NOWAIT: %d bytes, or wrong data" % n)
+    sys.exit(1)
 EOF
-note "REQ_NOWAIT: reads, a first write and a rewrite served"
+note "REQ_NOWAIT: reads, first writes (one of a whole chunk) and a rewrite served"
 
 # 3. The optimal I/O size.
 dm=dm-$(dmsetup info -c --noheadings -o minor rp | tr -d " ")

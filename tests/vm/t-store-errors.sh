@@ -57,6 +57,8 @@ note "failed copy: its write failed, the next one worked"
 # location, issued at once).  If it fails, it fails, the kernel tries a
 # copy instead, and that fails too; the chunk stays the base's.
 dd if=/dev/urandom of=chunk.bin bs=64k count=1 status=none
+granted() { [ "$(sed -n 's/^granted=//p' /run/dm-cow/se.status 2>/dev/null)" -gt 0 ] 2>/dev/null; }
+wait_until "cowd granting locations" granted
 set_cowdev error
 dd if=chunk.bin of=/dev/mapper/se bs=64k seek=7 count=1 oflag=direct conv=notrunc \
 	status=none 2>/dev/null && fail "a whole-chunk write to a failing CoW device succeeded"
