@@ -235,7 +235,7 @@ demo: deps
 
 # Performance against dm-linear, dm-snapshot and dm-thin (not part of check),
 # after the stores' own figures on the host (bench-store).
-bench: deps bench-store
+bench: deps bench-store $(B)/bench/dm-reload-time
 	$(MAKE) all
 	scripts/bench
 
@@ -246,6 +246,11 @@ bench-store: $(B)/bench/packed-commit
 $(B)/bench/packed-commit: tests/bench/packed-commit.c plugins/packed.c $(LIBA) $(wildcard include/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $(filter %.c,$^) $(LIBA)
+
+# The suspend window of a reload of any device (dm-linear's is the floor).
+$(B)/bench/dm-reload-time: tests/bench/dm-reload-time.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $< -ldevmapper
 
 install: programs plugins $(LIBA) $(B)/systemd/cowd@.service
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(PREFIX)/share/man/man8 \
