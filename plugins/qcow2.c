@@ -13,7 +13,7 @@
  *   1. the refcounts of the new clusters (and new refcount blocks),
  *   2. the L2 entries (cowd has made the clusters' data durable before),
  *      one write per table,
- *   3. the L1 entries of new L2 tables.
+ *   3. the L1 entries of new L2 tables, a write per run of them.
  * A crash leaves clusters counted but unused (leaks), never the reverse.
  * The same rule inside step 1: a new refcount block is pointed at only
  * once its own refcount is durable, and a grown refcount table only once
@@ -1354,6 +1354,36 @@ static int write_l2_entries(struct cow_store *s, struct q2 *q)
 	return r;
 }
 
+/* Step 3: the L1 entries of the @nl1 new L2 tables, a write per run of them. */
+static int write_l1_entries(struct cow_store *s, struct q2 *q, size_t nl1)
+{
+	uint64_t *run = malloc(nl1 * sizeof(*run));
+	size_t i, j, k;
+	int r = 0;
+
+	if (!run)
+		return -ENOMEM;
+	for (i = 0; i < q->l1_size && !r; i = j) {
+		for (j = i; j < q->l1_size && q->l1_new[j]; j++)
+			run[j - i] = htobe64(q->l1_new[j] | Q2_COPIED);
+		if (j == i) {
+			j++;
+			continue;
+		}
+		r = pwrite_full(s->cow_fd, run, (j - i) * 8, q->l1_offset + i * 8);
+		if (r) {
+			cow_store_error(s, r, "cannot write the L1 table: %s", strerror(-r));
+			break;
+		}
+		for (k = i; k < j; k++) {
+			q->l1[k] = q->l1_new[k] | Q2_COPIED;
+			q->l1_new[k] = 0;
+		}
+	}
+	free(run);
+	return r;
+}
+
 /* The commit is durable: the cached tables say what the image does. */
 static void cache_committed(struct q2 *q)
 {
@@ -1371,7 +1401,7 @@ static void cache_committed(struct q2 *q)
 static int q2_commit(struct cow_store *s)
 {
 	struct q2 *q = s->priv;
-	uint64_t *clusters = NULL, v;
+	uint64_t *clusters = NULL;
 	char *zero = NULL;
 	size_t i, nl1 = 0, n = 0;
 	int r = 0;
@@ -1405,19 +1435,8 @@ static int q2_commit(struct cow_store *s)
 	if (!r)
 		r = sync_step(s, "L2 tables");
 	/* 3. The L1 entries of new L2 tables. */
-	for (i = 0; i < q->l1_size && nl1 && !r; i++) {
-		if (!q->l1_new[i])
-			continue;
-		v = htobe64(q->l1_new[i] | Q2_COPIED);
-		r = pwrite_full(s->cow_fd, &v, 8, q->l1_offset + i * 8);
-		if (r) {
-			cow_store_error(s, r, "cannot write the L1 table: %s", strerror(-r));
-			break;
-		}
-		q->l1[i] = q->l1_new[i] | Q2_COPIED;
-		q->l1_new[i] = 0;
-		nl1--;
-	}
+	if (!r && nl1)
+		r = write_l1_entries(s, q, nl1);
 	if (!r)
 		r = sync_step(s, "L1 table");
 	if (!r) {

@@ -294,6 +294,36 @@ static void test_one_write_per_table(void)
 	teardown(&f);
 }
 
+/*
+ * One L1 write per run of new tables: chunks in four consecutive 2 MiB
+ * regions (4 KiB clusters) need four new L2 tables; their L1 entries go
+ * out in a single write.
+ */
+static void test_one_l1_write(void)
+{
+	struct fixture f;
+	uint64_t l1, n;
+
+	TEST("a commit writes a run of new L1 entries once");
+	setup(&f, 4096);
+	CHECK(P->open(&f.s) == 0, "open: %s", f.s.error);
+	for (n = 0; n < 4; n++) {
+		f.next_chunk = n * 512 + 3;
+		CHECK(map_chunks(&f, 1) == 0, "chunk %llu: %s", (unsigned long long)f.next_chunk,
+		      f.s.error);
+	}
+	if (pread(f.s.cow_fd, &l1, 8, 40) != 8)
+		abort();
+	watch_off = be64toh(l1);
+	watch_len = 4096;
+	CHECK(commit_with_cuts(&f, "4 new L2 tables in consecutive L1 entries") == 0,
+	      "a cut corrupted the image");
+	CHECK(watch_writes == 1, "%zu writes to the L1 table, want 1", watch_writes);
+	CHECK(data_intact(&f, 3, 515, 1027, 1539, -1), "the data is not what was written");
+	watch_len = 0;
+	teardown(&f);
+}
+
 int main(void)
 {
 	int r;
@@ -306,6 +336,7 @@ int main(void)
 	test_grow_refcount_table();
 	test_full_store();
 	test_one_write_per_table();
+	test_one_l1_write();
 	sh("rm -rf %s", dir);
 	return check_done("test-qcow2-refcount");
 }
