@@ -33,14 +33,25 @@ for fmt in uml qcow2; do
 	dd if=/dev/zero of="$small/filler" bs=64k status=none 2>/dev/null || true
 	# Chunks granted in advance (qcow2) have their blocks already: first
 	# writes use them, then fail.
-	full=0
-	for c in $(seq 1 1023); do
-		if ! put "$c" 2>/dev/null; then
-			full=$c
-			break
-		fi
-		model_put "$c"
-	done
+	# One process writes pat.bin at chunk 1, 2, ... until a write fails
+	# (the model gets the same), and prints that chunk (0: none failed).
+	full=$(python3 - /dev/mapper/fh model.img <<'PY'
+import mmap, os, sys
+
+dev = os.open(sys.argv[1], os.O_WRONLY | os.O_DIRECT)
+model = os.open(sys.argv[2], os.O_WRONLY)
+buf = mmap.mmap(-1, 4096)
+buf[:] = open("pat.bin", "rb").read()
+for c in range(1, 1024):
+    try:
+        os.pwrite(dev, buf, c * 65536)
+    except OSError:
+        print(c)
+        sys.exit(0)
+    os.pwrite(model, buf, c * 65536)
+print(0)
+PY
+)
 	[ "$full" -gt 0 ] || fail "$fmt: 1023 first writes succeeded on a full filesystem"
 	note "$fmt: first writes failed from chunk $full on"
 	for c in $((full + 1)) $((full + 2)); do
