@@ -100,19 +100,23 @@ static int task_for(struct dm_task **dmt, int type, const struct reload_job *job
 	return 0;
 }
 
-/* A read-only device (cowctl create --read-only) must stay read-only. */
-static int device_read_only(const struct reload_job *job)
+/*
+ * Is the device read-only (cowctl create --read-only: it must stay so),
+ * and has someone loaded a table that is not live yet?
+ */
+static void device_state(const struct reload_job *job, int *ro, int *inactive)
 {
 	struct dm_task *dmt;
 	struct dm_info info;
-	int ro = 0;
 
+	*ro = *inactive = 0;
 	if (task_for(&dmt, DM_DEVICE_INFO, job))
-		return 0;
-	if (dm_task_run(dmt) && dm_task_get_info(dmt, &info) && info.exists)
-		ro = info.read_only;
+		return;
+	if (dm_task_run(dmt) && dm_task_get_info(dmt, &info) && info.exists) {
+		*ro = info.read_only;
+		*inactive = info.inactive_table;
+	}
 	dm_task_destroy(dmt);
-	return ro;
 }
 
 static void run_job(struct reload_job *job)
@@ -121,8 +125,20 @@ static void run_job(struct reload_job *job)
 	char params[600];
 	double t0;
 	size_t i;
-	int ro = device_read_only(job);
+	int ro, inactive;
 
+	/*
+	 * A table someone else loaded (dmsetup remove --force loads an
+	 * error table, then resumes it) must not be replaced by ours, which
+	 * their resume would then make live.  The check and our load are
+	 * two ioctls: device-mapper has no compare-and-swap for tables.
+	 */
+	device_state(job, &ro, &inactive);
+	if (inactive) {
+		snprintf(job->why, sizeof(job->why), "another table is loaded, not live yet");
+		job->error = -EBUSY;
+		return;
+	}
 	if ((job->error = task_for(&dmt, DM_DEVICE_RELOAD, job)))
 		return;
 	if (ro && !dm_task_set_ro(dmt)) {
@@ -164,6 +180,11 @@ static void run_job(struct reload_job *job)
 	}
 	job->suspend_ms = now_ms() - t0;
 	dm_task_destroy(dmt);
+	/* Our table, not live: gone, or every later reload would wait for it. */
+	if (job->error && !task_for(&dmt, DM_DEVICE_CLEAR, job)) {
+		(void)dm_task_run(dmt);
+		dm_task_destroy(dmt);
+	}
 }
 
 static void *reload_thread(void *arg)

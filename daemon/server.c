@@ -559,6 +559,12 @@ static void reload_done_cb(EV_P_ ev_async *w, int revents)
 
 	if (!job)
 		return;
+	if (job->error == -EBUSY) {
+		log_info("%s: no reload now: %s", d->ident, job->why);
+		d->new_since_reload = 1;	/* try again at the next interval */
+		free(job->segs);
+		return;
+	}
 	if (job->error) {
 		log_err("%s: table reload failed: %s", d->ident, job->why);
 		free(job->segs);
