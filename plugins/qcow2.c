@@ -1316,16 +1316,13 @@ static int count_clusters(struct cow_store *s, struct q2 *q, uint64_t *clusters,
  */
 static int write_l2_entries(struct cow_store *s, struct q2 *q)
 {
-	uint64_t *buf = malloc(q->cs), *span = malloc(q->cs), l1i, lo, hi, k;
+	uint64_t *buf = malloc(q->cs), l1i, lo, hi, k;
 	const uint64_t *table;
 	size_t i, j;
 	int r = 0;
 
-	if (!buf || !span) {
-		free(buf);
-		free(span);
+	if (!buf)
 		return -ENOMEM;
-	}
 	qsort(q->pending, q->npending, sizeof(*q->pending), cmp_pending);
 	for (i = 0; i < q->npending && !r; i = j) {
 		l1i = q->pending[i].chunk / q->l2_entries;
@@ -1333,24 +1330,25 @@ static int write_l2_entries(struct cow_store *s, struct q2 *q)
 			;
 		lo = q->pending[i].chunk % q->l2_entries;
 		hi = q->pending[j - 1].chunk % q->l2_entries;
+		/* The table as it is (read into buf, or cached: copied there). */
 		if (q->l1[l1i]) {
 			r = load_l2(s, q, l1i, buf, &table);
 			if (r)
 				break;
-			memcpy(span + lo, table + lo, (hi - lo + 1) * 8);
+			if (table != buf)
+				memcpy(buf + lo, table + lo, (hi - lo + 1) * 8);
 		} else {
-			memset(span + lo, 0, (hi - lo + 1) * 8);
+			memset(buf + lo, 0, (hi - lo + 1) * 8);
 		}
 		/* In marking order: the last mapping of a chunk wins. */
 		for (k = i; k < j; k++)
-			span[q->pending[k].chunk % q->l2_entries] = htobe64(q->pending[k].offset | Q2_COPIED);
-		r = pwrite_full(s->cow_fd, span + lo, (hi - lo + 1) * 8,
+			buf[q->pending[k].chunk % q->l2_entries] = htobe64(q->pending[k].offset | Q2_COPIED);
+		r = pwrite_full(s->cow_fd, buf + lo, (hi - lo + 1) * 8,
 				(q->l1[l1i] ? q->l1[l1i] & Q2_OFFSET_MASK : q->l1_new[l1i]) + lo * 8);
 		if (r)
 			cow_store_error(s, r, "cannot write an L2 table: %s", strerror(-r));
 	}
 	free(buf);
-	free(span);
 	return r;
 }
 

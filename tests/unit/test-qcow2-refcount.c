@@ -95,6 +95,18 @@ static int map_chunks(struct fixture *f, uint64_t n)
 	return 0;
 }
 
+/* @n first writes, as map_chunks() makes them, to chunks @first, +@step, ... */
+static int map_spaced(struct fixture *f, uint64_t first, uint64_t step, uint64_t n)
+{
+	int r = 0;
+
+	for (; n && !r; n--, first += step) {
+		f->next_chunk = first;
+		r = map_chunks(f, 1);
+	}
+	return r;
+}
+
 /* The image before the commit, with the writes of cut @k landed. */
 static void make_cut(struct fixture *f, size_t k, int prefix, off_t size)
 {
@@ -271,7 +283,7 @@ static void test_full_store(void)
 static void test_one_write_per_table(void)
 {
 	struct fixture f;
-	uint64_t l1, l2, n;
+	uint64_t l1, l2;
 
 	TEST("a commit writes each L2 table once");
 	setup(&f, 4096);
@@ -279,11 +291,8 @@ static void test_one_write_per_table(void)
 	CHECK(map_chunks(&f, 1) == 0 && P->commit(&f.s) == 0, "chunk 0: %s", f.s.error);
 	if (pread(f.s.cow_fd, &l1, 8, 40) != 8 || pread(f.s.cow_fd, &l2, 8, (off_t)be64toh(l1)) != 8)
 		abort();
-	for (n = 0; n < 64; n++) {
-		f.next_chunk = 2 + 2 * n;
-		CHECK(map_chunks(&f, 1) == 0, "chunk %llu: %s", (unsigned long long)f.next_chunk,
-		      f.s.error);
-	}
+	CHECK(map_spaced(&f, 2, 2, 64) == 0, "chunk %llu: %s", (unsigned long long)f.next_chunk,
+	      f.s.error);
 	watch_off = be64toh(l2) & 0x00fffffffffffe00ULL;
 	watch_len = 4096;
 	CHECK(commit_with_cuts(&f, "64 scattered mappings in one table") == 0,
@@ -302,16 +311,13 @@ static void test_one_write_per_table(void)
 static void test_one_l1_write(void)
 {
 	struct fixture f;
-	uint64_t l1, n;
+	uint64_t l1;
 
 	TEST("a commit writes a run of new L1 entries once");
 	setup(&f, 4096);
 	CHECK(P->open(&f.s) == 0, "open: %s", f.s.error);
-	for (n = 0; n < 4; n++) {
-		f.next_chunk = n * 512 + 3;
-		CHECK(map_chunks(&f, 1) == 0, "chunk %llu: %s", (unsigned long long)f.next_chunk,
-		      f.s.error);
-	}
+	CHECK(map_spaced(&f, 3, 512, 4) == 0, "chunk %llu: %s", (unsigned long long)f.next_chunk,
+	      f.s.error);
 	if (pread(f.s.cow_fd, &l1, 8, 40) != 8)
 		abort();
 	watch_off = be64toh(l1);
