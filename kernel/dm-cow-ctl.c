@@ -427,10 +427,11 @@ static int ctl_map(struct cow_group *g, const struct cow_msg *m)
 	pc->slot_claimed = claimed;
 	pc->cow_sector = m->sector;
 	pc->data_valid = m->flags & COW_MAP_DATA_VALID;
-	list_del_init(&pc->list);
+	/* The work fills it: the daemon's write() issues no I/O. */
+	list_move_tail(&pc->list, &g->to_fill);
 	g->faults--;
+	group_kick(g);
 	spin_unlock_irq(&g->lock);
-	fill_chunk(g, pc);
 	return 0;
 }
 

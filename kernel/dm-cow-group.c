@@ -400,6 +400,229 @@ static void start_copy(struct cow_group *g, struct pending_chunk *pc)
 }
 
 /*
+ * A merged fill: the base chunk is read into memory, the queued writes'
+ * data is copied over it, and one write puts the result in the CoW
+ * location.  Two I/Os in series instead of a copy's two and then the
+ * writes, and the writes complete when the chunk is published, so a
+ * failed fill fails them (none reported success for data that then went
+ * nowhere).  Only writes without FUA: those wait for a commit after the
+ * chunk is mapped.
+ */
+static bool merge_candidate(struct cow_group *g, struct pending_chunk *pc,
+			    struct bio *bio)
+{
+	sector_t end = chunk_to_sector(g, pc->chunk) + chunk_len(g, pc->chunk);
+
+	/*
+	 * Device-mapper sends the data of a PREFLUSH write without the flag,
+	 * after an empty flush; tested all the same.  A target never reaches
+	 * past the base's end at the group's creation (cow_ctr()), so no bio
+	 * reaches past its chunk.
+	 */
+	return bio_op(bio) == REQ_OP_WRITE && bio_sectors(bio) &&
+	       !(bio->bi_opf & (REQ_FUA | REQ_PREFLUSH)) &&
+	       !WARN_ON_ONCE(bio_end_sector(bio) > end);
+}
+
+/* Move the writes a merged fill can carry from pc->bios to pc->merged. */
+static void take_merge_writes(struct cow_group *g, struct pending_chunk *pc)
+{
+	struct bio_list keep = BIO_EMPTY_LIST;
+	struct bio *bio;
+
+	lockdep_assert_held(&g->lock);
+	while ((bio = bio_list_pop(&pc->bios))) {
+		if (merge_candidate(g, pc, bio))
+			bio_list_add(&pc->merged, bio);
+		else
+			bio_list_add(&keep, bio);
+	}
+	pc->bios = keep;
+}
+
+static void free_fill_bio(struct bio *fill)
+{
+	struct bio_vec *bv;
+	struct bvec_iter_all iter;
+
+	bio_for_each_segment_all(bv, fill, iter)
+		__free_page(bv->bv_page);
+	bio_uninit(fill);
+	kfree(fill);
+}
+
+/*
+ * A bio over freshly allocated pages for @sectors, or NULL.  Without
+ * memory the fill falls back to kcopyd, which keeps its own reserve.
+ */
+static struct bio *alloc_fill_bio(struct block_device *bdev, sector_t sectors)
+{
+	const gfp_t gfp = GFP_NOIO | __GFP_NORETRY | __GFP_NOWARN;
+	unsigned int bytes = sectors << SECTOR_SHIFT;
+	unsigned int nr = DIV_ROUND_UP(bytes, PAGE_SIZE);
+	struct bio *fill = bio_kmalloc(nr, gfp);
+
+	if (!fill)
+		return NULL;
+	bio_init(fill, bdev, fill->bi_inline_vecs, nr, REQ_OP_READ);
+	while (bytes) {
+		unsigned int len = min_t(unsigned int, bytes, PAGE_SIZE);
+		struct page *page = alloc_page(gfp);
+
+		if (!page) {
+			free_fill_bio(fill);
+			return NULL;
+		}
+		__bio_add_page(fill, page, len, 0);
+		bytes -= len;
+	}
+	return fill;
+}
+
+static void merge_read_end_io(struct bio *fill)
+{
+	struct pending_chunk *pc = fill->bi_private;
+	struct cow_group *g = pc->group;
+	unsigned long flags;
+
+	spin_lock_irqsave(&g->lock, flags);
+	pc->error = fill->bi_status ? -EIO : 0;
+	list_add_tail(&pc->list, &g->fill_read);
+	group_kick(g);
+	spin_unlock_irqrestore(&g->lock, flags);
+}
+
+static void merge_write_end_io(struct bio *fill)
+{
+	struct pending_chunk *pc = fill->bi_private;
+	struct cow_group *g = pc->group;
+	int error = fill->bi_status ? -EIO : 0;
+	unsigned long flags;
+
+	pc->fill = NULL;
+	free_fill_bio(fill);
+	spin_lock_irqsave(&g->lock, flags);
+	g->copies--;
+	fill_done(g, pc, error);
+	spin_unlock_irqrestore(&g->lock, flags);
+}
+
+/*
+ * The fill does the merged writes' I/O: it goes in their cgroup, at their
+ * priority, with the hints of the first (O_DIRECT writes are REQ_SYNC).
+ */
+static void fill_bio_like(struct bio *fill, struct pending_chunk *pc,
+			  sector_t sector, blk_opf_t op)
+{
+	const blk_opf_t hints = REQ_SYNC | REQ_IDLE | REQ_META | REQ_PRIO;
+	struct bio *first = bio_list_peek(&pc->merged);
+
+	fill->bi_opf = op | (first->bi_opf & hints);
+	fill->bi_ioprio = first->bi_ioprio;
+	bio_clone_blkg_association(fill, first);
+	fill->bi_iter.bi_sector = sector;
+	fill->bi_private = pc;
+}
+
+/*
+ * Begin a merged fill; false (and the writes back on the queue) if it
+ * cannot be one: nothing to merge, a chunk too large, no memory.
+ */
+static bool start_merged_fill(struct cow_group *g, struct pending_chunk *pc)
+{
+	sector_t len = chunk_len(g, pc->chunk);
+	unsigned long flags;
+	struct bio *fill;
+
+	if ((len << SECTOR_SHIFT) > COW_MERGE_MAX_BYTES)
+		return false;
+	spin_lock_irqsave(&g->lock, flags);
+	take_merge_writes(g, pc);
+	spin_unlock_irqrestore(&g->lock, flags);
+	if (bio_list_empty(&pc->merged))
+		return false;
+
+	fill = alloc_fill_bio(g->base_bdev, len);
+	if (!fill) {
+		spin_lock_irqsave(&g->lock, flags);
+		bio_list_merge_head(&pc->bios, &pc->merged);
+		bio_list_init(&pc->merged);
+		spin_unlock_irqrestore(&g->lock, flags);
+		return false;
+	}
+	pc->copy_tried = true;
+	pc->error = 0;
+	pc->fill = fill;
+	fill_bio_like(fill, pc, chunk_to_sector(g, pc->chunk), REQ_OP_READ);
+	fill->bi_end_io = merge_read_end_io;
+	submit_bio(fill);
+	return true;
+}
+
+/* Copy a write's data into the fill's pages, at its offset in the chunk. */
+static void merge_write_data(struct cow_group *g, struct bio *fill,
+			     struct bio *bio)
+{
+	size_t off = (size_t)(bio->bi_iter.bi_sector & (g->chunk_sectors - 1))
+		     << SECTOR_SHIFT;
+	struct bvec_iter iter;
+	struct bio_vec bv;
+
+	bio_for_each_segment(bv, bio, iter) {
+		char *src = bvec_kmap_local(&bv);
+		unsigned int done = 0;
+
+		while (done < bv.bv_len) {
+			struct page *page = fill->bi_io_vec[off >> PAGE_SHIFT].bv_page;
+			size_t pgoff = offset_in_page(off);
+			unsigned int n = min_t(size_t, bv.bv_len - done,
+					       PAGE_SIZE - pgoff);
+
+			memcpy_to_page(page, pgoff, src + done, n);
+			done += n;
+			off += n;
+		}
+		kunmap_local(src);
+	}
+}
+
+/* The base chunk is in memory: merge the writes and write it out. */
+static void merge_and_write(struct cow_group *g, struct pending_chunk *pc)
+{
+	struct bio *fill = pc->fill;
+	unsigned short i, nr = fill->bi_vcnt;
+	unsigned long flags;
+	struct bio *bio;
+
+	if (pc->error) {
+		pc->fill = NULL;
+		free_fill_bio(fill);
+		spin_lock_irqsave(&g->lock, flags);
+		g->copies--;
+		fill_done(g, pc, pc->error);
+		spin_unlock_irqrestore(&g->lock, flags);
+		return;
+	}
+	bio_list_for_each(bio, &pc->merged)
+		merge_write_data(g, fill, bio);
+	/* bio_reset() keeps the page vector; the pages go on as they were. */
+	bio_reset(fill, g->cow_bdev, REQ_OP_WRITE);
+	for (i = 0; i < nr; i++)
+		__bio_add_page(fill, fill->bi_io_vec[i].bv_page,
+			       fill->bi_io_vec[i].bv_len, 0);
+	fill_bio_like(fill, pc, pc->cow_sector, REQ_OP_WRITE);
+	fill->bi_end_io = merge_write_end_io;
+	submit_bio(fill);
+}
+
+/* Fill a chunk by a copy; the caller counted it in g->copies. */
+static void begin_copy(struct cow_group *g, struct pending_chunk *pc)
+{
+	if (!start_merged_fill(g, pc))
+		start_copy(g, pc);
+}
+
+/*
  * A queued write that covers the whole chunk makes the copy unnecessary:
  * find one and take it off the queue.
  */
@@ -423,9 +646,9 @@ static struct bio *take_covering_write(struct cow_group *g,
 
 /*
  * Begin filling the CoW location of a freshly mapped chunk, within the
- * copy budget; called from process context without g->lock.
+ * copy budget; called from the work without g->lock.
  */
-void fill_chunk(struct cow_group *g, struct pending_chunk *pc)
+static void fill_chunk(struct cow_group *g, struct pending_chunk *pc)
 {
 	struct bio *cover;
 	unsigned long flags;
@@ -453,7 +676,7 @@ void fill_chunk(struct cow_group *g, struct pending_chunk *pc)
 		remap_bio_to_cow(g, cover, pc->cow_sector);
 		dm_submit_bio_remap(cover, NULL);
 	} else {
-		start_copy(g, pc);
+		begin_copy(g, pc);
 	}
 }
 
@@ -463,7 +686,8 @@ void fill_chunk(struct cow_group *g, struct pending_chunk *pc)
  */
 static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 {
-	struct bio_list bios, go = BIO_EMPTY_LIST, requeue = BIO_EMPTY_LIST;
+	struct bio_list bios, merged, go = BIO_EMPTY_LIST;
+	struct bio_list requeue = BIO_EMPTY_LIST;
 	sector_t cow_sector;
 	struct bio *bio;
 	unsigned long flags;
@@ -478,12 +702,12 @@ static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 		}
 		g->copies++;
 		spin_unlock_irqrestore(&g->lock, flags);
-		start_copy(g, pc);
+		begin_copy(g, pc);
 		return;
 	}
 
 	if (pc->error) {
-		DMERR_LIMIT("%s: copy of chunk %llu to CoW sector %llu failed; failing its I/O",
+		DMERR_LIMIT("%s: fill of chunk %llu at CoW sector %llu failed; failing its I/O",
 			    g->ident, pc->chunk, (unsigned long long)pc->cow_sector);
 		/*
 		 * Give the slot back only if this MAP took it: a location the
@@ -497,7 +721,9 @@ static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 		}
 		spin_lock_irqsave(&g->lock, flags);
 		pending_unlink(g, pc);
-		bios = pc->bios;
+		bios = pc->merged;
+		bio_list_merge(&bios, &pc->bios);
+		bio_list_init(&pc->merged);
 		bio_list_init(&pc->bios);
 		g->nr_copy_errors++;
 		/* The daemon learns that the location is free again. */
@@ -518,6 +744,8 @@ static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 	 * with xas_unlock_irq() and enable interrupts under g->lock.
 	 */
 	cow_sector = pc->cow_sector;
+	merged = pc->merged;
+	bio_list_init(&pc->merged);
 	spin_lock_irqsave(&g->lock, flags);
 	WARN_ON_ONCE(xa_is_err(xa_store(&g->remaps, pc->chunk,
 					xa_mk_value(cow_sector), GFP_ATOMIC)));
@@ -543,6 +771,9 @@ static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 	wake_up_interruptible(&g->wait);
 	requeue_bios(&requeue);
 
+	/* Their data is in the chunk, which reads see from now on. */
+	while ((bio = bio_list_pop(&merged)))
+		bio_endio(bio);
 	while ((bio = bio_list_pop(&go))) {
 		remap_bio_to_cow(g, bio, cow_sector);
 		dm_submit_bio_remap(bio, NULL);
@@ -557,11 +788,13 @@ static void cow_work(struct work_struct *work)
 	struct bio *bio;
 	LIST_HEAD(done);
 	LIST_HEAD(start);
-	LIST_HEAD(granted);
+	LIST_HEAD(to_fill);
+	LIST_HEAD(base_read);
 	unsigned long flags;
 
 	spin_lock_irqsave(&g->lock, flags);
-	list_splice_init(&g->grant_fill, &granted);
+	list_splice_init(&g->to_fill, &to_fill);
+	list_splice_init(&g->fill_read, &base_read);
 	list_splice_init(&g->copy_done, &done);
 	while (g->copies < COW_MAX_COPIES && !list_empty(&g->copy_wait)) {
 		pc = list_first_entry(&g->copy_wait, struct pending_chunk, list);
@@ -572,11 +805,16 @@ static void cow_work(struct work_struct *work)
 	bio_list_init(&g->commit_released);
 	spin_unlock_irqrestore(&g->lock, flags);
 
+	list_for_each_entry_safe(pc, tmp, &base_read, list) {
+		list_del_init(&pc->list);
+		merge_and_write(g, pc);
+		cond_resched();
+	}
 	list_for_each_entry_safe(pc, tmp, &start, list) {
 		list_del_init(&pc->list);
-		start_copy(g, pc);
+		begin_copy(g, pc);
 	}
-	list_for_each_entry_safe(pc, tmp, &granted, list) {
+	list_for_each_entry_safe(pc, tmp, &to_fill, list) {
 		list_del_init(&pc->list);
 		fill_chunk(g, pc);
 	}
@@ -682,8 +920,9 @@ struct cow_group *group_create(const char *ident, struct cow_target *ct,
 	g->pending = RB_ROOT;
 	INIT_LIST_HEAD(&g->fault_queued);
 	INIT_LIST_HEAD(&g->fault_sent);
-	INIT_LIST_HEAD(&g->grant_fill);
+	INIT_LIST_HEAD(&g->to_fill);
 	INIT_LIST_HEAD(&g->copy_wait);
+	INIT_LIST_HEAD(&g->fill_read);
 	INIT_LIST_HEAD(&g->copy_done);
 	INIT_LIST_HEAD(&g->ready);
 	INIT_LIST_HEAD(&g->copy_failed);
@@ -766,7 +1005,8 @@ static void free_pending(struct cow_group *g, struct list_head *head)
 		pending_unlink(g, pc);
 		list_del(&pc->list);
 		/* Device-mapper waited for every bio before the last dtr. */
-		WARN_ON_ONCE(!bio_list_empty(&pc->bios));
+		WARN_ON_ONCE(!bio_list_empty(&pc->bios) ||
+			     !bio_list_empty(&pc->merged));
 		bio_list_merge(&bios, &pc->bios);
 		mempool_free(pc, &g->pending_pool);
 	}
@@ -806,11 +1046,13 @@ static void group_kill(struct cow_group *g)
 	dm_kcopyd_client_destroy(g->kcopyd);
 	g->kcopyd = NULL;
 	cancel_delayed_work_sync(&g->timeout_work);
+	/* A merged fill holds bios: device-mapper waited for it. */
+	WARN_ON_ONCE(!list_empty(&g->fill_read));
 	publish_fills(g);
 	free_pending(g, &g->fault_queued);
 	free_pending(g, &g->fault_sent);
 	free_pending(g, &g->copy_wait);
-	free_pending(g, &g->grant_fill);
+	free_pending(g, &g->to_fill);
 	/* Every message is queued now: a reader may see end of file. */
 	spin_lock_irq(&g->lock);
 	g->base_bdev = NULL;

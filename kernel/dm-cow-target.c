@@ -12,7 +12,9 @@
  * first write to any other chunk takes a location the daemon granted in
  * advance, or is queued while a FAULT goes to the daemon through the
  * group's control device (see include/dm-cow-proto.h); the chunk is filled
- * by a copy from the base, or by the write itself if it covers the chunk.
+ * by the write itself if it covers the chunk, or else by one write of the
+ * base chunk with the queued writes merged in (a kcopyd copy if the chunk is
+ * too large for that, or memory short).
  *
  * This file is the target: table parsing, the I/O path, status and
  * messages.  The group state is in dm-cow-group.c, the control device in
@@ -151,6 +153,12 @@ static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		    g->chunk_sectors != chunk) {
 			mutex_unlock(&cow_groups_mutex);
 			ti->error = "Ident already in use with other devices or chunk size";
+			goto bad_group;
+		}
+		/* The group's chunks end where the base ended at its start. */
+		if (ti->begin + ti->len > g->base_sectors) {
+			mutex_unlock(&cow_groups_mutex);
+			ti->error = "The base device grew: remove the device and create it again to use the new size";
 			goto bad_group;
 		}
 		kref_get(&g->kref);
@@ -307,7 +315,7 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 		list_add_tail(&pc->list, &g->fault_queued);
 		g->faults++;
 	} else if (!direct) {
-		list_add_tail(&pc->list, &g->grant_fill);
+		list_add_tail(&pc->list, &g->to_fill);
 		group_kick(g);
 	}
 	pending_insert(g, pc);
@@ -359,6 +367,7 @@ static struct pending_chunk *pending_alloc(struct cow_group *g,
 	memset(pc, 0, sizeof(*pc));
 	pc->group = g;
 	bio_list_init(&pc->bios);
+	bio_list_init(&pc->merged);
 	INIT_LIST_HEAD(&pc->list);
 	return pc;
 }

@@ -58,11 +58,13 @@
 
 #define COW_MAX_GROUPS 1024	/* minors of the control-device region */
 #define COW_MIN_PENDING 64	/* mempool reserve of pending chunks */
-#define COW_MAX_COPIES 64	/* kcopyd copies in flight per group */
+#define COW_MAX_COPIES 64	/* fills (copies, merged) in flight per group */
 #define COW_MSG_BATCH 64	/* messages per read()/write() step */
 #define COW_REPLAY_SCAN 256	/* pending chunks looked at per read() step */
 #define COW_MAX_IO_OPT SZ_4M	/* largest chunk advertised as io_opt */
 #define COW_GRANT_RUNS 64	/* runs of unused granted locations held */
+/* Largest chunk a merged fill reads into memory (one bio of its pages). */
+#define COW_MERGE_MAX_BYTES SZ_256K
 /* The value of a granted CoW slot in g->cow_slots until a chunk uses it. */
 #define COW_SLOT_GRANTED (LONG_MAX >> 1)
 
@@ -91,7 +93,7 @@ struct pending_chunk {
 	enum pending_state state;
 	bool data_valid;		/* MAP_DATA_VALID: no copy */
 	bool slot_claimed;		/* the MAP took the CoW slot anew */
-	bool copy_tried;		/* a kcopyd copy was started */
+	bool copy_tried;		/* a copy (kcopyd or merged) was started */
 	bool marked;			/* its mark is in the remap xarray */
 	bool granted;			/* its location came from a GRANT */
 	bool filled;			/* the data landed; not yet published */
@@ -99,6 +101,17 @@ struct pending_chunk {
 	u64 ready_seq;
 	unsigned long since;		/* jiffies when the fault was raised */
 	struct bio_list bios;
+	/*
+	 * A merged fill: writes taken off @bios whose data is copied into
+	 * @fill (the base chunk read into memory) before it is written to
+	 * the CoW location; they complete when the chunk is published.  Both
+	 * belong to whoever holds the COPYING chunk off every list (the fill,
+	 * then the work), never to a g->lock holder.  A fill exists only
+	 * while @merged holds bios, so device-mapper waits for it before the
+	 * last target goes.
+	 */
+	struct bio_list merged;
+	struct bio *fill;
 };
 
 struct cow_group {
@@ -151,11 +164,12 @@ struct cow_group {
 	struct rb_root pending;		/* pending chunks not yet READY */
 	struct list_head fault_queued;	/* PENDING_FAULT_QUEUED */
 	struct list_head fault_sent;	/* PENDING_FAULT_SENT */
-	struct list_head grant_fill;	/* COPYING on a grant, fill not begun
-					 * (a covering write issued by map()
-					 * fills it from no list)
+	struct list_head to_fill;	/* COPYING (granted or MAP taken), fill
+					 * not begun (a covering write issued
+					 * by map() fills it from no list)
 					 */
 	struct list_head copy_wait;	/* COPYING, waiting for a copy slot */
+	struct list_head fill_read;	/* COPYING, merged fill's read done */
 	struct list_head copy_done;	/* COPYING, copy or write finished */
 	struct list_head ready;		/* READY, message not yet read */
 	struct list_head copy_failed;	/* COPY_FAILED, message not yet read */
@@ -198,7 +212,7 @@ struct cow_group {
 	bool failing;			/* a commit failed, none succeeded since */
 	/* A target of the live table: its event_work raises dm events. */
 	struct cow_target *event_target;
-	unsigned int copies;		/* kcopyd copies in flight */
+	unsigned int copies;		/* copies in flight: kcopyd or merged */
 	unsigned int faults;		/* pending chunks in FAULT states */
 	unsigned long detached_since;	/* jiffies when the last daemon left */
 	unsigned long commit_wait_since; /* jiffies of the oldest commit waiter */
@@ -359,7 +373,6 @@ bool release_committed(struct cow_group *g);
 void group_add_target(struct cow_group *g, struct cow_target *ct);
 bool group_targets_cover(struct cow_group *g, sector_t start, sector_t end);
 void fill_done(struct cow_group *g, struct pending_chunk *pc, int error);
-void fill_chunk(struct cow_group *g, struct pending_chunk *pc);
 
 /* dm-cow-ctl.c */
 int cow_ctl_add(struct cow_group *g);

@@ -115,6 +115,11 @@ dev_cmp() {
 	dd if="$1" iflag=direct bs=1M status=none | cmp - "$2"
 }
 
+# Sectors written to a block device (/dev/NAME) since boot.
+written() {
+	awk '{print $7}' "/sys/block/${1#/dev/}/stat"
+}
+
 # A loop device for FILE (read-only with -r); prints its path.
 loop() {
 	losetup -f --show "$@"

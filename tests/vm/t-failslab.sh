@@ -10,7 +10,11 @@
 #    file, in cowd's context; its MAP): cowd tries again and every write
 #    succeeds;
 # 4. a quarter of them failing: cowd tries again and every write succeeds;
-# 5. every allocation of the writer's failing: its first writes succeed.
+# 5. every allocation of the writer's failing: its first writes succeed;
+# 6. with 64 KiB chunks, cowd's next allocation fails at each first write of
+#    4 KiB: where that is the memory of the merged fill (read the base chunk,
+#    merge, one write), the fill falls back to a kcopyd copy, seen as the 4
+#    KiB written to the CoW device after the chunk; every write succeeds.
 # Everything written is checked, also after the device is built anew.
 . ./lib.sh
 
@@ -181,4 +185,38 @@ pid=$(cat /run/dm-cow/fs.pid)
 kill "$pid"
 wait_until "cowd exits" gone "$pid"
 dmsetup remove fs
+
+# 6. Merged fills without memory.  Chunks next to each other, so that the
+# MAP's xarray entries rarely need a new node.
+truncate -s 16M store3.img
+S3=$(loop store3.img)
+track fm
+dmsetup create fm --table "0 $size cow fm $B $S3 128"
+cowd --no-reload --no-grants --commit-interval 3600 --pidfile /run/dm-cow/fm.pid --log-file /run/dm-cow/fm.log fm
+pid=$(cat /run/dm-cow/fm.pid)
+cp base.img model.img
+echo 1 >/proc/"$pid"/make-it-fail
+fallbacks=0
+for c in $(seq 10 41); do
+	cow-pattern put pat.bin 0 $((c * 128 + 24)) 8 78 6
+	w0=$(written "$S3")
+	echo 1 >$FS/times
+	echo 100 >$FS/probability
+	dd if=pat.bin of=/dev/mapper/fm bs=4096 count=1 seek=$((c * 16 + 3)) oflag=direct \
+		conv=notrunc status=none || fail "write to chunk $c failed: $(dmsetup status fm)"
+	echo 0 >$FS/probability
+	dd if=pat.bin of=model.img bs=4096 count=1 seek=$((c * 16 + 3)) conv=notrunc status=none
+	case $(($(written "$S3") - w0)) in
+	128) ;;
+	136) fallbacks=$((fallbacks + 1)) ;;
+	*) fail "chunk $c: $(($(written "$S3") - w0)) sectors written, want 128 (merged) or 136 (copy, then the write)" ;;
+	esac
+done
+echo 0 >/proc/"$pid"/make-it-fail
+[ $fallbacks -ge 1 ] || fail "no merged fill lacked memory: the test tested nothing"
+dev_cmp /dev/mapper/fm model.img || fail "the device differs from the model after fills without memory"
+note "$fallbacks of 32 merged fills had no memory and copied instead; all writes succeeded"
+kill "$pid"
+wait_until "cowd exits" gone "$pid"
+dmsetup remove fm
 [ "$(sha base.img)" = "$base_sum" ] || fail "the base changed"

@@ -26,12 +26,15 @@ put() {
 	dd if=pat.bin of=model.img bs=4096 seek=$(($2 * 16 + 2)) count=1 conv=notrunc status=none
 }
 
-# stopped_writes NAME: with cowd stopped, 40 first writes to fresh chunks
-# complete without it, and no fault is raised.
+# stopped_writes NAME COWDEV: with cowd stopped, 40 first writes to fresh
+# chunks complete without it, and no fault is raised.  Each is 4 KiB inside
+# a 64 KiB chunk: the base chunk is read, the data merged into it, and the
+# CoW device sees one 64 KiB write per chunk (not a copy and then the 4 KiB
+# write); nothing else writes it while cowd is stopped.
 pid=
 trap 'if [ -n "$pid" ]; then kill -CONT "$pid" 2>/dev/null || true; fi; _cleanup' EXIT
 stopped_writes() {
-	local name=$1 c w
+	local name=$1 c w w0 w1
 	granted() { sed -n 's/^granted=//p' "/run/dm-cow/$name.status" 2>/dev/null; }
 	has_grants() { [ "$(granted)" -ge 64 ] 2>/dev/null; }
 	pid=$(cat "/run/dm-cow/$name.pid")
@@ -39,6 +42,7 @@ stopped_writes() {
 	note "$name: cowd granted $(granted) locations"
 	: >pat.bin
 	kill -STOP "$pid"
+	w0=$(written "$2")
 	for c in $(seq 100 7 373); do
 		put "$name" "$c" 1 &
 		w=$!
@@ -46,6 +50,9 @@ stopped_writes() {
 		wait "$w" || fail "first write to chunk $c failed"
 	done
 	[ "$(dm_status "$name" pending)" = 0 ] || fail "a first write raised a fault: $(dmsetup status "$name")"
+	w1=$(written "$2")
+	[ $((w1 - w0)) = $((40 * 128)) ] ||
+		fail "40 first writes of 4 KiB wrote $((w1 - w0)) sectors to the CoW device, want $((40 * 128)): one merged write per chunk"
 	dev_cmp "/dev/mapper/$name" model.img || fail "the device differs from the model with cowd stopped"
 	note "$name: 40 first writes completed with cowd stopped, no fault raised"
 	kill -CONT "$pid"
@@ -53,7 +60,7 @@ stopped_writes() {
 	[ "$(dm_status "$name" mapped)" = 40 ] || fail "mapped=$(dm_status "$name" mapped), want 40"
 }
 
-stopped_writes gr
+stopped_writes gr "$C"
 
 # More first writes than one grant holds, cowd running: every write lands.
 cow-pattern random /dev/mapper/gr model.img 600 5 2 131072
@@ -89,7 +96,7 @@ Q=$(loop gq.qcow2)
 track gq
 dmsetup create gq --table "0 $size cow gq $B $Q 128"
 cowd --no-reload --pidfile /run/dm-cow/gq.pid --log-file /run/dm-cow/gq.log gq
-stopped_writes gq
+stopped_writes gq "$Q"
 cow-pattern random /dev/mapper/gq model.img 600 7 2 131072
 sync /dev/mapper/gq
 dev_cmp /dev/mapper/gq model.img || fail "qcow2: the device differs from the model"

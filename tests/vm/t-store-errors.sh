@@ -4,8 +4,9 @@
 # the group reports "failing", and cowd goes on serving.  After a failed
 # sync what reached the device is unknown, so flushes fail until cowd is
 # restarted; the new cowd reads the store from the device, the kernel
-# replays every mapping to it, and its commits work.  The CoW device is a
-# dm device whose table is switched between linear and error.  cowd's
+# replays every mapping to it, and its commits work.  The CoW device, and
+# the base, are dm devices whose tables are switched between linear and
+# error.  cowd's
 # commit timer is off (an hour): only the test's flushes ask for commits.
 . ./lib.sh
 
@@ -17,15 +18,20 @@ S=$(loop store.img)
 size=$(blockdev --getsz "$S")
 track cowdev
 dmsetup create cowdev --table "0 $size linear $S 0"
-set_cowdev() {	# linear | error
-	local table="0 $size linear $S 0"
-	[ "$1" = error ] && table="0 $size error"
-	dmsetup suspend cowdev
-	dmsetup load cowdev --table "$table"
-	dmsetup resume cowdev
+bsize=$(blockdev --getsz "$B")
+track basedev
+dmsetup create basedev --readonly --table "0 $bsize linear $B 0"
+switch_table() {	# NAME SECTORS DEV linear|error
+	local table="0 $2 linear $3 0"
+	[ "$4" = error ] && table="0 $2 error"
+	dmsetup suspend "$1"
+	dmsetup load "$1" --table "$table"
+	dmsetup resume "$1"
 }
+set_cowdev() { switch_table cowdev "$size" "$S" "$1"; }
+set_basedev() { switch_table basedev "$bsize" "$B" "$1"; }
 track se
-dmsetup create se --table "0 $(blockdev --getsz "$B") cow se $B /dev/mapper/cowdev 128"
+dmsetup create se --table "0 $bsize cow se /dev/mapper/basedev /dev/mapper/cowdev 128"
 cowd --no-reload --commit-interval 3600 --pidfile /run/dm-cow/se.pid --log-file /run/dm-cow/se.log se
 pid=$(cat /run/dm-cow/se.pid)
 : >pat.bin
@@ -73,6 +79,18 @@ cmp -s -n 65536 -i 0:$((7 * 65536)) chunk.bin /dev/mapper/se ||
 	fail "chunk 7 does not hold the whole-chunk write"
 note "failed whole-chunk write: it failed, the copy after it too, the next one worked"
 
+# 1c. A first write whose read of the base chunk fails fails, and only it;
+# the chunk stays the base's.
+set_basedev error
+put 9 1 2>/dev/null && fail "a write whose read of the base failed succeeded"
+[ "$(dm_status se copy_errors)" = 3 ] || fail "copy_errors is $(dmsetup status se), want 3"
+set_basedev linear
+cmp -s -n 65536 -i $((9 * 65536)):$((9 * 65536)) /dev/mapper/se base.img ||
+	fail "chunk 9 does not read as the base after its failed write"
+put 9 2 || fail "the write failed after the base came back"
+holds 9 2 || fail "chunk 9 does not hold what was written"
+note "failed read of the base: its write failed, the next one worked"
+
 # 2. A commit that fails fails the flush that waited for it.
 put 5 1 || fail "a first write failed"
 set_cowdev error
@@ -97,13 +115,13 @@ dmsetup status se | has ' failing' && fail "still failing after a good commit: $
 note "failed commit: the flush failed, cowd kept serving, after a restart commits worked"
 
 # Everything acknowledged is there, also after the device is built anew.
-for c in 3:2 5:1 6:1; do holds "${c%:*}" "${c#*:}" || fail "chunk ${c%:*} lost its data"; done
+for c in 3:2 5:1 6:1 9:2; do holds "${c%:*}" "${c#*:}" || fail "chunk ${c%:*} lost its data"; done
 kill "$pid"
 while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
 dmsetup remove se
-dmsetup create se --table "0 $(blockdev --getsz "$B") cow se $B /dev/mapper/cowdev 128"
+dmsetup create se --table "0 $bsize cow se /dev/mapper/basedev /dev/mapper/cowdev 128"
 cowd --no-reload --commit-interval 3600 --pidfile /run/dm-cow/se.pid --log-file /run/dm-cow/se.log se
-for c in 3:2 5:1 6:1; do holds "${c%:*}" "${c#*:}" || fail "chunk ${c%:*} lost its data across a restart"; done
+for c in 3:2 5:1 6:1 9:2; do holds "${c%:*}" "${c#*:}" || fail "chunk ${c%:*} lost its data across a restart"; done
 cmp -n $((3 * 65536)) base.img /dev/mapper/se || fail "chunks never written differ from the base"
 kill "$(cat /run/dm-cow/se.pid)"
 dmsetup remove se

@@ -92,3 +92,25 @@ wait
 bad 'cow: .*\(start\|begin\|align\).*chunk\|cow: .*chunk.*\(start\|begin\|align\)' \
 	"$(printf '0 8 linear %s 0\n8 592 cow x %s %s 128' "$O" "$B" "$C")"
 [ "$(sha base.img)" = "$base_sum" ] || fail "the base changed"
+
+# A base that grew under a live group: a table reaching past the size the
+# group started with is refused (its last chunk was short, and writes
+# there would run past it), one within it still loads.
+make_base grow.img 300k 6
+G=$(loop grow.img)
+truncate -s 4M cow3.img
+C3=$(loop cow3.img)
+track grow
+dmsetup create grow --table "0 600 cow gw $G $C3 8"
+truncate -s 400k grow.img
+losetup -c "$G"
+[ "$(blockdev --getsz "$G")" = 800 ] || fail "the loop device did not grow"
+before=$(dmesg | wc -l)
+dmsetup load grow --table "0 800 cow gw $G $C3 8" 2>/dev/null &&
+	fail "a table past the base's size at the group's start was accepted"
+dmesg | tail -n +"$((before + 1))" | has "base device grew" ||
+	fail "the refusal of a grown base does not say why"
+dmsetup load grow --table "0 600 cow gw $G $C3 8" || fail "a table within the old size was refused"
+dmsetup resume grow
+note "a table past a base that grew under its group: refused"
+dmsetup remove grow
