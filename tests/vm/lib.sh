@@ -99,7 +99,11 @@ wait_until() {
 	local what=$1 end=$((SECONDS + 120))
 	shift
 	until "$@"; do
-		[ $SECONDS -lt $end ] || fail "$what: not after 120 s (hung)"
+		if [ $SECONDS -ge $end ]; then
+			# A test may define diagnose() to say what it saw.
+			if declare -F diagnose >/dev/null; then diagnose >&2; fi
+			fail "$what: not after 120 s (hung)"
+		fi
 		sleep 0.1
 	done
 }

@@ -37,6 +37,18 @@ rescue() {
 }
 trap rescue EXIT
 
+# What the device and the writer were doing when a wait gave up.
+diagnose() {
+	echo "dmsetup status: $(dmsetup status ns)"
+	dmsetup info ns
+	ls -l /dev/mapper
+	if [ -n "${writer:-}" ]; then
+		echo "writer $writer: $(cat /proc/"$writer"/status 2>/dev/null | grep State || echo exited)"
+		cat /proc/"$writer"/stack 2>/dev/null
+	fi
+	grep . /run/dm-cow/*.log 2>/dev/null | tail -n 20
+}
+
 # held_write CHUNK: a direct write of 64 KiB chunk CHUNK (seed 11) in the
 # background ($writer), and the model updated alike; returns once the
 # kernel holds it for the daemon.
