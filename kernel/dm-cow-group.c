@@ -452,6 +452,46 @@ static void free_fill_bio(struct bio *fill)
 }
 
 /*
+ * Fault injection (debugfs dm-cow-fill-alloc, on a kernel with
+ * CONFIG_FAULT_INJECTION_DEBUG_FS): fail the fill's allocations as if
+ * memory were short; the memory is allocated by the work, where failslab's
+ * task filter cannot reach.  Each allocation (the bio, each page) asks.
+ */
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+static DECLARE_FAULT_ATTR(fail_fill_alloc);
+static struct dentry *fail_fill_alloc_dir;
+
+void cow_fault_init(void)
+{
+	fail_fill_alloc_dir = fault_create_debugfs_attr("dm-cow-fill-alloc",
+							NULL, &fail_fill_alloc);
+}
+
+void cow_fault_exit(void)
+{
+	debugfs_remove_recursive(fail_fill_alloc_dir);	/* takes an error */
+}
+
+static bool fill_alloc_fails(void)
+{
+	return should_fail(&fail_fill_alloc, 1);
+}
+#else
+void cow_fault_init(void)
+{
+}
+
+void cow_fault_exit(void)
+{
+}
+
+static bool fill_alloc_fails(void)
+{
+	return false;
+}
+#endif
+
+/*
  * A bio over freshly allocated pages for @sectors, or NULL.  Without
  * memory the fill falls back to kcopyd, which keeps its own reserve.
  */
@@ -460,14 +500,14 @@ static struct bio *alloc_fill_bio(struct block_device *bdev, sector_t sectors)
 	const gfp_t gfp = GFP_NOIO | __GFP_NORETRY | __GFP_NOWARN;
 	unsigned int bytes = sectors << SECTOR_SHIFT;
 	unsigned int nr = DIV_ROUND_UP(bytes, PAGE_SIZE);
-	struct bio *fill = bio_kmalloc(nr, gfp);
+	struct bio *fill = fill_alloc_fails() ? NULL : bio_kmalloc(nr, gfp);
 
 	if (!fill)
 		return NULL;
 	bio_init(fill, bdev, fill->bi_inline_vecs, nr, REQ_OP_READ);
 	while (bytes) {
 		unsigned int len = min_t(unsigned int, bytes, PAGE_SIZE);
-		struct page *page = alloc_page(gfp);
+		struct page *page = fill_alloc_fails() ? NULL : alloc_page(gfp);
 
 		if (!page) {
 			free_fill_bio(fill);

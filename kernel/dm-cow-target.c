@@ -664,6 +664,7 @@ static int __init dm_cow_init(void)
 	r = dm_register_target(&cow_target);
 	if (r)
 		goto bad_target;
+	cow_fault_init();
 	return 0;
 
 bad_target:
@@ -677,6 +678,7 @@ bad_wq:
 
 static void __exit dm_cow_exit(void)
 {
+	cow_fault_exit();
 	dm_unregister_target(&cow_target);
 	cow_ctl_exit();
 	destroy_workqueue(cow_wq);

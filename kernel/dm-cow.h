@@ -46,6 +46,8 @@
 #include <linux/interval_tree_generic.h>
 #include <linux/sched/mm.h>
 #include <linux/sizes.h>
+#include <linux/debugfs.h>
+#include <linux/fault-inject.h>
 
 /* Chunk numbers index xarrays, whose indices are unsigned long. */
 #if BITS_PER_LONG < 64
@@ -373,6 +375,8 @@ bool release_committed(struct cow_group *g);
 void group_add_target(struct cow_group *g, struct cow_target *ct);
 bool group_targets_cover(struct cow_group *g, sector_t start, sector_t end);
 void fill_done(struct cow_group *g, struct pending_chunk *pc, int error);
+void cow_fault_init(void);
+void cow_fault_exit(void);
 
 /* dm-cow-ctl.c */
 int cow_ctl_add(struct cow_group *g);
