@@ -4,6 +4,7 @@
 #   make check      every test: host unit tests, then the VM tests
 #   make demo       the demo, in a VM
 #   make install    install programs, plugins, module and manual pages
+#   make deb        Debian packages dm-cow-dkms and dm-cow in build/deb/
 
 KVER ?= $(shell scripts/kver 2>/dev/null)
 PREFIX ?= /usr/local
@@ -34,7 +35,7 @@ COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/
 PLUGINS := uml packed qcow2
 HELPERS := cow-pattern cow-hostile log-replay cow-failnth cow-ctlfuzz
 
-.PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo bench bench-store install clean deps debug-kernel \
+.PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo bench bench-store install deb clean deps debug-kernel \
 	fuzz fuzz-check
 
 all: programs plugins helpers $(if $(KVER),module)
@@ -225,6 +226,7 @@ check: deps
 	$(MAKE) all
 	$(MAKE) checkpatch
 	$(MAKE) unit-test
+	tests/check-deb
 	$(MAKE) fuzz-check
 	$(MAKE) debug-kernel
 	$(MAKE) vm-test
@@ -268,6 +270,9 @@ install: programs plugins $(LIBA) $(B)/systemd/cowd@.service
 		install -D -m 644 $(KDIR)/dm-cow.ko $(DESTDIR)/lib/modules/$(KVER)/updates/dm-cow.ko && \
 		{ [ -n "$(DESTDIR)" ] || depmod $(KVER); }; \
 	fi
+
+deb:
+	scripts/make-deb
 
 clean:
 	rm -rf $(B)
