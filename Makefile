@@ -30,7 +30,7 @@ LIB_SRC := lib/store.c lib/store-grow.c lib/blkdev.c lib/crc32c.c
 LIBA := $(B)/lib/libdmcow-store.a
 DAEMON_COMMON := daemon/log.c daemon/proto.c daemon/plugin-loader.c
 COWD_SRC := daemon/cowd.c daemon/server.c daemon/space.c daemon/table.c daemon/reload.c $(DAEMON_COMMON)
-COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/offline.c daemon/signature.c daemon/keyval.c \
+COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/cowctl-inspect.c daemon/offline.c daemon/signature.c daemon/keyval.c \
 	daemon/store-check.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
 PLUGINS := uml packed qcow2
 HELPERS := cow-pattern cow-hostile log-replay cow-failnth cow-ctlfuzz
@@ -166,6 +166,7 @@ unit-test: $(UNIT_BIN) programs plugins
 	tests/run-unit $(UNIT_BIN)
 	tests/check-systemd-unit
 	tests/check-install
+	tests/check-cowctl-map
 
 vm-test: all
 	tests/run-vm

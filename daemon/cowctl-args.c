@@ -72,6 +72,8 @@ static const struct {
 	{ "list", CMD_LIST, 0, 0 },
 	{ "check", CMD_CHECK, 1, 2 },
 	{ "dump", CMD_DUMP, 1, 2 },
+	{ "info", CMD_INFO, 1, 2 },
+	{ "map", CMD_MAP, 1, 2 },
 	{ "merge", CMD_MERGE, 1, 2 },
 	{ "reset", CMD_RESET, 1, 1 },
 	{ "help", CMD_HELP, 0, 0 },
@@ -102,7 +104,7 @@ static int option_applies(int opt, enum cowctl_cmd cmd)
 {
 	switch (opt) {
 	case OPT_JSON:
-		return cmd == CMD_STATUS || cmd == CMD_DUMP;
+		return cmd == CMD_STATUS || cmd == CMD_DUMP || cmd == CMD_INFO || cmd == CMD_MAP;
 	case OPT_READ_ONLY:
 	case OPT_BASE_RO:
 	case OPT_CHUNK:
@@ -114,7 +116,8 @@ static int option_applies(int opt, enum cowctl_cmd cmd)
 		return cmd == CMD_MERGE;
 	case OPT_IGNORE_MTIME:
 	case OPT_BASE_ID:
-		return cmd == CMD_CREATE || cmd == CMD_CHECK || cmd == CMD_DUMP || cmd == CMD_MERGE;
+		return cmd == CMD_CREATE || cmd == CMD_CHECK || cmd == CMD_DUMP || cmd == CMD_MERGE ||
+		       cmd == CMD_INFO || cmd == CMD_MAP;
 	default:
 		return 1;
 	}
@@ -218,7 +221,8 @@ int cowctl_parse(int argc, char **argv, struct cowctl_args *a)
 	}
 	if (npos < min)
 		return fail(a, "%s needs %d argument%s", argv[1], min, min > 1 ? "s" : "");
-	if (a->cmd == CMD_CHECK || a->cmd == CMD_DUMP || a->cmd == CMD_MERGE) {
+	if (a->cmd == CMD_CHECK || a->cmd == CMD_DUMP || a->cmd == CMD_MERGE ||
+	    a->cmd == CMD_INFO || a->cmd == CMD_MAP) {
 		a->store = pos[0];
 		a->base = npos > 1 ? pos[1] : NULL;
 		if (a->cmd == CMD_MERGE && !a->out == !a->in_place)

@@ -15,6 +15,8 @@ enum cowctl_cmd {
 	CMD_LIST,
 	CMD_CHECK,
 	CMD_DUMP,
+	CMD_INFO,
+	CMD_MAP,
 	CMD_MERGE,
 	CMD_RESET,
 };

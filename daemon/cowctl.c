@@ -29,6 +29,7 @@
 #include "offline.h"
 #include "signature.h"
 #include "cowctl-store.h"
+#include "cowctl-inspect.h"
 #include "loopdev.h"
 #include "plugin-loader.h"
 #include "cow-store.h"
@@ -53,17 +54,21 @@ static void usage(FILE *f)
 		"  list               the dm-cow devices\n"
 		"  check STORE [BASE] check a store offline (exit 3: corrupt, 4: leaks)\n"
 		"  dump STORE [BASE] [--json]\n"
-		"                     the store's mappings\n"
+		"                     the store's mappings, a chunk a line\n"
+		"  info STORE [BASE] [--json]\n"
+		"                     format, base, sizes, chunks mapped (like qemu-img info)\n"
+		"  map STORE [BASE] [--json]\n"
+		"                     the extents the store holds (like qemu-img map)\n"
 		"  merge STORE [BASE] --out FILE | STORE BASE --in-place\n"
 		"                     the base with the store's changes, as a new image or\n"
 		"                     into the base itself\n"
 		"  reset NAME         throw away the device's changes\n"
 		"\n"
-		"  --ignore-base-mtime (create, check, dump, merge): use a UML COW file\n"
-		"        although its base file was modified after it was made\n"
-		"  --base-id LABEL (create, check, dump, merge): the base's label; create\n"
-		"        records it in a new packed store, and a store that recorded\n"
-		"        another (or none) is refused\n"
+		"  --ignore-base-mtime (create, check, dump, info, map, merge): use a UML\n"
+		"        COW file although its base file was modified after it was made\n"
+		"  --base-id LABEL (create, check, dump, info, map, merge): the base's\n"
+		"        label; create records it in a new packed store, and a store that\n"
+		"        recorded another (or none) is refused\n"
 		"\n"
 		"Exit status: 0 success, 1 failure, 2 bad usage.  See cowctl(8).\n");
 }
@@ -809,6 +814,10 @@ int main(int argc, char **argv)
 		return cmd_check(&a);
 	case CMD_DUMP:
 		return cmd_dump(&a);
+	case CMD_INFO:
+		return cmd_info(&a);
+	case CMD_MAP:
+		return cmd_map(&a);
 	case CMD_MERGE:
 		return cmd_merge(&a);
 	case CMD_RESET:

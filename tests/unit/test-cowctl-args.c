@@ -91,6 +91,13 @@ static void test_commands(void)
 	CHECK(PARSE(&a, "check", "a", "b", "c") == -1 && strstr(a.error, "too many"), "check: 3");
 	CHECK(PARSE(&a, "check") == -1, "check needs a store");
 	CHECK(PARSE(&a, "dump", "s.cow", "--json") == 0 && a.cmd == CMD_DUMP && a.json, "dump --json");
+	CHECK(PARSE(&a, "info", "s.cow", "b", "--json") == 0 && a.cmd == CMD_INFO && a.json &&
+	      !strcmp(a.store, "s.cow") && !strcmp(a.base, "b"), "info STORE BASE --json: %s", a.error);
+	CHECK(PARSE(&a, "map", "s.cow", "--base-id", "L") == 0 && a.cmd == CMD_MAP &&
+	      !strcmp(a.base_id, "L") && !a.base, "map STORE --base-id: %s", a.error);
+	CHECK(PARSE(&a, "map", "a", "b", "c") == -1 && strstr(a.error, "too many"), "map: 3");
+	CHECK(PARSE(&a, "info") == -1, "info needs a store");
+	CHECK(PARSE(&a, "map", "s.cow", "--out", "x") == -1, "map takes no --out");
 	CHECK(PARSE(&a, "merge", "s.cow", "--out", "new.img") == 0 && a.cmd == CMD_MERGE &&
 	      !strcmp(a.out, "new.img") && !a.in_place, "merge --out: %s", a.error);
 	CHECK(PARSE(&a, "merge", "s.cow", "b", "--in-place") == 0 && a.in_place && !a.out &&

@@ -1,6 +1,6 @@
 # cowctl's store commands, by content, for every format:
 # check (clean, corrupt, in use), dump (text and JSON agree with the
-# device), merge --out (equal to a raw model; for UML equal to uml_moo's),
+# device), map and info (agree with dump; qcow2's: tests/check-cowctl-map), merge --out (equal to a raw model; for UML equal to uml_moo's),
 # merge --in-place (refused while a device uses the base), reset (refused
 # while mounted; afterwards the device reads as the base), create
 # --read-only and --base-ro.
@@ -55,6 +55,26 @@ d = json.load(open("weird.json"))
 assert d["store"] == sys.argv[1], d["store"]
 ' "$weird" || fail "$fmt: dump --json does not escape the store's name: $(head -n 3 weird.json)"
 	rm -f "$weird"
+	# map: every dumped chunk inside a store extent, at its offset; the
+	# extents tile the device; info counts the same chunks.
+	cowctl map "st-$fmt.cow" base.img --json >map.json || fail "$fmt: map --json failed"
+	cowctl info "st-$fmt.cow" base.img --json >info.json || fail "$fmt: info --json failed"
+	python3 -c '
+import json, os
+d = json.load(open("dump.json"))
+m = json.load(open("map.json"))
+i = json.load(open("info.json"))
+at = 0
+for e in m:
+    assert e["start"] == at and e["length"] > 0, (e, at)
+    at += e["length"]
+assert at == os.path.getsize("base.img"), at
+store = [e for e in m if e["depth"] == 0 and e["data"]]
+for c in d["mappings"]:
+    e = [e for e in store if e["start"] <= c["offset"] < e["start"] + e["length"]]
+    assert len(e) == 1 and e[0]["offset"] + c["offset"] - e[0]["start"] == c["cow_offset"], (c, e)
+assert i["chunks_mapped"] == d["chunks_mapped"] and i["format"] == d["format"], i
+' || fail "$fmt: map or info disagrees with dump: $(head -c 600 map.json)"
 	# Each dumped chunk's data is where the dump says.
 	read -r chunk off cow_off < <(grep -v '^#' dump.txt | sed -n 3p)
 	cmp -n 65536 -i "$cow_off:$off" "st-$fmt.cow" model.img ||
@@ -81,7 +101,7 @@ assert d["store"] == sys.argv[1], d["store"]
 	status=$?
 	set -e
 	[ $status -eq 3 ] || fail "$fmt: a damaged store gave exit $status: $(cat check.txt)"
-	note "$fmt: $mapped chunks; check, dump, merge agree; damage: $(tail -n1 check.txt)"
+	note "$fmt: $mapped chunks; check, dump, map, info, merge agree; damage: $(tail -n1 check.txt)"
 done
 
 # reset: refused while mounted; afterwards the device is the base again.
