@@ -104,7 +104,8 @@ static int option_applies(int opt, enum cowctl_cmd cmd)
 {
 	switch (opt) {
 	case OPT_JSON:
-		return cmd == CMD_STATUS || cmd == CMD_DUMP || cmd == CMD_INFO || cmd == CMD_MAP;
+		return cmd == CMD_STATUS || cmd == CMD_DUMP || cmd == CMD_INFO || cmd == CMD_MAP ||
+		       cmd == CMD_LIST || cmd == CMD_CHECK;
 	case OPT_READ_ONLY:
 	case OPT_BASE_RO:
 	case OPT_CHUNK:

@@ -35,6 +35,46 @@ static int refuse_if_used(const char *path, const char *what)
 	return -EBUSY;
 }
 
+/* cowctl check: a line that says it all. */
+static void print_check_text(const struct cowctl_args *a, const struct offline_store *o,
+			     enum check_result res, const struct check_report *rep)
+{
+	switch (res) {
+	case CHECK_CLEAN:
+		printf("%s: %s store, consistent: %llu chunks mapped, base %s\n", a->store,
+		       o->p->name, (unsigned long long)rep->mapped, o->base_path);
+		break;
+	case CHECK_LEAKS:
+		printf("%s: %s store, consistent, but %s\n", a->store, o->p->name, rep->first);
+		break;
+	case CHECK_CORRUPT:
+		printf("%s: %s store, CORRUPT: %s (%llu problem%s)\n", a->store, o->p->name,
+		       rep->first, (unsigned long long)rep->problems, rep->problems == 1 ? "" : "s");
+		break;
+	}
+}
+
+/* cowctl check --json: one object; the exit status says the same. */
+static void print_check_json(const struct cowctl_args *a, const struct offline_store *o,
+			     enum check_result res, const struct check_report *rep)
+{
+	static const char *const words[] = {
+		[CHECK_CLEAN] = "clean", [CHECK_LEAKS] = "leaks", [CHECK_CORRUPT] = "corrupt",
+	};
+	struct json_object *j = json_object_new_object();
+
+	json_object_object_add(j, "store", json_object_new_string(a->store));
+	json_object_object_add(j, "format", json_object_new_string(o->p->name));
+	json_object_object_add(j, "base", json_object_new_string(o->base_path));
+	json_object_object_add(j, "result", json_object_new_string(words[res]));
+	json_add_u64(j, "chunks_mapped", rep->mapped);
+	json_add_u64(j, "problems", rep->problems);
+	json_object_object_add(j, "first_problem",
+			       json_object_new_string(res == CHECK_CLEAN ? "" : rep->first));
+	puts(json_object_to_json_string_ext(j, JSON_OUTPUT_FLAGS));
+	json_object_put(j);
+}
+
 int cmd_check(const struct cowctl_args *a)
 {
 	struct offline_store o;
@@ -51,23 +91,25 @@ int cmd_check(const struct cowctl_args *a)
 		int corrupt = r == -EINVAL && o.s.base_fd >= 0;
 
 		log_err("%s", o.error);
+		if (a->json) {
+			struct json_object *j = json_object_new_object();
+
+			json_object_object_add(j, "store", json_object_new_string(a->store));
+			json_object_object_add(j, "result",
+					       json_object_new_string(corrupt ? "corrupt" : "failed"));
+			json_add_u64(j, "problems", corrupt);
+			json_object_object_add(j, "first_problem", json_object_new_string(o.error));
+			puts(json_object_to_json_string_ext(j, JSON_OUTPUT_FLAGS));
+			json_object_put(j);
+		}
 		offline_close(&o);
 		return corrupt ? CHECK_EXIT_CORRUPT : CHECK_EXIT_FAILED;
 	}
 	res = store_check(&o, &rep);
-	switch (res) {
-	case CHECK_CLEAN:
-		printf("%s: %s store, consistent: %llu chunks mapped, base %s\n", a->store,
-		       o.p->name, (unsigned long long)rep.mapped, o.base_path);
-		break;
-	case CHECK_LEAKS:
-		printf("%s: %s store, consistent, but %s\n", a->store, o.p->name, rep.first);
-		break;
-	case CHECK_CORRUPT:
-		printf("%s: %s store, CORRUPT: %s (%llu problem%s)\n", a->store, o.p->name,
-		       rep.first, (unsigned long long)rep.problems, rep.problems == 1 ? "" : "s");
-		break;
-	}
+	if (a->json)
+		print_check_json(a, &o, res, &rep);
+	else
+		print_check_text(a, &o, res, &rep);
 	offline_close(&o);
 	return res == CHECK_CLEAN ? CHECK_EXIT_CLEAN :
 	       res == CHECK_LEAKS ? CHECK_EXIT_LEAKS : CHECK_EXIT_CORRUPT;

@@ -51,8 +51,9 @@ static void usage(FILE *f)
 		"  remove NAME        flush, remove the device, stop its daemon\n"
 		"  status NAME [--json]\n"
 		"                     counters of the device's group, in words\n"
-		"  list               the dm-cow devices\n"
-		"  check STORE [BASE] check a store offline (exit 3: corrupt, 4: leaks)\n"
+		"  list [--json]      the dm-cow devices (with their status, in JSON)\n"
+		"  check STORE [BASE] [--json]\n"
+		"                     check a store offline (exit 3: corrupt, 4: leaks)\n"
 		"  dump STORE [BASE] [--json]\n"
 		"                     the store's mappings, a chunk a line\n"
 		"  info STORE [BASE] [--json]\n"
@@ -621,97 +622,129 @@ static void read_daemon_status(const char *ident, struct daemon_fields *f)
 	kv_parse(text, fields, sizeof(fields) / sizeof(fields[0]), f);
 }
 
+/* What status says of a device, gathered from its table, status and cowd. */
+struct device_state {
+	char ident[80], base[32], cow[32];
+	unsigned long long chunk;
+	struct status_fields f;
+	struct daemon_fields df;
+	pid_t pid;
+};
+
+static int read_device_state(const char *name, struct device_state *d)
+{
+	char status[512], table[512];
+
+	memset(d, 0, sizeof(*d));
+	if (dmdev_target_params(name, 0, "cow", status, sizeof(status)) ||
+	    dmdev_target_params(name, 1, "cow", table, sizeof(table))) {
+		log_err("%s: no dm-cow device of that name", name);
+		return -1;
+	}
+	if (sscanf(table, "%79s %31s %31s %llu", d->ident, d->base, d->cow, &d->chunk) != 4) {
+		log_err("%s: cannot read its table", name);
+		return -1;
+	}
+	parse_status(status, &d->f);
+	read_daemon_status(d->ident, &d->df);
+	d->pid = daemon_pid(d->ident);
+	return 0;
+}
+
+/* status --json, and one element of list --json. */
+static struct json_object *status_json(const char *name, const struct device_state *d)
+{
+	const struct status_fields *f = &d->f;
+	const struct daemon_fields *df = &d->df;
+	struct json_object *j = json_object_new_object();
+
+	json_object_object_add(j, "name", json_object_new_string(name));
+	json_object_object_add(j, "ident", json_object_new_string(d->ident));
+	json_object_object_add(j, "base", json_object_new_string(d->base));
+	json_object_object_add(j, "cow", json_object_new_string(d->cow));
+	json_add_u64(j, "chunk_bytes", d->chunk * COW_SECTOR);
+	json_add_u64(j, "chunks_mapped", f->mapped);
+	json_add_u64(j, "pending_faults", f->pending);
+	json_add_u64(j, "copies_in_flight", f->copying);
+	json_add_u64(j, "commits", f->commits);
+	json_object_object_add(j, "daemon", json_object_new_string(f->daemon));
+	json_object_object_add(j, "daemon_pid", json_object_new_int(d->pid));
+	json_add_u64(j, "rejected_messages", f->rejected);
+	json_add_u64(j, "copy_errors", f->copy_errors);
+	json_add_u64(j, "failed_faults", f->failed);
+	json_object_object_add(j, "format", json_object_new_string(df->format));
+	json_add_u64(j, "store_used_bytes", df->used);
+	json_add_u64(j, "store_free_bytes", df->size > df->used ? df->size - df->used : 0);
+	json_add_u64(j, "reloads", df->reloads);
+	json_add_u64(j, "linear_segments", df->linear_segments);
+	json_add_u64(j, "cow_segments", df->cow_segments);
+	json_add_u64(j, "linear_chunks", df->linear_chunks);
+	json_add_u64(j, "tree_chunks", df->tree_chunks);
+	json_object_object_add(j, "segment_limit_reached", json_object_new_boolean(df->capped));
+	json_object_object_add(j, "last_suspend_ms", json_object_new_double(df->last_suspend_ms));
+	json_object_object_add(j, "full", json_object_new_boolean(f->full));
+	json_object_object_add(j, "failing", json_object_new_boolean(f->failing));
+	json_object_object_add(j, "restart_needed", json_object_new_boolean(df->restart_needed));
+	json_add_u64(j, "commit_errors", f->commit_errors);
+	return j;
+}
+
 static int cmd_status(const struct cowctl_args *a)
 {
-	struct daemon_fields df;
-	char status[512], table[512], ident[80], base[32], cow[32];
-	unsigned long long chunk = 0;
-	struct status_fields f;
+	struct device_state d;
+	const struct daemon_fields *df = &d.df;
+	const struct status_fields *f = &d.f;
+	const char *ident = d.ident, *base = d.base, *cow = d.cow;
+	unsigned long long chunk;
 	pid_t pid;
 
-	if (dmdev_target_params(a->name, 0, "cow", status, sizeof(status)) ||
-	    dmdev_target_params(a->name, 1, "cow", table, sizeof(table))) {
-		log_err("%s: no dm-cow device of that name", a->name);
+	if (read_device_state(a->name, &d))
 		return 1;
-	}
-	if (sscanf(table, "%79s %31s %31s %llu", ident, base, cow, &chunk) != 4) {
-		log_err("%s: cannot read its table", a->name);
-		return 1;
-	}
-	parse_status(status, &f);
-	read_daemon_status(ident, &df);
-	pid = daemon_pid(ident);
+	chunk = d.chunk;
+	pid = d.pid;
 	if (a->json) {
-		struct json_object *j = json_object_new_object();
+		struct json_object *j = status_json(a->name, &d);
 
-		json_object_object_add(j, "name", json_object_new_string(a->name));
-		json_object_object_add(j, "ident", json_object_new_string(ident));
-		json_object_object_add(j, "base", json_object_new_string(base));
-		json_object_object_add(j, "cow", json_object_new_string(cow));
-		json_add_u64(j, "chunk_bytes", chunk * COW_SECTOR);
-		json_add_u64(j, "chunks_mapped", f.mapped);
-		json_add_u64(j, "pending_faults", f.pending);
-		json_add_u64(j, "copies_in_flight", f.copying);
-		json_add_u64(j, "commits", f.commits);
-		json_object_object_add(j, "daemon", json_object_new_string(f.daemon));
-		json_object_object_add(j, "daemon_pid", json_object_new_int(pid));
-		json_add_u64(j, "rejected_messages", f.rejected);
-		json_add_u64(j, "copy_errors", f.copy_errors);
-		json_add_u64(j, "failed_faults", f.failed);
-		json_object_object_add(j, "format", json_object_new_string(df.format));
-		json_add_u64(j, "store_used_bytes", df.used);
-		json_add_u64(j, "store_free_bytes", df.size > df.used ? df.size - df.used : 0);
-		json_add_u64(j, "reloads", df.reloads);
-		json_add_u64(j, "linear_segments", df.linear_segments);
-		json_add_u64(j, "cow_segments", df.cow_segments);
-		json_add_u64(j, "linear_chunks", df.linear_chunks);
-		json_add_u64(j, "tree_chunks", df.tree_chunks);
-		json_object_object_add(j, "segment_limit_reached", json_object_new_boolean(df.capped));
-		json_object_object_add(j, "last_suspend_ms", json_object_new_double(df.last_suspend_ms));
-		json_object_object_add(j, "full", json_object_new_boolean(f.full));
-		json_object_object_add(j, "failing", json_object_new_boolean(f.failing));
-		json_object_object_add(j, "restart_needed", json_object_new_boolean(df.restart_needed));
-		json_add_u64(j, "commit_errors", f.commit_errors);
 		puts(json_object_to_json_string_ext(j, JSON_OUTPUT_FLAGS));
 		json_object_put(j);
 		return 0;
 	}
 	printf("%s: dm-cow device /dev/mapper/%s (group %s)%s%s\n", a->name, a->name, ident,
-	       f.full ? " -- FULL: first writes fail with ENOSPC" : "",
-	       !f.failing ? "" :
-	       df.restart_needed ? " -- FAILING: a write or sync of the CoW device failed; flushes "
+	       f->full ? " -- FULL: first writes fail with ENOSPC" : "",
+	       !f->failing ? "" :
+	       df->restart_needed ? " -- FAILING: a write or sync of the CoW device failed; flushes "
 				   "fail with EIO until cowd is restarted, once the device works "
 				   "(see cowd's log)" :
 	       " -- FAILING: the store cannot commit; flushes fail with EIO (see cowd's log)");
 	printf("  base device:       %s (read only)\n", base);
 	printf("  CoW device:        %s\n", cow);
 	printf("  chunk size:        %llu KiB\n", chunk * COW_SECTOR / 1024);
-	if (df.found)
-		printf("  store:             %s, %llu KiB used, %llu KiB free%s\n", df.format,
-		       df.used / 1024, df.size > df.used ? (df.size - df.used) / 1024 : 0,
-		       !strcmp(df.format, "qcow2") ? " (the image grows when it is a file)" : "");
-	printf("  chunks in the kernel's remap tree: %llu (%llu KiB)\n", f.mapped,
-	       f.mapped * chunk / 2);
-	if (df.found) {
+	if (df->found)
+		printf("  store:             %s, %llu KiB used, %llu KiB free%s\n", df->format,
+		       df->used / 1024, df->size > df->used ? (df->size - df->used) / 1024 : 0,
+		       !strcmp(df->format, "qcow2") ? " (the image grows when it is a file)" : "");
+	printf("  chunks in the kernel's remap tree: %llu (%llu KiB)\n", f->mapped,
+	       f->mapped * chunk / 2);
+	if (df->found) {
 		printf("  table:             %llu linear segments (%llu chunks), %llu cow segments\n",
-		       df.linear_segments, df.linear_chunks, df.cow_segments);
-		if (df.capped)
+		       df->linear_segments, df->linear_chunks, df->cow_segments);
+		if (df->capped)
 			printf("                     segment limit reached: %llu mapped chunks stay in the kernel's tree\n",
-			       df.tree_chunks);
+			       df->tree_chunks);
 		printf("  reloads:           %llu (last suspended I/O for %.2f ms, longest %.2f ms)\n",
-		       df.reloads, df.last_suspend_ms, df.max_suspend_ms);
+		       df->reloads, df->last_suspend_ms, df->max_suspend_ms);
 	}
-	printf("  pending faults:    %llu\n", f.pending);
-	printf("  copies in flight:  %llu\n", f.copying);
-	printf("  commits:           %llu\n", f.commits);
+	printf("  pending faults:    %llu\n", f->pending);
+	printf("  copies in flight:  %llu\n", f->copying);
+	printf("  commits:           %llu\n", f->commits);
 	if (pid)
-		printf("  daemon:            %s (pid %d)\n", f.daemon, (int)pid);
+		printf("  daemon:            %s (pid %d)\n", f->daemon, (int)pid);
 	else
-		printf("  daemon:            %s\n", f.daemon);
-	printf("  rejected messages: %llu\n", f.rejected);
-	if (f.copy_errors || f.failed || f.commit_errors)
+		printf("  daemon:            %s\n", f->daemon);
+	printf("  rejected messages: %llu\n", f->rejected);
+	if (f->copy_errors || f->failed || f->commit_errors)
 		printf("  errors:            %llu failed copies, %llu refused faults, %llu failed commits\n",
-		       f.copy_errors, f.failed, f.commit_errors);
+		       f->copy_errors, f->failed, f->commit_errors);
 	return 0;
 }
 
@@ -789,6 +822,30 @@ static void print_name(const char *name, void *ctx)
 	printf("%s\n", name);
 }
 
+/* list --json: the devices with what status --json says of each. */
+static void add_status(const char *name, void *ctx)
+{
+	struct device_state d;
+
+	if (!read_device_state(name, &d))
+		json_object_array_add(ctx, status_json(name, &d));
+}
+
+static int cmd_list(const struct cowctl_args *a)
+{
+	struct json_object *all;
+	int r;
+
+	if (!a->json)
+		return dmdev_list("cow", print_name, NULL) ? 1 : 0;
+	all = json_object_new_array();
+	r = dmdev_list("cow", add_status, all);
+	if (!r)
+		puts(json_object_to_json_string_ext(all, JSON_OUTPUT_FLAGS));
+	json_object_put(all);
+	return r ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct cowctl_args a;
@@ -809,7 +866,7 @@ int main(int argc, char **argv)
 	case CMD_STATUS:
 		return cmd_status(&a);
 	case CMD_LIST:
-		return dmdev_list("cow", print_name, NULL) ? 1 : 0;
+		return cmd_list(&a);
 	case CMD_CHECK:
 		return cmd_check(&a);
 	case CMD_DUMP:

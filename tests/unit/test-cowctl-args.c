@@ -98,6 +98,8 @@ static void test_commands(void)
 	CHECK(PARSE(&a, "map", "a", "b", "c") == -1 && strstr(a.error, "too many"), "map: 3");
 	CHECK(PARSE(&a, "info") == -1, "info needs a store");
 	CHECK(PARSE(&a, "map", "s.cow", "--out", "x") == -1, "map takes no --out");
+	CHECK(PARSE(&a, "check", "s.cow", "--json") == 0 && a.json, "check --json: %s", a.error);
+	CHECK(PARSE(&a, "list", "--json") == 0 && a.cmd == CMD_LIST && a.json, "list --json: %s", a.error);
 	CHECK(PARSE(&a, "merge", "s.cow", "--out", "new.img") == 0 && a.cmd == CMD_MERGE &&
 	      !strcmp(a.out, "new.img") && !a.in_place, "merge --out: %s", a.error);
 	CHECK(PARSE(&a, "merge", "s.cow", "b", "--in-place") == 0 && a.in_place && !a.out &&

@@ -1,6 +1,7 @@
 # cowctl's store commands, by content, for every format:
 # check (clean, corrupt, in use), dump (text and JSON agree with the
-# device), map and info (agree with dump; qcow2's: tests/check-cowctl-map), merge --out (equal to a raw model; for UML equal to uml_moo's),
+# device), map and info (agree with dump; qcow2's: tests/check-cowctl-map),
+# list, check and status in JSON, merge --out (equal to a raw model; for UML equal to uml_moo's),
 # merge --in-place (refused while a device uses the base), reset (refused
 # while mounted; afterwards the device reads as the base), create
 # --read-only and --base-ro.
@@ -23,6 +24,11 @@ assert d["format"] == sys.argv[1], d
 assert d["chunk_bytes"] == 65536 and d["daemon"] == "attached", d
 assert d["store_used_bytes"] > 0 and d["store_free_bytes"] > 0, d
 ' "$fmt" || fail "$fmt: cowctl status --json lacks the format, chunk size or store use"
+	cowctl list --json | python3 -c '
+import json, sys
+l = json.load(sys.stdin)
+assert [d["name"] for d in l] == ["st"] and l[0]["format"] == sys.argv[1], l
+' "$fmt" || fail "$fmt: cowctl list --json: $(cowctl list --json)"
 
 	# In use: the offline commands refuse.
 	if cowctl check "st-$fmt.cow" base.img 2>err.txt; then
@@ -101,6 +107,20 @@ assert i["chunks_mapped"] == d["chunks_mapped"] and i["format"] == d["format"], 
 	status=$?
 	set -e
 	[ $status -eq 3 ] || fail "$fmt: a damaged store gave exit $status: $(cat check.txt)"
+	set +e
+	cowctl check bad.cow base.img --json >check.json 2>check.err
+	status=$?
+	set -e
+	[ $status -eq 3 ] && python3 -c '
+import json
+c = json.load(open("check.json"))
+assert c["result"] == "corrupt" and c["problems"] >= 1 and c["first_problem"], c
+' || fail "$fmt: check --json of a damaged store (exit $status): $(cat check.json)"
+	cowctl check "st-$fmt.cow" base.img --json | python3 -c '
+import json, sys
+c = json.load(sys.stdin)
+assert c["result"] == "clean" and c["chunks_mapped"] == int(sys.argv[1]), c
+' "$mapped" || fail "$fmt: check --json of the store"
 	note "$fmt: $mapped chunks; check, dump, map, info, merge agree; damage: $(tail -n1 check.txt)"
 done
 
