@@ -29,7 +29,7 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 LIB_SRC := lib/store.c lib/store-grow.c lib/blkdev.c lib/crc32c.c
 LIBA := $(B)/lib/libdmcow-store.a
 DAEMON_COMMON := daemon/log.c daemon/proto.c daemon/plugin-loader.c
-COWD_SRC := daemon/cowd.c daemon/server.c daemon/space.c daemon/table.c daemon/reload.c $(DAEMON_COMMON)
+COWD_SRC := daemon/cowd.c daemon/server.c daemon/space.c daemon/image-lock.c daemon/table.c daemon/reload.c $(DAEMON_COMMON)
 COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/cowctl-inspect.c daemon/offline.c daemon/signature.c daemon/keyval.c \
 	daemon/store-check.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
 PLUGINS := uml packed qcow2
@@ -102,7 +102,7 @@ $(B)/systemd/cowd@.service: systemd/cowd@.service.in
 
 # ---- tests ----------------------------------------------------------------
 UNIT_TESTS := test-proto test-uml test-cowctl-args test-table test-packed test-packed-journal test-packed-crash \
-	test-qcow2 test-qcow2-refcount test-plugin-api test-keyval
+	test-qcow2 test-qcow2-refcount test-plugin-api test-keyval test-image-lock
 UNIT_BIN := $(UNIT_TESTS:%=$(B)/unit/%)
 
 $(B)/unit/test-proto: tests/unit/test-proto.c daemon/proto.c daemon/log.c tests/unit/check.h
@@ -155,6 +155,10 @@ $(B)/unit/test-plugin-api: tests/unit/test-plugin-api.c daemon/plugin-loader.c l
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^) -ldl
 
 $(B)/unit/test-keyval: tests/unit/test-keyval.c daemon/keyval.c tests/unit/check.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
+
+$(B)/unit/test-image-lock: tests/unit/test-image-lock.c daemon/image-lock.c tests/unit/check.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 

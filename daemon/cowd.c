@@ -144,7 +144,8 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct cowd d = { .commit_interval = 1.0, .reload_interval = 5.0, .reload_after = 4096,
-			  .max_segments = 10000, .min_run = 4, .ctl_fd = -1 };
+			  .max_segments = 10000, .min_run = 4, .ctl_fd = -1,
+			  .image_lock_fd = -1 };
 	unsigned long long n;
 	const char *log_file = NULL, *pidfile = NULL;
 	int foreground = 0, use_syslog = 0, verbose = 0, root_storage = 0, c, r;

@@ -19,6 +19,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "image-lock.h"
 #include "blkdev.h"
 #include "reload.h"
 #include "log.h"
@@ -847,6 +848,7 @@ int cowd_start(struct cowd *d)
 
 	d->store.base_fd = d->store.cow_fd = -1;
 	d->space.fd = -1;
+	d->image_lock_fd = -1;
 	snprintf(path, sizeof(path), "%s/%s", COW_CTL_DIR, d->ident);
 	d->ctl_fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (d->ctl_fd < 0) {
@@ -878,6 +880,18 @@ int cowd_start(struct cowd *d)
 	}
 	d->store_open = 1;
 	d->store_created = created;
+	/* A qcow2 image is QEMU's format: lock it as QEMU would. */
+	if (!strcmp(d->plugin->name, "qcow2") && d->space.fd >= 0) {
+		char why[300];
+
+		r = image_lock(d->space.path, why, sizeof(why));
+		if (r < 0) {
+			log_err("%s: refusing the image %s: %s; stop what uses it first",
+				d->ident, d->space.path, why);
+			return r;
+		}
+		d->image_lock_fd = r;
+	}
 
 	d->phase = d->plugin->data_phase(&d->store);
 	attach = cow_msg_attach(d->phase);
@@ -968,6 +982,8 @@ void cowd_cleanup(struct cowd *d)
 	if (d->store.cow_fd >= 0)
 		close(d->store.cow_fd);
 	space_close(&d->space);
+	if (d->image_lock_fd >= 0)
+		close(d->image_lock_fd);
 	if (d->ctl_fd >= 0)
 		close(d->ctl_fd);
 	free(d->out);

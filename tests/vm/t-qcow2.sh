@@ -12,7 +12,13 @@ base_sum=$(sha base.img)
 cp base.img model.img
 track q
 cowctl create q base.img q.qcow2 --format qcow2 >/dev/null
-qemu-img info q.qcow2 | has "backing file: $WORK/base.img" || fail "no backing file in the image"
+qemu-img info -U q.qcow2 | has "backing file: $WORK/base.img" || fail "no backing file in the image"
+# QEMU's image locks: while cowd serves the image, QEMU may not write it,
+# and qemu-img wants -U (--force-share), as with a running VM.
+qemu-io -f qcow2 -c 'write 0 4k' q.qcow2 >lock.txt 2>&1 && fail "qemu-io wrote an image cowd serves"
+has 'Failed to get "write" lock' lock.txt || fail "qemu-io was refused, but not for the lock: $(cat lock.txt)"
+qemu-img info q.qcow2 >lock.txt 2>&1 && fail "qemu-img info without -U opened an image cowd writes"
+has 'lock' lock.txt || fail "qemu-img info failed, but not for the lock: $(cat lock.txt)"
 size0=$(stat -c %s q.qcow2)
 
 dd if=/dev/urandom of=seq.bin bs=1M count=4 status=none
@@ -56,6 +62,20 @@ io="-c 'write -P 0xab 128k 64k' -c 'write -z 1M 128k' -c 'write -P 0xcd 3000k 4k
 eval qemu-io -f qcow2 "$io" ov.qcow2 >/dev/null
 eval qemu-io -f raw "$io" model2.img >/dev/null
 track ov
+# cowd refuses an image QEMU holds for writing (qemu-io, reading commands
+# from a FIFO this shell keeps open).
+mkfifo qemu-cmds
+qemu-io -f qcow2 ov.qcow2 <qemu-cmds >/dev/null 2>&1 &
+holder=$!
+exec 3>qemu-cmds
+qemu_holds() { ! qemu-img info ov.qcow2 >/dev/null 2>&1; }
+wait_until "qemu-io holding ov.qcow2" qemu_holds
+cowctl create ov base.img ov.qcow2 >create.txt 2>&1 && fail "cowctl create served an image qemu-io holds"
+grep -rq 'refusing the image' create.txt /run/dm-cow/ 2>/dev/null ||
+	fail "cowd's refusal does not say why: $(cat create.txt)"
+exec 3>&-
+wait $holder || true
+note "QEMU's locks: qemu-io refused while cowd served; cowd refused while qemu-io held the image"
 cowctl create ov base.img ov.qcow2 >/dev/null
 cmp /dev/mapper/ov model2.img || fail "qemu's overlay reads wrong through dm-cow"
 [ "$(mapped_total ov)" -eq 4 ] || fail "expected 4 mapped chunks (2 data, 2 zero), got $(mapped_total ov)"
