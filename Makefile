@@ -194,7 +194,7 @@ $(F)/fuzz-cowctl-args: tests/fuzz/fuzz-cowctl-args.c daemon/cowctl-args.c daemon
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^)
 
 # cowd's message handling (server.c, included by the harness) over a plugin.
-FUZZ_COWD_SRC := daemon/space.c daemon/table.c daemon/reload.c daemon/log.c daemon/proto.c \
+FUZZ_COWD_SRC := daemon/space.c daemon/image-lock.c daemon/table.c daemon/reload.c daemon/log.c daemon/proto.c \
 	daemon/plugin-loader.c lib/blkdev.c lib/store.c lib/store-grow.c lib/crc32c.c
 $(F)/fuzz-cowd-%: tests/fuzz/fuzz-cowd.c daemon/server.c plugins/%.c $(FUZZ_COWD_SRC) $(wildcard include/*.h daemon/*.h)
 	@mkdir -p $(@D)
