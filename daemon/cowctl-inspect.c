@@ -16,7 +16,7 @@
 #include "cow-store.h"
 
 /* Inspecting never writes; a store in use may change under us. */
-static int open_quiet(struct offline_store *o, const struct cowctl_args *a)
+static int open_to_inspect(struct offline_store *o, const struct cowctl_args *a)
 {
 	char who[300];
 	int r;
@@ -60,7 +60,7 @@ int cmd_info(const struct cowctl_args *a)
 	char format[64];
 	int r;
 
-	if (open_quiet(&o, a))
+	if (open_to_inspect(&o, a))
 		return 1;
 	if (offline_inspect(a->store, format, sizeof(format), &inf))
 		inf.base_id[0] = 0;
@@ -242,7 +242,7 @@ int cmd_map(const struct cowctl_args *a)
 	struct map_out m = { .json = a->json };
 	int r;
 
-	if (open_quiet(&o, a))
+	if (open_to_inspect(&o, a))
 		return 1;
 	m.end = o.s.base_size;
 	if (a->json)
