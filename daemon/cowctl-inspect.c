@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "cowctl-inspect.h"
+#include "cowctl-store.h"
 #include "json-out.h"
 #include "log.h"
 #include "offline.h"
@@ -18,17 +19,11 @@
 /* Inspecting never writes; a store in use may change under us. */
 static int open_to_inspect(struct offline_store *o, const struct cowctl_args *a)
 {
-	char who[300];
 	int r;
 
-	if (path_in_use(a->store, who, sizeof(who))) {
-		log_err("store %s is in use by %s: remove the device first (cowctl remove)",
-			a->store, who);
+	if (refuse_if_used(a->store, "store"))
 		return -EBUSY;
-	}
-	r = offline_open(o, a->store, a->base,
-			 OFFLINE_READ_ONLY | (a->ignore_base_mtime ? OFFLINE_IGNORE_BASE_MTIME : 0),
-			 a->base_id);
+	r = offline_open(o, a->store, a->base, offline_flags(a), a->base_id);
 	if (r) {
 		log_err("%s", o->error);
 		offline_close(o);

@@ -19,13 +19,13 @@
 #include "store-check.h"
 #include "cow-store.h"
 
-static unsigned int offline_flags(const struct cowctl_args *a)
+unsigned int offline_flags(const struct cowctl_args *a)
 {
 	return OFFLINE_READ_ONLY | (a->ignore_base_mtime ? OFFLINE_IGNORE_BASE_MTIME : 0);
 }
 
 /* Offline commands must not race a cowd that serves the store. */
-static int refuse_if_used(const char *path, const char *what)
+int refuse_if_used(const char *path, const char *what)
 {
 	char who[300];
 

@@ -11,6 +11,11 @@
 #define CHECK_EXIT_CORRUPT 3
 #define CHECK_EXIT_LEAKS 4	/* consistent, but space is leaked */
 
+/* The flags offline_open() gets for @a's read-only commands. */
+unsigned int offline_flags(const struct cowctl_args *a);
+/* Offline commands must not race a cowd that serves the store: -EBUSY, said. */
+int refuse_if_used(const char *path, const char *what);
+
 int cmd_check(const struct cowctl_args *a);
 int cmd_dump(const struct cowctl_args *a);
 int cmd_merge(const struct cowctl_args *a);
