@@ -30,7 +30,7 @@ LIB_SRC := lib/store.c lib/store-grow.c lib/blkdev.c lib/crc32c.c
 LIBA := $(B)/lib/libdmcow-store.a
 DAEMON_COMMON := daemon/log.c daemon/proto.c daemon/plugin-loader.c
 COWD_SRC := daemon/cowd.c daemon/server.c daemon/space.c daemon/image-lock.c daemon/table.c daemon/reload.c $(DAEMON_COMMON)
-COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/cowctl-inspect.c daemon/offline.c daemon/signature.c daemon/keyval.c \
+COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/cowctl-inspect.c daemon/cowctl-convert.c daemon/progress.c daemon/image-lock.c daemon/offline.c daemon/signature.c daemon/keyval.c \
 	daemon/store-check.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
 PLUGINS := uml packed qcow2
 HELPERS := cow-pattern cow-hostile log-replay cow-failnth cow-ctlfuzz
@@ -166,11 +166,15 @@ $(B)/unit/test-table: tests/unit/test-table.c daemon/table.c lib/store.c tests/u
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
-unit-test: $(UNIT_BIN) programs plugins
+# cowctl's offline commands are tested on the host with a sanitized build.
+unit-test: $(UNIT_BIN) programs plugins $(B)/fuzz/make-seed-packed
 	tests/run-unit $(UNIT_BIN)
 	tests/check-systemd-unit
 	tests/check-install
-	tests/check-cowctl-map
+	$(MAKE) B=$(B)/asan CC="$(CC) $(SAN)" programs plugins
+	COWCTL_BUILD=$(abspath $(B)/asan) tests/check-cowctl-map
+	COWCTL_BUILD=$(abspath $(B)/asan) tests/check-cowctl-convert
+	COWCTL_BUILD=$(abspath $(B)/asan) tests/check-cowctl-repair
 
 vm-test: all
 	tests/run-vm

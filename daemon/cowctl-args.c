@@ -76,12 +76,13 @@ static const struct {
 	{ "map", CMD_MAP, 1, 2 },
 	{ "merge", CMD_MERGE, 1, 2 },
 	{ "reset", CMD_RESET, 1, 1 },
+	{ "convert", CMD_CONVERT, 1, 2 },
 	{ "help", CMD_HELP, 0, 0 },
 };
 
 enum {
 	OPT_JSON = 256, OPT_READ_ONLY, OPT_BASE_RO, OPT_IN_PLACE, OPT_OUT, OPT_CHUNK, OPT_FORMAT,
-	OPT_FORCE, OPT_IGNORE_MTIME, OPT_BASE_ID,
+	OPT_FORCE, OPT_IGNORE_MTIME, OPT_BASE_ID, OPT_NO_DAEMON, OPT_REPAIR,
 };
 
 static const struct option long_options[] = {
@@ -96,6 +97,8 @@ static const struct option long_options[] = {
 	{ "force", no_argument, NULL, OPT_FORCE },
 	{ "ignore-base-mtime", no_argument, NULL, OPT_IGNORE_MTIME },
 	{ "base-id", required_argument, NULL, OPT_BASE_ID },
+	{ "no-daemon", no_argument, NULL, OPT_NO_DAEMON },
+	{ "repair", no_argument, NULL, OPT_REPAIR },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -106,19 +109,24 @@ static int option_applies(int opt, enum cowctl_cmd cmd)
 	case OPT_JSON:
 		return cmd == CMD_STATUS || cmd == CMD_DUMP || cmd == CMD_INFO || cmd == CMD_MAP ||
 		       cmd == CMD_LIST || cmd == CMD_CHECK;
-	case OPT_READ_ONLY:
-	case OPT_BASE_RO:
 	case OPT_CHUNK:
 	case OPT_FORMAT:
+		return cmd == CMD_CREATE || cmd == CMD_CONVERT;
+	case OPT_READ_ONLY:
+	case OPT_BASE_RO:
 	case OPT_FORCE:
+	case OPT_NO_DAEMON:
 		return cmd == CMD_CREATE;
 	case OPT_IN_PLACE:
-	case OPT_OUT:
 		return cmd == CMD_MERGE;
+	case OPT_REPAIR:
+		return cmd == CMD_CHECK;
+	case OPT_OUT:
+		return cmd == CMD_MERGE || cmd == CMD_CONVERT;
 	case OPT_IGNORE_MTIME:
 	case OPT_BASE_ID:
 		return cmd == CMD_CREATE || cmd == CMD_CHECK || cmd == CMD_DUMP || cmd == CMD_MERGE ||
-		       cmd == CMD_INFO || cmd == CMD_MAP;
+		       cmd == CMD_INFO || cmd == CMD_MAP || cmd == CMD_CONVERT;
 	default:
 		return 1;
 	}
@@ -184,6 +192,12 @@ int cowctl_parse(int argc, char **argv, struct cowctl_args *a)
 		case OPT_FORCE:
 			a->force = 1;
 			break;
+		case OPT_NO_DAEMON:
+			a->no_daemon = 1;
+			break;
+		case OPT_REPAIR:
+			a->repair = 1;
+			break;
 		case OPT_IGNORE_MTIME:
 			a->ignore_base_mtime = 1;
 			break;
@@ -223,9 +237,12 @@ int cowctl_parse(int argc, char **argv, struct cowctl_args *a)
 	if (npos < min)
 		return fail(a, "%s needs %d argument%s", argv[1], min, min > 1 ? "s" : "");
 	if (a->cmd == CMD_CHECK || a->cmd == CMD_DUMP || a->cmd == CMD_MERGE ||
-	    a->cmd == CMD_INFO || a->cmd == CMD_MAP) {
+	    a->cmd == CMD_INFO || a->cmd == CMD_MAP || a->cmd == CMD_CONVERT) {
 		a->store = pos[0];
 		a->base = npos > 1 ? pos[1] : NULL;
+		if (a->cmd == CMD_CONVERT && (!a->out || !a->format))
+			return fail(a, "convert needs --format FMT and --out FILE, as in "
+				    "cowctl convert STORE --format packed --out NEW");
 		if (a->cmd == CMD_MERGE && !a->out == !a->in_place)
 			return fail(a, "merge needs either --out FILE or --in-place");
 		if (a->in_place && !a->base)

@@ -19,6 +19,7 @@ enum cowctl_cmd {
 	CMD_MAP,
 	CMD_MERGE,
 	CMD_RESET,
+	CMD_CONVERT,
 };
 
 struct cowctl_args {
@@ -28,15 +29,17 @@ struct cowctl_args {
 	const char *cow;
 	uint64_t chunk_bytes;
 	int chunk_given;	/* --chunk was on the command line */
-	const char *format;
-	const char *store;	/* check, dump, merge: the store's path */
-	const char *out;	/* merge --out */
+	const char *format;	/* create, convert --format */
+	const char *store;	/* check, dump, merge, convert: the store's path */
+	const char *out;	/* merge --out, convert --out */
 	int in_place;		/* merge --in-place */
 	int read_only;		/* create --read-only */
 	int base_ro;		/* create --base-ro */
+	int no_daemon;		/* create --no-daemon */
 	int force;		/* create --force: format over a foreign signature */
 	int ignore_base_mtime;	/* --ignore-base-mtime: a UML base file's mtime changed */
 	const char *base_id;	/* --base-id: the base's label (packed) */
+	int repair;		/* check --repair */
 	int json;
 	char error[256];
 };

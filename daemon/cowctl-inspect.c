@@ -16,21 +16,6 @@
 #include "offline.h"
 #include "cow-store.h"
 
-/* Inspecting never writes; a store in use may change under us. */
-static int open_to_inspect(struct offline_store *o, const struct cowctl_args *a)
-{
-	int r;
-
-	if (refuse_if_used(a->store, "store"))
-		return -EBUSY;
-	r = offline_open(o, a->store, a->base, offline_flags(a), a->base_id);
-	if (r) {
-		log_err("%s", o->error);
-		offline_close(o);
-	}
-	return r;
-}
-
 static int count_mapping(void *ctx, uint64_t chunk, uint64_t sector)
 {
 	(*(uint64_t *)ctx)++;
@@ -55,7 +40,7 @@ int cmd_info(const struct cowctl_args *a)
 	char format[64];
 	int r;
 
-	if (open_to_inspect(&o, a))
+	if (open_store_to_read(&o, a))
 		return 1;
 	if (offline_inspect(a->store, format, sizeof(format), &inf))
 		inf.base_id[0] = 0;
@@ -80,7 +65,7 @@ int cmd_info(const struct cowctl_args *a)
 		json_add_u64(j, "mapped_bytes", mapped * chunk_bytes);
 		json_add_u64(j, "store_bytes", o.s.cow_size);
 		json_add_u64(j, "disk_bytes", disk_bytes(&o));
-		puts(json_object_to_json_string_ext(j, JSON_OUTPUT_FLAGS | JSON_C_TO_STRING_PRETTY));
+		json_out(j, JSON_OUTPUT_FLAGS | JSON_C_TO_STRING_PRETTY);
 		json_object_put(j);
 	} else {
 		printf("store: %s\n"
@@ -237,15 +222,17 @@ int cmd_map(const struct cowctl_args *a)
 	struct map_out m = { .json = a->json };
 	int r;
 
-	if (open_to_inspect(&o, a))
+	if (open_store_to_read(&o, a))
 		return 1;
 	m.end = o.s.base_size;
-	if (a->json)
+	if (a->json) {
+		json_out_begun = 1;
 		printf("[");
-	else
+	} else {
 		printf("# %s: device bytes held by the store (the rest reads from the base %s)\n"
 		       "# offset              length               store offset (bytes)\n",
 		       a->store, o.base_path);
+	}
 	if (COW_PLUGIN_HAS(o.p, for_each_extent))
 		r = o.p->for_each_extent(&o.s, map_extent, &m);
 	else

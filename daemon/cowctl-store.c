@@ -15,7 +15,9 @@
 #include "cowctl-store.h"
 #include "json-out.h"
 #include "log.h"
+#include "image-lock.h"
 #include "offline.h"
+#include "progress.h"
 #include "store-check.h"
 #include "cow-store.h"
 
@@ -35,10 +37,27 @@ int refuse_if_used(const char *path, const char *what)
 	return -EBUSY;
 }
 
-/* cowctl check: a line that says it all. */
-static void print_check_text(const struct cowctl_args *a, const struct offline_store *o,
-			     enum check_result res, const struct check_report *rep)
+int open_store_to_read(struct offline_store *o, const struct cowctl_args *a)
 {
+	int r;
+
+	if (refuse_if_used(a->store, "store"))
+		return -EBUSY;
+	r = offline_open(o, a->store, a->base, offline_flags(a), a->base_id);
+	if (r) {
+		log_err("%s", o->error);
+		offline_close(o);
+	}
+	return r;
+}
+
+/* cowctl check: a line that says it all (after what --repair did). */
+static void print_check_text(const struct cowctl_args *a, const struct offline_store *o,
+			     enum check_result res, const struct check_report *rep,
+			     const char *repaired)
+{
+	if (repaired[0])
+		printf("%s: repaired: %s\n", a->store, repaired);
 	switch (res) {
 	case CHECK_CLEAN:
 		printf("%s: %s store, consistent: %llu chunks mapped, base %s\n", a->store,
@@ -56,7 +75,8 @@ static void print_check_text(const struct cowctl_args *a, const struct offline_s
 
 /* cowctl check --json: one object; the exit status says the same. */
 static void print_check_json(const struct cowctl_args *a, const struct offline_store *o,
-			     enum check_result res, const struct check_report *rep)
+			     enum check_result res, const struct check_report *rep,
+			     const char *repaired)
 {
 	static const char *const words[] = {
 		[CHECK_CLEAN] = "clean", [CHECK_LEAKS] = "leaks", [CHECK_CORRUPT] = "corrupt",
@@ -71,8 +91,34 @@ static void print_check_json(const struct cowctl_args *a, const struct offline_s
 	json_add_u64(j, "problems", rep->problems);
 	json_object_object_add(j, "first_problem",
 			       json_object_new_string(res == CHECK_CLEAN ? "" : rep->first));
-	puts(json_object_to_json_string_ext(j, JSON_OUTPUT_FLAGS));
+	if (a->repair)
+		json_object_object_add(j, "repaired", json_object_new_string(repaired));
+	json_out(j, JSON_OUTPUT_FLAGS);
 	json_object_put(j);
+}
+
+/*
+ * check --repair: have the plugin give back the leaked space, then check
+ * again.  What it did goes to @done; *@res is the new verdict.
+ */
+static int repair_leaks(const struct cowctl_args *a, struct offline_store *o,
+			struct check_report *rep, enum check_result *res, char *done, size_t len)
+{
+	int r;
+
+	if (!COW_PLUGIN_HAS(o->p, repair)) {
+		log_err("%s: the %s format has no repair for leaks", a->store, o->p->name);
+		return -EOPNOTSUPP;
+	}
+	o->s.error[0] = 0;
+	r = o->p->repair(&o->s);
+	if (r) {
+		log_err("%s: repair failed: %s", a->store, o->s.error[0] ? o->s.error : strerror(-r));
+		return r;
+	}
+	snprintf(done, len, "%s", o->s.error[0] ? o->s.error : "leaks given back");
+	*res = store_check(o, rep);
+	return 0;
 }
 
 int cmd_check(const struct cowctl_args *a)
@@ -80,11 +126,21 @@ int cmd_check(const struct cowctl_args *a)
 	struct offline_store o;
 	struct check_report rep;
 	enum check_result res;
-	int r;
+	char repaired[COW_ERROR_MAX] = "", why[256];
+	int r, lock_fd = -1;
 
 	if (refuse_if_used(a->store, "store"))
 		return CHECK_EXIT_FAILED;
-	r = offline_open(&o, a->store, a->base, offline_flags(a), a->base_id);
+	/* --repair writes: not while QEMU (or a cowd) has the image open. */
+	if (a->repair) {
+		lock_fd = image_lock(a->store, why, sizeof(why));
+		if (lock_fd < 0) {
+			log_err("%s: not repaired: %s", a->store, why);
+			return CHECK_EXIT_FAILED;
+		}
+	}
+	r = offline_open(&o, a->store, a->base,
+			 offline_flags(a) & ~(a->repair ? OFFLINE_READ_ONLY : 0), a->base_id);
 	if (r) {
 		/* The plugin's open() refuses damage with EINVAL (the base was
 		 * found); anything else stopped the check itself. */
@@ -99,18 +155,27 @@ int cmd_check(const struct cowctl_args *a)
 					       json_object_new_string(corrupt ? "corrupt" : "failed"));
 			json_add_u64(j, "problems", corrupt);
 			json_object_object_add(j, "first_problem", json_object_new_string(o.error));
-			puts(json_object_to_json_string_ext(j, JSON_OUTPUT_FLAGS));
+			json_out(j, JSON_OUTPUT_FLAGS);
 			json_object_put(j);
 		}
 		offline_close(&o);
+		if (lock_fd >= 0)
+			close(lock_fd);
 		return corrupt ? CHECK_EXIT_CORRUPT : CHECK_EXIT_FAILED;
 	}
 	res = store_check(&o, &rep);
+	r = 0;
+	if (a->repair && res == CHECK_LEAKS)
+		r = repair_leaks(a, &o, &rep, &res, repaired, sizeof(repaired));
 	if (a->json)
-		print_check_json(a, &o, res, &rep);
+		print_check_json(a, &o, res, &rep, repaired);
 	else
-		print_check_text(a, &o, res, &rep);
+		print_check_text(a, &o, res, &rep, repaired);
 	offline_close(&o);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	if (r)
+		return CHECK_EXIT_FAILED;
 	return res == CHECK_CLEAN ? CHECK_EXIT_CLEAN :
 	       res == CHECK_LEAKS ? CHECK_EXIT_LEAKS : CHECK_EXIT_CORRUPT;
 }
@@ -144,17 +209,12 @@ int cmd_dump(const struct cowctl_args *a)
 	struct dump_ctx d = { .json = a->json };
 	int r;
 
-	if (refuse_if_used(a->store, "store"))
+	if (open_store_to_read(&o, a))
 		return 1;
-	r = offline_open(&o, a->store, a->base, offline_flags(a), a->base_id);
-	if (r) {
-		log_err("%s", o.error);
-		offline_close(&o);
-		return 1;
-	}
 	d.chunk_bytes = (uint64_t)o.s.chunk_sectors * COW_SECTOR;
 	/* Streamed, not built: a store may hold millions of mappings. */
 	if (a->json) {
+		json_out_begun = 1;
 		printf("{\n  \"store\": ");
 		json_print_string(stdout, a->store);
 		printf(",\n  \"format\": ");
@@ -181,29 +241,6 @@ int cmd_dump(const struct cowctl_args *a)
 }
 
 /* ---- merge ---------------------------------------------------------------- */
-
-struct progress {
-	uint64_t done, total;
-	int tty, last_pct;
-	const char *what;
-};
-
-static void progress_show(struct progress *p, uint64_t add)
-{
-	int pct;
-
-	p->done += add;
-	if (!p->tty || !p->total)
-		return;
-	pct = (int)(p->done * 100 / p->total);
-	if (pct == p->last_pct)
-		return;
-	p->last_pct = pct;
-	fprintf(stderr, "\r%s [%-40.*s] %3d%%", p->what, pct * 40 / 100,
-		"########################################", pct);
-	if (p->done >= p->total)
-		fputc('\n', stderr);
-}
 
 /* Copy the base into a new image; zero blocks stay holes in a file. */
 static int copy_base(int from, int to, uint64_t size, int out_is_file, struct progress *pg)
@@ -342,10 +379,10 @@ static int in_place_target(struct offline_store *o, int *out_fd)
 int cmd_merge(const struct cowctl_args *a)
 {
 	struct offline_store o;
-	struct progress pg = { .tty = isatty(2), .last_pct = -1 };
+	struct progress pg;
 	struct overlay_ctx c = { .o = &o };
 	uint64_t mapped = 0, out_size;
-	const char *target;
+	const char *target = NULL;
 	int out_fd = -1, out_is_file = 0, created = 0, r;
 	struct stat st;
 
@@ -383,8 +420,7 @@ int cmd_merge(const struct cowctl_args *a)
 			log_err("%s is smaller than the base (%llu bytes)", target,
 				(unsigned long long)o.s.base_size);
 		}
-		pg.what = "copying the base";
-		pg.total = o.s.base_size;
+		progress_start(&pg, "copying the base", o.s.base_size);
 		if (!r)
 			r = copy_base(o.s.base_fd, out_fd, o.s.base_size, out_is_file, &pg);
 		if (r)
@@ -395,7 +431,7 @@ int cmd_merge(const struct cowctl_args *a)
 	c.out_fd = out_fd;
 	c.buf = malloc((size_t)o.s.chunk_sectors * COW_SECTOR);
 	c.pg = &pg;
-	pg = (struct progress){ .tty = isatty(2), .last_pct = -1, .what = "merging changes " };
+	progress_start(&pg, "merging changes ", 0);
 	if (!c.buf) {
 		r = -ENOMEM;
 	} else if (COW_PLUGIN_HAS(o.p, for_each_extent)) {

@@ -16,6 +16,14 @@ unsigned int offline_flags(const struct cowctl_args *a);
 /* Offline commands must not race a cowd that serves the store: -EBUSY, said. */
 int refuse_if_used(const char *path, const char *what);
 
+struct offline_store;
+/*
+ * Open @a->store (and @a->base) to read it, as offline_open() with
+ * offline_flags(@a), refused while a device uses it: 0, or a negative
+ * errno, said, and nothing left open.
+ */
+int open_store_to_read(struct offline_store *o, const struct cowctl_args *a);
+
 int cmd_check(const struct cowctl_args *a);
 int cmd_dump(const struct cowctl_args *a);
 int cmd_merge(const struct cowctl_args *a);

@@ -29,6 +29,7 @@
 #include "offline.h"
 #include "signature.h"
 #include "cowctl-store.h"
+#include "cowctl-convert.h"
 #include "cowctl-inspect.h"
 #include "loopdev.h"
 #include "plugin-loader.h"
@@ -42,18 +43,19 @@ static void usage(FILE *f)
 		"usage: cowctl COMMAND [ARGS]\n"
 		"\n"
 		"  create NAME BASE COW [--chunk SIZE] [--format FMT] [--read-only] [--base-ro]\n"
-		"                     [--force]\n"
+		"                     [--force] [--no-daemon]\n"
 		"        make /dev/mapper/NAME: BASE read-only under a private CoW store.\n"
 		"        Files are attached to loop devices; a missing COW file is created\n"
 		"        (format uml), a blank one is made in FMT.  SIZE: power of two from\n"
 		"        4k (default 64k).  --force: format over a signature libblkid finds.\n"
-		"        Starts cowd.\n"
+		"        Starts cowd, unless --no-daemon (then: systemctl start cowd@NAME).\n"
 		"  remove NAME        flush, remove the device, stop its daemon\n"
 		"  status NAME [--json]\n"
 		"                     counters of the device's group, in words\n"
 		"  list [--json]      the dm-cow devices (with their status, in JSON)\n"
-		"  check STORE [BASE] [--json]\n"
-		"                     check a store offline (exit 3: corrupt, 4: leaks)\n"
+		"  check STORE [BASE] [--json] [--repair]\n"
+		"                     check a store offline (exit 3: corrupt, 4: leaks);\n"
+		"                     --repair gives leaked space back (qcow2)\n"
 		"  dump STORE [BASE] [--json]\n"
 		"                     the store's mappings, a chunk a line\n"
 		"  info STORE [BASE] [--json]\n"
@@ -64,10 +66,13 @@ static void usage(FILE *f)
 		"                     the base with the store's changes, as a new image or\n"
 		"                     into the base itself\n"
 		"  reset NAME         throw away the device's changes\n"
+		"  convert STORE [BASE] --format FMT --out NEW [--chunk SIZE]\n"
+		"                     the store's changes in a new store of format FMT\n"
+		"                     (like qemu-img convert -B BASE)\n"
 		"\n"
-		"  --ignore-base-mtime (create, check, dump, info, map, merge): use a UML\n"
+		"  --ignore-base-mtime (create, check, dump, info, map, merge, convert): use a UML\n"
 		"        COW file although its base file was modified after it was made\n"
-		"  --base-id LABEL (create, check, dump, info, map, merge): the base's\n"
+		"  --base-id LABEL (create, check, dump, info, map, merge, convert): the base's\n"
 		"        label; create records it in a new packed store, and a store that\n"
 		"        recorded another (or none) is refused\n"
 		"\n"
@@ -294,9 +299,13 @@ struct device_spec {
 	int read_only;
 	int ignore_base_mtime;	/* cowd --ignore-base-mtime */
 	const char *base_id;	/* cowd --base-id */
+	int no_daemon;		/* leave serving it to cowd@NAME or cowd NAME */
 };
 
-/* Attach BASE and COW, load the table, start cowd.  0 or 1 (said why). */
+/*
+ * Attach BASE and COW, load the table, start cowd (unless no_daemon: the
+ * device then goes live when a daemon serves it).  0 or 1 (said why).
+ */
 static int make_device(const struct device_spec *d)
 {
 	uint64_t base_size, cow_size;
@@ -329,7 +338,7 @@ static int make_device(const struct device_spec *d)
 		r = 1;
 		goto out;
 	}
-	if (start_daemon(d->name, d->ignore_base_mtime, d->base_id)) {
+	if (!d->no_daemon && start_daemon(d->name, d->ignore_base_mtime, d->base_id)) {
 		log_err("%s: cowd could not serve the device; removing it", d->name);
 		dmdev_remove(d->name);
 		r = 1;
@@ -391,7 +400,7 @@ static int cmd_create(const struct cowctl_args *a)
 				 .chunk_sectors = a->chunk_bytes / COW_SECTOR,
 				 .read_only = a->read_only,
 				 .ignore_base_mtime = a->ignore_base_mtime,
-				 .base_id = a->base_id };
+				 .base_id = a->base_id, .no_daemon = a->no_daemon };
 	char who[300];
 	struct stat st;
 
@@ -437,6 +446,10 @@ static int cmd_create(const struct cowctl_args *a)
 	if (make_device(&d))
 		return 1;
 	printf("/dev/mapper/%s\n", a->name);
+	if (a->no_daemon)
+		fprintf(stderr, "cowctl: %s: no daemon yet: the device goes live when "
+			"'systemctl start cowd@%s' (or 'cowd %s') serves it\n", a->name, a->name,
+			a->name);
 	return 0;
 }
 
@@ -705,7 +718,7 @@ static int cmd_status(const struct cowctl_args *a)
 	if (a->json) {
 		struct json_object *j = status_json(a->name, &d);
 
-		puts(json_object_to_json_string_ext(j, JSON_OUTPUT_FLAGS));
+		json_out(j, JSON_OUTPUT_FLAGS);
 		json_object_put(j);
 		return 0;
 	}
@@ -836,14 +849,72 @@ static int cmd_list(const struct cowctl_args *a)
 	struct json_object *all;
 	int r;
 
-	if (!a->json)
-		return dmdev_list("cow", print_name, NULL) ? 1 : 0;
-	all = json_object_new_array();
-	r = dmdev_list("cow", add_status, all);
-	if (!r)
-		puts(json_object_to_json_string_ext(all, JSON_OUTPUT_FLAGS));
+	all = a->json ? json_object_new_array() : NULL;
+	r = a->json ? dmdev_list("cow", add_status, all) : dmdev_list("cow", print_name, NULL);
+	if (r)
+		log_err("cannot list the device-mapper devices (is the dm-mod module loaded?)");
+	else if (a->json)
+		json_out(all, JSON_OUTPUT_FLAGS);
 	json_object_put(all);
 	return r ? 1 : 0;
+}
+
+int json_out_begun;
+
+/*
+ * With --json, a command that fails before its answer gives the error as
+ * JSON on stdout too: {"error": first message, "errors": [all], "exit": N}.
+ * (check's verdicts, exit 3 and 4, are its answer.)
+ */
+static int json_error(const struct cowctl_args *a, int status)
+{
+	struct json_object *j, *all;
+	int i;
+
+	if (!a->json || json_out_begun || !status || !log_error(0))
+		return status;
+	j = json_object_new_object();
+	all = json_object_new_array();
+	json_object_object_add(j, "error", json_object_new_string(log_error(0)));
+	for (i = 0; log_error(i); i++)
+		json_object_array_add(all, json_object_new_string(log_error(i)));
+	json_object_object_add(j, "errors", all);
+	json_object_object_add(j, "exit", json_object_new_int(status));
+	json_out(j, JSON_OUTPUT_FLAGS);
+	json_object_put(j);
+	return status;
+}
+
+static int run_command(const struct cowctl_args *a)
+{
+	switch (a->cmd) {
+	case CMD_HELP:
+		usage(stdout);
+		return 0;
+	case CMD_CREATE:
+		return cmd_create(a);
+	case CMD_REMOVE:
+		return cmd_remove(a);
+	case CMD_STATUS:
+		return cmd_status(a);
+	case CMD_LIST:
+		return cmd_list(a);
+	case CMD_CHECK:
+		return cmd_check(a);
+	case CMD_DUMP:
+		return cmd_dump(a);
+	case CMD_INFO:
+		return cmd_info(a);
+	case CMD_MAP:
+		return cmd_map(a);
+	case CMD_MERGE:
+		return cmd_merge(a);
+	case CMD_RESET:
+		return cmd_reset(a);
+	case CMD_CONVERT:
+		return cmd_convert(a);
+	}
+	return 2;
 }
 
 int main(int argc, char **argv)
@@ -851,34 +922,15 @@ int main(int argc, char **argv)
 	struct cowctl_args a;
 
 	log_init("cowctl", 0, 0);
+	log_keep_errors();
 	if (cowctl_parse(argc, argv, &a)) {
-		fprintf(stderr, "cowctl: %s (see cowctl --help)\n", a.error);
-		return 2;
+		int i;
+
+		/* (parsing may have stopped before it) */
+		for (i = 1; i < argc; i++)
+			a.json |= !strcmp(argv[i], "--json");
+		log_err("%s (see cowctl --help)", a.error);
+		return json_error(&a, 2);
 	}
-	switch (a.cmd) {
-	case CMD_HELP:
-		usage(stdout);
-		return 0;
-	case CMD_CREATE:
-		return cmd_create(&a);
-	case CMD_REMOVE:
-		return cmd_remove(&a);
-	case CMD_STATUS:
-		return cmd_status(&a);
-	case CMD_LIST:
-		return cmd_list(&a);
-	case CMD_CHECK:
-		return cmd_check(&a);
-	case CMD_DUMP:
-		return cmd_dump(&a);
-	case CMD_INFO:
-		return cmd_info(&a);
-	case CMD_MAP:
-		return cmd_map(&a);
-	case CMD_MERGE:
-		return cmd_merge(&a);
-	case CMD_RESET:
-		return cmd_reset(&a);
-	}
-	return 2;
+	return json_error(&a, run_command(&a));
 }

@@ -205,6 +205,15 @@ struct cow_plugin {
 	 * out (the kernel refused it): nothing was written there.
 	 */
 	void (*ungrant)(struct cow_store *s, uint64_t sector, uint64_t count);
+
+	/*
+	 * Optional, with check().  Give back the space check() found leaked
+	 * (cowctl check --repair), on a store an offline tool opened to
+	 * write: fix the counts, durably, and release the space where it can
+	 * (punch holes in a file).  0, with what was done in s->error; or a
+	 * negative errno.  What stays leaked, check() reports again.
+	 */
+	int (*repair)(struct cow_store *s);
 };
 
 /* Does plugin @p provide the optional callback @field? */

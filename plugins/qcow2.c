@@ -39,6 +39,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1587,45 +1588,57 @@ static int table_refs(struct cow_store *s, struct q2 *q, uint64_t l1i, uint64_t 
 }
 
 /*
- * Rebuild the refcounts from the metadata, as qemu-img check does, and
- * compare: a cluster used more than counted is corruption, one counted
- * more than used is a leak.  OFLAG_COPIED must match a refcount of 1.
+ * Rebuild the refcounts from the metadata, as qemu-img check does, into
+ * @c (want: from the metadata; have: on disk).  0, or -EINVAL with
+ * s->error for what is corrupt beyond counts: wrong copied flags,
+ * references past the end.
+ */
+static int q2_count_refs(struct cow_store *s, struct q2 *q, struct q2_check *c)
+{
+	uint64_t i;
+	int r;
+
+	c->n = div_up(s->cow_size > q->next_free ? s->cow_size : q->next_free, q->cs);
+	c->want = calloc(c->n ? c->n : 1, sizeof(*c->want));
+	c->have = calloc(c->n ? c->n : 1, sizeof(*c->have));
+	r = c->want && c->have ? read_refcounts(s, q, c) : -ENOMEM;
+	if (!r) {
+		count_ref(c, 0, q->cs, -1);
+		for (i = 0; i < q->rt_clusters; i++)
+			count_ref(c, q->rt_offset + i * q->cs, q->cs, -1);
+		for (i = 0; i < div_up((uint64_t)q->l1_size * 8, q->cs); i++)
+			count_ref(c, q->l1_offset + i * q->cs, q->cs, -1);
+		for (i = 0; i < q->rt_entries; i++)
+			if (q->rt[i])
+				count_ref(c, q->rt[i], q->cs, -1);
+		r = walk_l2(s, q, table_refs, c);
+	}
+	if (!r && c->bad_copied)
+		r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: %llu entries with a wrong copied flag (first at %llu)",
+				    (unsigned long long)c->bad_copied, (unsigned long long)c->first_bad);
+	if (!r && c->outside)
+		r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: %llu references past its end",
+				    (unsigned long long)c->outside);
+	for (i = 0; i < c->n && !r; i++)
+		if (c->have[i] < c->want[i])
+			r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: cluster %llu is used %u times but counted %u",
+					    (unsigned long long)i, c->want[i], c->have[i]);
+	return r;
+}
+
+/*
+ * A cluster used more than counted is corruption, one counted more than
+ * used is a leak.  OFLAG_COPIED must match a refcount of 1.
  */
 static int q2_check(struct cow_store *s)
 {
-	struct q2 *q = s->priv;
 	struct q2_check c = { 0 };
 	uint64_t i, leaks = 0;
 	int r;
 
-	c.n = div_up(s->cow_size > q->next_free ? s->cow_size : q->next_free, q->cs);
-	c.want = calloc(c.n ? c.n : 1, sizeof(*c.want));
-	c.have = calloc(c.n ? c.n : 1, sizeof(*c.have));
-	r = c.want && c.have ? read_refcounts(s, q, &c) : -ENOMEM;
-	if (!r) {
-		count_ref(&c, 0, q->cs, -1);
-		for (i = 0; i < q->rt_clusters; i++)
-			count_ref(&c, q->rt_offset + i * q->cs, q->cs, -1);
-		for (i = 0; i < div_up((uint64_t)q->l1_size * 8, q->cs); i++)
-			count_ref(&c, q->l1_offset + i * q->cs, q->cs, -1);
-		for (i = 0; i < q->rt_entries; i++)
-			if (q->rt[i])
-				count_ref(&c, q->rt[i], q->cs, -1);
-		r = walk_l2(s, q, table_refs, &c);
-	}
-	if (!r && c.bad_copied)
-		r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: %llu entries with a wrong copied flag (first at %llu)",
-				    (unsigned long long)c.bad_copied, (unsigned long long)c.first_bad);
-	if (!r && c.outside)
-		r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: %llu references past its end",
-				    (unsigned long long)c.outside);
-	for (i = 0; i < c.n && !r; i++) {
-		if (c.have[i] < c.want[i])
-			r = cow_store_error(s, -EINVAL, "corrupt qcow2 image: cluster %llu is used %u times but counted %u",
-					    (unsigned long long)i, c.want[i], c.have[i]);
-		else if (c.have[i] > c.want[i])
-			leaks++;
-	}
+	r = q2_count_refs(s, s->priv, &c);
+	for (i = 0; i < c.n && !r; i++)
+		leaks += c.have[i] > c.want[i];
 	free(c.want);
 	free(c.have);
 	if (r)
@@ -1635,6 +1648,45 @@ static int q2_check(struct cow_store *s)
 				(unsigned long long)leaks);
 		return 1;
 	}
+	return 0;
+}
+
+/*
+ * Free the leaked clusters that nothing uses (as qemu-img check -r leaks):
+ * their refcounts go to 0 and, in a file, their space back to the
+ * filesystem.  A cluster counted twice but used once (only a crafted
+ * image has one: we never share clusters) keeps its count: lowering it
+ * would make its copied flag wrong.
+ */
+static int q2_repair(struct cow_store *s)
+{
+	struct q2 *q = s->priv;
+	struct q2_check c = { 0 };
+	uint64_t i, freed = 0, kept = 0;
+	int r;
+
+	r = q2_count_refs(s, q, &c);
+	for (i = 0; i < c.n && !r; i++) {
+		if (c.have[i] <= c.want[i])
+			continue;
+		if (c.want[i]) {
+			kept++;
+			continue;
+		}
+		r = set_refcounts(s, q, i, 1, 0);
+		if (!r && s->cow_is_file)
+			fallocate(s->cow_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				  (off_t)(i * q->cs), (off_t)q->cs);
+		freed += !r;
+	}
+	free(c.want);
+	free(c.have);
+	if (!r && fdatasync(s->cow_fd) < 0)
+		r = cow_store_error(s, -errno, "cannot sync the refcounts: %s", strerror(errno));
+	if (r)
+		return r;
+	cow_store_error(s, 0, "%llu leaked clusters freed%s", (unsigned long long)freed,
+			kept ? "; clusters counted more than once but used once are kept" : "");
 	return 0;
 }
 
@@ -1655,6 +1707,7 @@ static const struct cow_plugin qcow2_plugin = {
 	.used_bytes = q2_used_bytes,
 	.inspect = q2_inspect,
 	.check = q2_check,
+	.repair = q2_repair,
 	.hold = q2_hold,
 	.for_each_extent = q2_for_each_extent,
 	.grant = q2_grant,

@@ -8,6 +8,7 @@
  *   probe, inspect                          (cowctl inspect)
  *   open read-only, for_each_mapping, check (cowctl check, dump, merge)
  *   open, grant, locate/mark/commit, reopen (cowd)
+ *   open, repair, reopen                    (cowctl check --repair)
  *
  * Crashes and sanitizer reports are findings; so is a store that check()
  * called sound but that, once the plugin itself added mappings to it,
@@ -184,7 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	struct listing l = { 0 };
 	uint64_t chunk[MAX_OPS], sector[MAX_OPS], nr_chunks, seed = len, cow_size;
 	uint64_t granted = 0, granted_left = 0;
-	int sound, nmarked = 0, i, valid;
+	int sound, verdict, nmarked = 0, i, valid, r;
 	static char buf[1 << 21], head[64 << 10];
 	uint8_t *fixed = NULL;
 
@@ -294,12 +295,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	l.want_chunk = chunk;
 	l.want_sector = sector;
 	l.nwant = nmarked;
-	if (sound && offline_check(&s, &l) < 0) {
+	verdict = offline_check(&s, &l);
+	if (sound && verdict < 0) {
 		fprintf(stderr, "a sound store is corrupt after a commit: %s\n", s.error);
 		abort();
 	}
 	if (sound && l.found < nmarked) {
 		fprintf(stderr, "%d of %d committed mappings are gone\n", nmarked - l.found, nmarked);
+		abort();
+	}
+	P->close(&s);
+
+	/* cowctl check --repair of a leaking store: nothing corrupt, nothing lost. */
+	if (!sound || verdict != 1 || !COW_PLUGIN_HAS(P, repair))
+		goto out;
+	s.read_only = 0;
+	if (P->open(&s))
+		goto out;
+	r = P->repair(&s);
+	P->close(&s);
+	if (r)
+		goto out;
+	s.read_only = 1;
+	if (P->open(&s)) {
+		fprintf(stderr, "a repaired store opens no more: %s\n", s.error);
+		abort();
+	}
+	memset(&l, 0, sizeof(l));
+	l.want_chunk = chunk;
+	l.want_sector = sector;
+	l.nwant = nmarked;
+	if (offline_check(&s, &l) < 0 || l.found < nmarked) {
+		fprintf(stderr, "repair broke the store (%d of %d mappings): %s\n", l.found, nmarked,
+			s.error);
 		abort();
 	}
 	P->close(&s);

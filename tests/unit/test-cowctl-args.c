@@ -114,6 +114,25 @@ static void test_commands(void)
 	CHECK(PARSE(&a, "create", "g1", "b", "c", "--read-only", "--base-ro") == 0 && a.read_only &&
 	      a.base_ro, "create --read-only --base-ro: %s", a.error);
 	CHECK(PARSE(&a, "check", "s", "--in-place") == -1, "--in-place is for merge");
+	CHECK(PARSE(&a, "convert", "s.qcow2", "b", "--format", "packed", "--out", "n.cow") == 0 &&
+	      a.cmd == CMD_CONVERT && !strcmp(a.store, "s.qcow2") && !strcmp(a.base, "b") &&
+	      !strcmp(a.format, "packed") && !strcmp(a.out, "n.cow") && !a.chunk_given,
+	      "convert: %s", a.error);
+	CHECK(PARSE(&a, "convert", "s", "--format", "uml", "--out", "n", "--chunk", "4k") == 0 &&
+	      a.chunk_given && a.chunk_bytes == 4096, "convert --chunk: %s", a.error);
+	CHECK(PARSE(&a, "convert", "s", "--out", "n") == -1 && strstr(a.error, "--format"),
+	      "convert needs a format");
+	CHECK(PARSE(&a, "convert", "s", "--format", "uml") == -1 && strstr(a.error, "--out"),
+	      "convert needs --out");
+	CHECK(PARSE(&a, "convert", "s", "--format", "uml", "--out", "n", "--in-place") == -1,
+	      "convert has no --in-place");
+	CHECK(PARSE(&a, "check", "s.qcow2", "--repair", "--json") == 0 && a.repair && a.json,
+	      "check --repair: %s", a.error);
+	CHECK(PARSE(&a, "dump", "s.qcow2", "--repair") == -1, "--repair is for check");
+	CHECK(PARSE(&a, "create", "g1", "b", "c", "--no-daemon") == 0 && a.no_daemon,
+	      "create --no-daemon: %s", a.error);
+	CHECK(PARSE(&a, "create", "g1", "b", "c") == 0 && !a.no_daemon, "a daemon by default");
+	CHECK(PARSE(&a, "remove", "g1", "--no-daemon") == -1, "--no-daemon is for create");
 	CHECK(PARSE(&a, "create", "g1", "b", "c", "--force") == 0 && a.force, "create --force: %s",
 	      a.error);
 	CHECK(PARSE(&a, "create", "g1", "b", "c") == 0 && !a.force, "no --force by default");
