@@ -71,7 +71,12 @@ int dmdev_create(const char *name, uint64_t sectors, const char *target, const c
 		dm_task_destroy(dmt);
 		return -EINVAL;
 	}
-	r = run_task(dmt, 1);
+	/*
+	 * No udev cookie: a device without a table gets no uevent that
+	 * carries one, and libdevmapper would wait for udev forever.  udev
+	 * makes /dev/mapper/NAME at the resume (cowd's, with a cookie).
+	 */
+	r = run_task(dmt, 0);
 	if (r)
 		return r;
 	dmt = dm_task_create(DM_DEVICE_RELOAD);

@@ -123,6 +123,7 @@ static void run_job(struct reload_job *job)
 {
 	struct dm_task *dmt;
 	char params[600];
+	uint32_t cookie = 0;
 	double t0;
 	size_t i;
 	int ro, inactive;
@@ -169,10 +170,17 @@ static void run_job(struct reload_job *job)
 	}
 	dm_task_destroy(dmt);
 
-	/* Suspend (no filesystem freeze: the mapping does not change), swap, resume. */
+	/*
+	 * Suspend (no filesystem freeze: the mapping does not change), swap,
+	 * resume.  With a udev cookie, as lvm and dmsetup resume: udev's dm
+	 * rules skip a resume without one, and drop /dev/mapper/NAME.  The
+	 * wait for udev is after the device is live again.
+	 */
 	if ((job->error = task_for(&dmt, DM_DEVICE_RESUME, job)))
 		return;
 	dm_task_skip_lockfs(dmt);
+	if (!dm_task_set_cookie(dmt, &cookie, 0))
+		cookie = 0;
 	t0 = now_ms();
 	if (!dm_task_run(dmt)) {
 		snprintf(job->why, sizeof(job->why), "resuming with the new table failed");
@@ -180,6 +188,8 @@ static void run_job(struct reload_job *job)
 	}
 	job->suspend_ms = now_ms() - t0;
 	dm_task_destroy(dmt);
+	if (cookie)
+		dm_udev_wait(cookie);
 	/* Our table, not live: gone, or every later reload would wait for it. */
 	if (job->error && !task_for(&dmt, DM_DEVICE_CLEAR, job)) {
 		(void)dm_task_run(dmt);
