@@ -35,7 +35,7 @@ COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/
 PLUGINS := uml packed qcow2
 HELPERS := cow-pattern cow-hostile log-replay cow-failnth cow-ctlfuzz
 
-.PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo bench bench-store install deb clean deps debug-kernel \
+.PHONY: all module programs plugins helpers check unit-test vm-test checkpatch demo check-packages bench bench-store install deb clean deps debug-kernel \
 	fuzz fuzz-check
 
 all: programs plugins helpers $(if $(KVER),module)
@@ -239,6 +239,12 @@ check: deps
 	$(MAKE) fuzz-check
 	$(MAKE) debug-kernel
 	$(MAKE) vm-test
+
+# The Debian packages installed and used under systemd in VMs (6.1, 6.12);
+# CI runs it after check.
+check-packages: deps
+	$(MAKE) all
+	tests/check-packages
 
 demo: deps
 	$(MAKE) all
