@@ -172,8 +172,12 @@ static int convert_all(struct convert *c, const struct extents *e)
 	return r;
 }
 
-/* Open the base again and make the new store at @out in @format. */
-static int create_target(struct convert *c, const struct cowctl_args *a, uint32_t chunk_sectors)
+/*
+ * Open the base again and make the new store at @out in @format, with
+ * @chunk_sectors and the base's label @base_id (or NULL).
+ */
+static int create_target(struct convert *c, const char *out, const char *format,
+			 const char *base_id, uint32_t chunk_sectors)
 {
 	struct offline_store *o = c->src;
 	int created = 0, is_file = 0, r;
@@ -183,22 +187,22 @@ static int create_target(struct convert *c, const struct cowctl_args *a, uint32_
 	c->dst.base_fd = open(c->base_abs, O_RDONLY | O_CLOEXEC);
 	if (c->dst.base_fd < 0)
 		return cow_store_error(&c->dst, -errno, "%s: %s", c->base_abs, strerror(errno));
-	c->dst.cow_fd = open(a->out, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	c->dst.cow_fd = open(out, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (c->dst.cow_fd < 0)
-		return cow_store_error(&c->dst, -errno, "%s: %s%s", a->out, strerror(errno),
+		return cow_store_error(&c->dst, -errno, "%s: %s%s", out, strerror(errno),
 				       errno == EEXIST ? " (convert writes a new store)" : "");
 	if (fd_size(c->dst.cow_fd, &c->dst.cow_size, &is_file))
-		return cow_store_error(&c->dst, -errno, "%s: %s", a->out, strerror(errno));
+		return cow_store_error(&c->dst, -errno, "%s: %s", out, strerror(errno));
 	c->dst.cow_is_file = is_file;
 	c->dst.base_size = o->s.base_size;
 	c->dst.base_name = c->base_abs;
-	c->dst.base_id = a->base_id;
+	c->dst.base_id = base_id;
 	c->dst.chunk_sectors = chunk_sectors;
-	r = store_open(&o->set, &c->dst, a->format, &c->dp, &created);
+	r = store_open(&o->set, &c->dst, format, &c->dp, &created);
 	if (!r && !created) {
 		c->dp->close(&c->dst);
 		c->dp = NULL;
-		r = cow_store_error(&c->dst, -EEXIST, "%s: not blank after it was created", a->out);
+		r = cow_store_error(&c->dst, -EEXIST, "%s: not blank after it was created", out);
 	}
 	return r;
 }
@@ -209,7 +213,7 @@ int cmd_convert(const struct cowctl_args *a)
 	struct extents e = { 0 };
 	struct convert c = { .src = &o, .dst = { .base_fd = -1, .cow_fd = -1 } };
 	struct cow_store_info info;
-	struct cowctl_args with_label = *a;
+	const char *base_id = a->base_id;
 	char format[32];
 	uint32_t chunk;
 	int made = 0, r;
@@ -227,8 +231,8 @@ int cmd_convert(const struct cowctl_args *a)
 	/* The new store keeps the source's label of its base. */
 	if (!a->base_id && !offline_inspect(a->store, format, sizeof(format), &info) &&
 	    info.base_id[0])
-		with_label.base_id = info.base_id;
-	r = create_target(&c, &with_label, chunk);
+		base_id = info.base_id;
+	r = create_target(&c, a->out, a->format, base_id, chunk);
 	made = c.dst.cow_fd >= 0;
 	if (!r) {
 		c.buf = malloc((size_t)chunk * COW_SECTOR);
