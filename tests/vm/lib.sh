@@ -2,6 +2,8 @@
 # under /tmp and cleans up its devices and daemons, even when it fails.
 set -euo pipefail
 
+# tests/helpers: the scripts among them run from the source tree.
+HELPERS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../helpers" && pwd)
 WORK=$(mktemp -d /tmp/vmtest.XXXXXX)
 cd "$WORK"
 _devices=()

@@ -65,10 +65,15 @@ track ov
 # cowd refuses an image QEMU holds for writing (qemu-io, reading commands
 # from a FIFO this shell keeps open).
 mkfifo qemu-cmds
-qemu-io -f qcow2 ov.qcow2 <qemu-cmds >/dev/null 2>&1 &
+qemu-io -f qcow2 ov.qcow2 <qemu-cmds >/dev/null 2>qemu-io.err &
 holder=$!
 exec 3>qemu-cmds
-qemu_holds() { ! qemu-img info ov.qcow2 >/dev/null 2>&1; }
+# (probed without taking a lock: qemu-img info would take its own, and
+# could make qemu-io's open fail)
+qemu_holds() {
+	kill -0 $holder 2>/dev/null || fail "qemu-io did not open ov.qcow2: $(cat qemu-io.err)"
+	"$HELPERS/qemu-holds-write" ov.qcow2
+}
 wait_until "qemu-io holding ov.qcow2" qemu_holds
 cowctl create ov base.img ov.qcow2 >create.txt 2>&1 && fail "cowctl create served an image qemu-io holds"
 grep -rq 'refusing the image' create.txt /run/dm-cow/ 2>/dev/null ||
