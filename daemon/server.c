@@ -302,11 +302,18 @@ static void grant_used(struct cowd *d, const struct cow_msg *m)
 
 static void handle_copy_failed(struct cowd *d, const struct cow_msg *m)
 {
+	const char *why = strerror(m->error < 0 ? -m->error : EIO);
+
 	grant_used(d, m);
 	d->nr_copy_errors++;
-	log_err("%s: the kernel could not copy chunk %llu to CoW sector %llu (%s); its "
-		"writes failed; check the CoW device", d->ident, (unsigned long long)m->chunk,
-		(unsigned long long)m->sector, strerror(m->error < 0 ? -m->error : EIO));
+	if (m->flags & COW_COPY_BASE_ERROR)
+		log_err("%s: the kernel could not read chunk %llu from the base (%s) to copy "
+			"it; its writes failed; check the base device", d->ident,
+			(unsigned long long)m->chunk, why);
+	else
+		log_err("%s: the kernel could not copy chunk %llu to CoW sector %llu (%s); "
+			"its writes failed; check the CoW device", d->ident,
+			(unsigned long long)m->chunk, (unsigned long long)m->sector, why);
 	write_status(d);
 }
 

@@ -28,7 +28,9 @@
  *   COPY_FAILED kernel: filling the chunk's CoW location (sector) failed
  *               with error; its bios failed and the chunk stays unmapped:
  *               the location is the daemon's again, and a later write to
- *               the chunk raises a new FAULT
+ *               the chunk raises a new FAULT.  Flag COW_COPY_BASE_ERROR:
+ *               the base's data could not be read (a daemon that does not
+ *               know the flag may ignore it)
  *   COMMIT      kernel: a flush or FUA write waits; commit every READY
  *               with seq <= this one (all were sent before it) and answer
  *               COMMITTED
@@ -63,7 +65,9 @@
  * READY, so a new daemon knows every location the kernel holds before it
  * allocates one, and picks up where the old one stopped.
  *
- * Flags other than those defined for a message type are refused (-EINVAL).
+ * The kernel refuses (-EINVAL) a daemon's message with flags other than
+ * those defined for its type; a daemon ignores flags it does not know in
+ * the kernel's messages.
  */
 #ifndef DM_COW_PROTO_H
 #define DM_COW_PROTO_H
@@ -74,7 +78,9 @@
  * 2: replayed READYs carry seq 0, COMMIT's seq covers them; COPY_FAILED,
  *    COMMIT_FAILED
  * 3: FILLING
- * 4: GRANT, READY_GRANTED
+ * 4: GRANT, READY_GRANTED; later COPY_FAILED's COPY_BASE_ERROR, without a
+ *    new version: a daemon ignores flags it does not know in the kernel's
+ *    messages, so it must never refuse them
  */
 #define COW_PROTO_VERSION 4
 
@@ -108,11 +114,12 @@ enum cow_msg_type {
 #define COW_MAP_DATA_VALID 0x1 /* MAP: data already at the location, no copy */
 #define COW_READY_REPLAY 0x2   /* READY: resent to a newly attached daemon */
 #define COW_READY_GRANTED 0x4  /* READY, COPY_FAILED: the location was granted */
+#define COW_COPY_BASE_ERROR 0x8 /* COPY_FAILED: reading the base failed */
 
 struct cow_msg {
 	__u16 version; /* COW_PROTO_VERSION; checked on every message */
 	__u16 type;    /* enum cow_msg_type */
-	__u32 flags;   /* COW_MAP_*, COW_READY_* */
+	__u32 flags;   /* COW_MAP_*, COW_READY_*, COW_COPY_* */
 	__s32 error;   /* FAIL, COPY_FAILED, COMMIT_FAILED: negative errno */
 	__u32 reserved; /* zero */
 	__u64 seq;     /* READY: commit sequence; COMMIT/COMMITTED: covers READY <= seq */

@@ -146,7 +146,8 @@ static unsigned int ctl_collect(struct cow_group *g, struct cow_msg *msgs,
 		if (n >= max)
 			break;
 		msg_init(&msgs[n], COW_MSG_COPY_FAILED);
-		msgs[n].flags = pc->granted ? COW_READY_GRANTED : 0;
+		msgs[n].flags = (pc->granted ? COW_READY_GRANTED : 0) |
+				(pc->base_error ? COW_COPY_BASE_ERROR : 0);
 		msgs[n].chunk = pc->chunk;
 		msgs[n].sector = pc->cow_sector;
 		msgs[n].error = pc->error;

@@ -380,6 +380,7 @@ static void copy_complete(int read_err, unsigned long write_err, void *context)
 
 	spin_lock_irqsave(&g->lock, flags);
 	g->copies--;
+	pc->base_error = read_err != 0;
 	fill_done(g, pc, read_err || write_err ? -EIO : 0);
 	spin_unlock_irqrestore(&g->lock, flags);
 }
@@ -396,6 +397,7 @@ static void start_copy(struct cow_group *g, struct pending_chunk *pc)
 	to.count = from.count;
 	pc->copy_tried = true;
 	pc->error = 0;
+	pc->base_error = false;
 	dm_kcopyd_copy(g->kcopyd, &from, 1, &to, 0, copy_complete, pc);
 }
 
@@ -527,6 +529,7 @@ static void merge_read_end_io(struct bio *fill)
 
 	spin_lock_irqsave(&g->lock, flags);
 	pc->error = fill->bi_status ? -EIO : 0;
+	pc->base_error = fill->bi_status != BLK_STS_OK;
 	list_add_tail(&pc->list, &g->fill_read);
 	group_kick(g);
 	spin_unlock_irqrestore(&g->lock, flags);
@@ -592,6 +595,7 @@ static bool start_merged_fill(struct cow_group *g, struct pending_chunk *pc)
 	}
 	pc->copy_tried = true;
 	pc->error = 0;
+	pc->base_error = false;
 	pc->fill = fill;
 	fill_bio_like(fill, pc, chunk_to_sector(g, pc->chunk), REQ_OP_READ);
 	fill->bi_end_io = merge_read_end_io;
@@ -734,6 +738,8 @@ static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 
 	if (pc->error && !pc->copy_tried) {
 		/* The covering write failed: fall back to a real copy. */
+		DMERR_LIMIT("%s: whole-chunk write of chunk %llu failed; copying it instead",
+			    g->ident, pc->chunk);
 		spin_lock_irqsave(&g->lock, flags);
 		if (g->copies >= COW_MAX_COPIES) {
 			list_add_tail(&pc->list, &g->copy_wait);
@@ -747,8 +753,9 @@ static void chunk_filled(struct cow_group *g, struct pending_chunk *pc)
 	}
 
 	if (pc->error) {
-		DMERR_LIMIT("%s: fill of chunk %llu at CoW sector %llu failed; failing its I/O",
-			    g->ident, pc->chunk, (unsigned long long)pc->cow_sector);
+		DMERR_LIMIT("%s: fill of chunk %llu at CoW sector %llu failed %s; failing its I/O",
+			    g->ident, pc->chunk, (unsigned long long)pc->cow_sector,
+			    pc->base_error ? "reading the base" : "writing the CoW device");
 		/*
 		 * Give the slot back only if this MAP took it: a location the
 		 * chunk held before (its remap dropped by a reload) still

@@ -99,6 +99,7 @@ struct pending_chunk {
 	bool marked;			/* its mark is in the remap xarray */
 	bool granted;			/* its location came from a GRANT */
 	bool filled;			/* the data landed; not yet published */
+	bool base_error;		/* @error: reading the base failed */
 	int error;			/* copy or covering-write error */
 	u64 ready_seq;
 	unsigned long since;		/* jiffies when the fault was raised */

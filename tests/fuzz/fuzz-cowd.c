@@ -183,7 +183,7 @@ static void steer(struct cow_msg *m, uint64_t phase)
 	}
 	m->version = COW_PROTO_VERSION;
 	m->type = types[m->type % (sizeof(types) / sizeof(types[0]))];
-	m->flags &= COW_READY_REPLAY;
+	m->flags &= COW_READY_REPLAY | COW_READY_GRANTED | COW_COPY_BASE_ERROR;
 	m->chunk %= NR_CHUNKS;
 	m->sector = phase + m->sector % (COW_BYTES / COW_SECTOR / CHUNK_SECTORS) * CHUNK_SECTORS;
 }

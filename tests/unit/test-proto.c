@@ -73,6 +73,11 @@ static void test_incoming(void)
 	m.sector = 8 + 3 * 128;
 	m.error = -EIO;
 	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == 0, "a COPY_FAILED comes from the kernel");
+	/* Flags the kernel adds later (COPY_BASE_ERROR came without a new
+	 * version) must pass: the daemon ignores what it does not know. */
+	m.flags = COW_COPY_BASE_ERROR | COW_READY_GRANTED | 0x80000000u;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == 0, "a COPY_FAILED with flags, known or not");
+	m.flags = 0;
 	m.error = -2147483647 - 1;
 	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "a COPY_FAILED with error INT_MIN");
 	m.error = 0;

@@ -52,8 +52,8 @@ set_cowdev error
 put 3 1 2>/dev/null && fail "a write whose copy failed succeeded"
 [ "$(dm_status se copy_errors)" = 1 ] || fail "copy_errors is $(dm_status se copy_errors), want 1: $(dmsetup status se); $(cat /run/dm-cow/se.log)"
 kill -0 "$pid" || fail "cowd died of a failed copy"
-for _ in $(seq 100); do has "could not copy chunk 3" /run/dm-cow/se.log && break; sleep 0.1; done
-has "could not copy chunk 3" /run/dm-cow/se.log || fail "cowd never heard of the failed copy"
+heard_of_copy() { has "could not copy chunk 3 .*check the CoW device" /run/dm-cow/se.log; }
+wait_until "cowd hearing of the failed copy, blaming the CoW device" heard_of_copy
 set_cowdev linear
 put 3 2 || fail "the write failed after the CoW device came back"
 holds 3 2 || fail "chunk 3 does not hold what was written"
@@ -70,6 +70,8 @@ dd if=chunk.bin of=/dev/mapper/se bs=64k seek=7 count=1 oflag=direct conv=notrun
 	status=none 2>/dev/null && fail "a whole-chunk write to a failing CoW device succeeded"
 copy_failed_twice() { [ "$(dm_status se copy_errors)" = 2 ]; }
 wait_until "the copy after the failed whole-chunk write" copy_failed_twice
+heard_of_copy7() { has "could not copy chunk 7 .*check the CoW device" /run/dm-cow/se.log; }
+wait_until "cowd hearing of chunk 7's failed copy, blaming the CoW device" heard_of_copy7
 set_cowdev linear
 cmp -s -n 65536 -i $((7 * 65536)):$((7 * 65536)) /dev/mapper/se base.img ||
 	fail "chunk 7 does not read as the base after its failed write"
@@ -84,6 +86,8 @@ note "failed whole-chunk write: it failed, the copy after it too, the next one w
 set_basedev error
 put 9 1 2>/dev/null && fail "a write whose read of the base failed succeeded"
 [ "$(dm_status se copy_errors)" = 3 ] || fail "copy_errors is $(dmsetup status se), want 3"
+heard_of_base() { has "could not read chunk 9 from the base .*check the base device" /run/dm-cow/se.log; }
+wait_until "cowd hearing of the failed read, blaming the base" heard_of_base
 set_basedev linear
 cmp -s -n 65536 -i $((9 * 65536)):$((9 * 65536)) /dev/mapper/se base.img ||
 	fail "chunk 9 does not read as the base after its failed write"
