@@ -8,6 +8,7 @@ WORK=$(mktemp -d /tmp/vmtest.XXXXXX)
 cd "$WORK"
 _devices=()
 _pids=()
+_hooks=()
 
 fail() {
 	echo "FAIL: $*" >&2
@@ -31,6 +32,9 @@ _cleanup() {
 			dmsetup remove --retry "$d" >/dev/null 2>&1 || dmsetup remove --force "$d" >/dev/null 2>&1 || true
 		fi
 	done
+	for p in "${_hooks[@]}"; do
+		eval "$p" >/dev/null 2>&1 || true
+	done
 	for p in "${_pids[@]}"; do
 		kill "$p" 2>/dev/null || true
 	done
@@ -47,6 +51,12 @@ track() {
 
 track_pid() {
 	_pids+=("$1")
+}
+
+# at_cleanup CMD: run CMD at cleanup, once the dm devices are gone (before
+# the tracked processes are killed).
+at_cleanup() {
+	_hooks+=("$1")
 }
 
 # make_base FILE SIZE SEED: a base image whose every sector is patterned.
