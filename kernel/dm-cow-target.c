@@ -183,7 +183,15 @@ static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		goto bad_io_len;
 	}
 	ti->num_flush_bios = 1;
-	ti->num_discard_bios = 0;
+	/*
+	 * cow_map_discard() passes discards down to the CoW device only: they
+	 * are offered when it takes them, whatever the base can do (a
+	 * read-only table refuses them).
+	 */
+	ct->discard_passdown = !ct->read_only &&
+			       bdev_max_discard_sectors(ct->cow->bdev);
+	ti->num_discard_bios = ct->discard_passdown;
+	ti->discards_supported = ct->discard_passdown;
 	ti->num_write_zeroes_bios = 0;
 	ti->per_io_data_size = sizeof(struct cow_bio);
 	ti->accounts_remapped_io = true;
@@ -373,6 +381,35 @@ static struct pending_chunk *pending_alloc(struct cow_group *g,
 }
 
 /*
+ * A discard, one chunk at a time (device-mapper sends the rest of it in a
+ * new bio: with one discard bio per target, dm_accept_partial_bio() may
+ * cut it).  Within a mapped chunk it goes down to the chunk's CoW
+ * location, whose space the CoW device may give back (a loop device over
+ * a file punches a hole, and the range then reads as zeros).  Anywhere
+ * else it is done at once, with nothing to do: an unmapped chunk reads
+ * the base's data, which is the previous data (as dm-clone does); a
+ * pending chunk is being filled, which a discard must not overtake.  No
+ * mapping changes, so after a crash the range holds what it held, or
+ * what the CoW device made of the discard.
+ */
+static int cow_map_discard(struct cow_group *g, struct bio *bio)
+{
+	sector_t offset = bio->bi_iter.bi_sector & (g->chunk_sectors - 1);
+	u64 chunk = sector_to_chunk(g, bio->bi_iter.bi_sector);
+	void *entry;
+
+	if (bio_sectors(bio) > g->chunk_sectors - offset)
+		dm_accept_partial_bio(bio, g->chunk_sectors - offset);
+	entry = xa_load(&g->remaps, chunk);
+	if (xa_is_value(entry)) {
+		remap_bio_to_cow(g, bio, xa_to_value(entry));
+		return DM_MAPIO_REMAPPED;
+	}
+	bio_endio(bio);
+	return DM_MAPIO_SUBMITTED;
+}
+
+/*
  * Nothing here sleeps but pending_alloc() for a bio that may wait: the
  * target takes REQ_NOWAIT bios (DM_TARGET_NOWAIT), and a first write or a
  * FUA write only waits for the daemon after map() returned.
@@ -392,6 +429,8 @@ static int cow_map(struct dm_target *ti, struct bio *bio)
 
 	if (unlikely(ct->read_only) && op_is_write(bio_op(bio)) && bio_sectors(bio))
 		return DM_MAPIO_KILL;
+	if (unlikely(bio_op(bio) == REQ_OP_DISCARD))
+		return cow_map_discard(g, bio);
 
 	if (unlikely(bio->bi_opf & REQ_PREFLUSH) && !bio_sectors(bio)) {
 		spin_lock_irqsave(&g->lock, flags);
@@ -624,11 +663,24 @@ static void cow_io_hints(struct dm_target *ti, struct queue_limits *limits)
 	if (chunk_bytes <= COW_MAX_IO_OPT &&
 	    (!limits->io_opt || limits->io_opt % chunk_bytes))
 		limits->io_opt = chunk_bytes;
+	/*
+	 * Discards go to the CoW device only, so its limits are theirs, not
+	 * the base's; and since each chunk has its own place there, the
+	 * device's alignment means nothing to them.
+	 */
+	if (ct->discard_passdown) {
+		struct block_device *cow = ct->cow->bdev;
+
+		limits->discard_granularity = bdev_discard_granularity(cow);
+		limits->max_discard_sectors = bdev_max_discard_sectors(cow);
+		limits->max_hw_discard_sectors = bdev_max_discard_sectors(cow);
+		limits->discard_alignment = 0;
+	}
 }
 
 static struct target_type cow_target = {
 	.name = "cow",
-	.version = {1, 1, 0},
+	.version = {1, 2, 0},
 	.features = DM_TARGET_NOWAIT,
 	.module = THIS_MODULE,
 	.ctr = cow_ctr,

@@ -276,6 +276,7 @@ struct cow_target {
 	struct dm_dev *cow;
 	unsigned int daemon_timeout_ms;	/* feature argument, 0 if not given */
 	bool read_only;			/* the table is read-only: refuse writes */
+	bool discard_passdown;		/* writable, and the CoW device takes discards */
 	dev_t md_dev;
 };
 

@@ -21,6 +21,8 @@ note() {
 
 _cleanup() {
 	local d p
+	# Filesystems a failed test left mounted hold its devices.
+	grep -o " $WORK/[^ ]*" /proc/mounts 2>/dev/null | sort -r | xargs -r umount -l 2>/dev/null || true
 	# A test that failed with a device suspended must not hang on its I/O.
 	for d in "${_devices[@]}"; do
 		if dmsetup info "$d" 2>/dev/null | has SUSPENDED; then
