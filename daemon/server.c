@@ -669,11 +669,39 @@ static void grant_more(struct cowd *d)
 	write_status(d);
 }
 
+static int release_run(void *ctx, uint64_t sector, uint64_t count)
+{
+	struct cowd *d = ctx;
+
+	d->released += space_release(&d->space, sector * COW_SECTOR, count * COW_SECTOR);
+	return 0;
+}
+
+/*
+ * Nothing writes the store any more (the kernel said so at the end of its
+ * messages, and the last commit is durable): give the host back the space
+ * the store holds for nothing, granted or grown in advance.
+ */
+static void release_unused(struct cowd *d)
+{
+	int r;
+
+	if (!COW_PLUGIN_HAS(d->plugin, for_each_unused))
+		return;
+	r = d->plugin->for_each_unused(&d->store, release_run, d);
+	if (r)
+		log_err("%s: cannot tell which space the store holds for nothing: %s", d->ident,
+			d->store.error[0] ? d->store.error : strerror(-r));
+	else if (d->released)
+		log_info("%s: %llu KiB held for nothing given back to the host", d->ident,
+			 (unsigned long long)(d->released >> 10));
+}
+
 static void ctl_cb(EV_P_ ev_io *w, int revents)
 {
 	struct cowd *d = w->data;
 	struct cow_msg msgs[READ_BATCH];
-	int rounds;
+	int rounds, r;
 
 	for (rounds = 0; rounds < 16; rounds++) {
 		ssize_t n = read(d->ctl_fd, msgs, sizeof(msgs));
@@ -693,7 +721,10 @@ static void ctl_cb(EV_P_ ev_io *w, int revents)
 		if (n == 0) {
 			/* The group is gone: make its last mappings durable. */
 			log_info("%s: the device is gone; final commit", d->ident);
-			stop(d, commit(d, 0) ? 1 : 0);
+			r = commit(d, 0);
+			if (!r)
+				release_unused(d);
+			stop(d, r ? 1 : 0);
 			d->nout = 0;
 			return;
 		}

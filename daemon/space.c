@@ -46,6 +46,14 @@ int space_allocate(struct space *sp, uint64_t off, uint64_t len)
 	return -errno;
 }
 
+uint64_t space_release(struct space *sp, uint64_t off, uint64_t len)
+{
+	if (sp->fd < 0 || fallocate(sp->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				    (off_t)(sp->offset + off), (off_t)len) < 0)
+		return 0;
+	return len;
+}
+
 void space_close(struct space *sp)
 {
 	if (sp->fd >= 0)

@@ -21,6 +21,12 @@ struct space {
 int space_open(struct space *sp, int cow_fd);
 /* Allocate [off, off + len) of the CoW device: 0, -ENOSPC or -errno. */
 int space_allocate(struct space *sp, uint64_t off, uint64_t len);
+/*
+ * Give [off, off + len) of the CoW device back to the host (a hole in the
+ * file; reads as zeros): only what nothing will read.  The bytes given
+ * back; 0 with no file behind, or if the filesystem cannot punch holes.
+ */
+uint64_t space_release(struct space *sp, uint64_t off, uint64_t len);
 void space_close(struct space *sp);
 
 #endif

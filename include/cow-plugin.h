@@ -8,7 +8,8 @@
  * its default format for a blank store, and then calls it from its single
  * event-loop thread: callbacks never run concurrently.
  *
- * Lifecycle:   probe -> open -> hold* -> { locate | mark | commit }* -> close
+ * Lifecycle:   probe -> open -> hold* -> { locate | grant | mark | commit }*
+ *              [-> for_each_unused, once the device is gone] -> close
  *              (or create -> open ... for a blank store)
  * Offline:     probe -> inspect -> open (read_only) -> for_each_mapping,
  *              for_each_extent, check -> close
@@ -93,6 +94,9 @@ typedef int (*cow_mapping_fn)(void *ctx, uint64_t chunk, uint64_t sector);
  */
 typedef int (*cow_extent_fn)(void *ctx, uint64_t sector, uint64_t count, uint64_t cow_sector);
 #define COW_EXTENT_ZERO UINT64_MAX
+
+/* @count CoW sectors from @cow_sector on (see for_each_unused()). */
+typedef int (*cow_range_fn)(void *ctx, uint64_t cow_sector, uint64_t count);
 
 struct cow_plugin {
 	uint32_t api_version;	/* COW_PLUGIN_API_VERSION */
@@ -214,6 +218,18 @@ struct cow_plugin {
 	 * negative errno.  What stays leaked, check() reports again.
 	 */
 	int (*repair)(struct cow_store *s);
+
+	/*
+	 * Optional.  Call @fn, in ascending order, for each run of CoW
+	 * sectors that holds nothing: no committed mapping's data and no
+	 * metadata (room granted, held or grown in advance and not used).
+	 * cowd calls it once nothing can write the store any more (the
+	 * device is gone, every message was read, the last commit is
+	 * durable) and gives that space back to the host: holes punched in
+	 * the file behind a loop device.  Nothing may be reported that a
+	 * later open would read.
+	 */
+	int (*for_each_unused)(struct cow_store *s, cow_range_fn fn, void *ctx);
 };
 
 /* Does plugin @p provide the optional callback @field? */

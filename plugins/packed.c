@@ -1296,6 +1296,31 @@ static int pk_commit(struct cow_store *s)
 	return 0;
 }
 
+/* Runs of data slots no committed mapping uses. */
+static int pk_for_each_unused(struct cow_store *s, cow_range_fn fn, void *ctx)
+{
+	struct pk_store *p = s->priv;
+	uint64_t words = (p->h.nr_slots + 63) / 64, slot, first, i;
+	uint64_t *mapped = calloc(words ? words : 1, sizeof(*mapped));
+	int r = 0;
+
+	if (!mapped)
+		return -ENOMEM;
+	for (i = 0; i < p->map.n; i++)
+		mapped[p->map.rec[i].slot / 64] |= 1ULL << p->map.rec[i].slot % 64;
+	for (slot = 0; slot < p->h.nr_slots && !r;) {
+		if (mapped[slot / 64] >> slot % 64 & 1) {
+			slot++;
+			continue;
+		}
+		for (first = slot; slot < p->h.nr_slots && !(mapped[slot / 64] >> slot % 64 & 1);)
+			slot++;
+		r = fn(ctx, slot_sector(p, first), (slot - first) * p->h.chunk_sectors);
+	}
+	free(mapped);
+	return r;
+}
+
 static int cmp_rec(const void *a, const void *b)
 {
 	const struct pk_rec *x = a, *y = b;
@@ -1368,6 +1393,7 @@ static const struct cow_plugin packed_plugin = {
 	.hold = pk_hold,
 	.grant = pk_grant,
 	.ungrant = pk_ungrant,
+	.for_each_unused = pk_for_each_unused,
 };
 
 COW_PLUGIN_REGISTER(packed_plugin)

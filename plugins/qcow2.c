@@ -1690,6 +1690,33 @@ static int q2_repair(struct cow_store *s)
 	return 0;
 }
 
+/*
+ * Clusters that nothing uses and nothing counts: granted, held or grown in
+ * advance and not used.  From the metadata and the refcounts both, so that
+ * a cluster one of them claims is never reported.
+ */
+static int q2_for_each_unused(struct cow_store *s, cow_range_fn fn, void *ctx)
+{
+	struct q2 *q = s->priv;
+	struct q2_check c = { 0 };
+	uint64_t i, first, spc = q->cs / COW_SECTOR;
+	int r;
+
+	r = q2_count_refs(s, q, &c);
+	for (i = 0; i < c.n && !r;) {
+		if (c.want[i] || c.have[i]) {
+			i++;
+			continue;
+		}
+		for (first = i; i < c.n && !c.want[i] && !c.have[i];)
+			i++;
+		r = fn(ctx, first * spc, (i - first) * spc);
+	}
+	free(c.want);
+	free(c.have);
+	return r;
+}
+
 static const struct cow_plugin qcow2_plugin = {
 	.api_version = COW_PLUGIN_API_VERSION,
 	.size = sizeof(struct cow_plugin),
@@ -1712,6 +1739,7 @@ static const struct cow_plugin qcow2_plugin = {
 	.for_each_extent = q2_for_each_extent,
 	.grant = q2_grant,
 	.ungrant = q2_ungrant,
+	.for_each_unused = q2_for_each_unused,
 };
 
 COW_PLUGIN_REGISTER(qcow2_plugin)

@@ -7,15 +7,19 @@
  *
  *   probe, inspect                          (cowctl inspect)
  *   open read-only, for_each_mapping, check (cowctl check, dump, merge)
- *   open, grant, locate/mark/commit, reopen (cowd)
+ *   open, grant, locate/mark/commit, for_each_unused (holes punched
+ *   there), reopen                          (cowd)
  *   open, repair, reopen                    (cowctl check --repair)
  *
  * Crashes and sanitizer reports are findings; so is a store that check()
- * called sound but that, once the plugin itself added mappings to it,
- * opens no more, loses a committed mapping, or is called corrupt.
+ * called sound but that, once the plugin itself added mappings to it and
+ * the space it called unused was punched out, opens no more, loses a
+ * committed mapping, or is called corrupt; and unused space reported over
+ * a mapped chunk's data.
  */
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +129,30 @@ static int list_one(void *ctx, uint64_t chunk, uint64_t sector)
 	for (i = 0; i < l->nwant; i++)
 		if (l->want_chunk[i] == chunk && l->want_sector[i] == sector)
 			l->found++;
+	return 0;
+}
+
+struct unused {
+	uint64_t end, cs;
+	const uint64_t *sector;
+	int n, fd, bad;
+};
+
+/* cowd's release of unused space: a hole where the plugin says nothing is. */
+static int unused_one(void *ctx, uint64_t first, uint64_t count)
+{
+	struct unused *u = ctx;
+	int j;
+
+	if (!count || first < u->end)
+		u->bad = 1;
+	for (j = 0; j < u->n; j++)
+		if (u->sector[j] < first + count && u->sector[j] + u->cs > first)
+			u->bad = 1;
+	u->end = first + count;
+	if (first < (1ULL << 40) / COW_SECTOR && count < (1ULL << 40) / COW_SECTOR)
+		fallocate(u->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)(first * COW_SECTOR), (off_t)(count * COW_SECTOR));
 	return 0;
 }
 
@@ -279,6 +307,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	if (P->commit(&s)) {
 		P->close(&s);
 		goto out;
+	}
+	if (COW_PLUGIN_HAS(P, for_each_unused)) {
+		struct unused u = { .cs = s.chunk_sectors, .sector = sector, .n = nmarked,
+				    .fd = s.cow_fd };
+
+		if (!P->for_each_unused(&s, unused_one, &u) && sound && u.bad) {
+			fprintf(stderr, "unused space reported out of order or over a mapped chunk\n");
+			abort();
+		}
 	}
 	P->close(&s);
 

@@ -519,6 +519,80 @@ static void test_grant(void)
 	teardown(&f);
 }
 
+struct runs {
+	uint64_t n, first[64], count[64];
+};
+
+static int collect_run(void *ctx, uint64_t sector, uint64_t count)
+{
+	struct runs *r = ctx;
+
+	if (r->n < 64) {
+		r->first[r->n] = sector;
+		r->count[r->n] = count;
+	}
+	r->n++;
+	return 0;
+}
+
+static int in_runs(const struct runs *r, uint64_t sector)
+{
+	uint64_t i;
+
+	for (i = 0; i < r->n && i < 64; i++)
+		if (sector >= r->first[i] && sector < r->first[i] + r->count[i])
+			return 1;
+	return 0;
+}
+
+/*
+ * What cowd gives back to the host when the device is gone: the slots no
+ * mapping uses (granted ones not used included), never a mapped slot nor
+ * the header, journal and checkpoints before the data.  With holes there,
+ * the store opens with its mappings and its data.
+ */
+static void test_unused(void)
+{
+	struct fixture f;
+	struct runs r = { 0 };
+	uint64_t g = 0, n = 0, a, i, total = 0;
+	char buf[512], want[512];
+	int fd, valid = 0;
+
+	TEST("for_each_unused: every slot no mapping uses, nothing else");
+	setup(&f, 64 << 20, 4 << 20, "unused");
+	CHECK(P->create(&f.s) == 0 && P->open(&f.s) == 0, "create/open: %s", f.s.error);
+	CHECK(P->grant(&f.s, 8, &g, &n) == 0 && n == 8, "grant 8: %s", f.s.error);
+	CHECK(P->mark(&f.s, 7, g) == 0 && P->mark(&f.s, 9, g + 2 * 128) == 0, "%s", f.s.error);
+	a = map_chunk(&f, 40);
+	memset(want, 0x5a, sizeof(want));
+	CHECK(a && pwrite(f.s.cow_fd, want, sizeof(want), (off_t)(a * COW_SECTOR)) == sizeof(want) &&
+	      P->commit(&f.s) == 0, "commit: %s", f.s.error);
+	CHECK(P->for_each_unused(&f.s, collect_run, &r) == 0 && r.n == 3,
+	      "3 runs (granted slot 1, slots 3-7, after chunk 40's): %llu", (unsigned long long)r.n);
+	for (i = 0; i < r.n && i < 64; i++)
+		total += r.count[i];
+	CHECK(in_runs(&r, g + 128) && in_runs(&r, g + 3 * 128) && in_runs(&r, g + 7 * 128) &&
+	      in_runs(&r, a + 128), "the granted slots not used, and the free ones, are reported");
+	CHECK(!in_runs(&r, g) && !in_runs(&r, g + 2 * 128) && !in_runs(&r, a) && r.first[0] >= g,
+	      "no mapped slot, nothing before the data area");
+	CHECK(total % 128 == 0 && r.first[2] + r.count[2] <= (4 << 20) / COW_SECTOR,
+	      "whole slots, inside the store: %llu sectors", (unsigned long long)total);
+	fd = open(f.cow, O_RDWR);
+	for (i = 0; i < r.n; i++)
+		CHECK(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				(off_t)(r.first[i] * COW_SECTOR), (off_t)(r.count[i] * COW_SECTOR)) == 0,
+		      "punch a hole");
+	close(fd);
+	CHECK(reopen(&f) == 0, "reopen after the holes: %s", f.s.error);
+	CHECK(pread(f.s.cow_fd, buf, sizeof(buf), (off_t)(a * COW_SECTOR)) == sizeof(buf) &&
+	      !memcmp(buf, want, sizeof(buf)), "chunk 40's data is still there");
+	CHECK(P->locate(&f.s, 7, &n, &valid) == 0 && valid && n == g &&
+	      P->locate(&f.s, 9, &n, &valid) == 0 && valid && n == g + 2 * 128,
+	      "the granted slots used are still mapped: %s", f.s.error);
+	teardown(&f);
+}
+
 int main(void)
 {
 	P = cow_plugin_init();
@@ -536,6 +610,7 @@ int main(void)
 	test_base_label();
 	test_hold();
 	test_grant();
+	test_unused();
 	test_base_samples();
 	rmdir(dir);
 	return check_done("test-packed");

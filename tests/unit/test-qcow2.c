@@ -787,6 +787,79 @@ static void test_grant_full(void)
 	teardown(&f);
 }
 
+struct runs {
+	uint64_t n, first[64], count[64];
+};
+
+static int collect_run(void *ctx, uint64_t sector, uint64_t count)
+{
+	struct runs *r = ctx;
+
+	if (r->n < 64) {
+		r->first[r->n] = sector;
+		r->count[r->n] = count;
+	}
+	r->n++;
+	return 0;
+}
+
+/* Whether @sector is in one of @r's runs. */
+static int in_runs(const struct runs *r, uint64_t sector)
+{
+	uint64_t i;
+
+	for (i = 0; i < r->n && i < 64; i++)
+		if (sector >= r->first[i] && sector < r->first[i] + r->count[i])
+			return 1;
+	return 0;
+}
+
+/*
+ * What cowd gives back to the host when the device is gone: granted and
+ * grown clusters nothing uses, never data or metadata.  Holes punched
+ * there, the image still checks clean and reads the same.
+ */
+static void test_unused(void)
+{
+	struct fixture f;
+	struct runs r = { 0 };
+	uint64_t g = 0, n = 0, a, b, i, total = 0;
+	struct stat st;
+	int fd;
+
+	TEST("for_each_unused: unused grants and growth, never data or metadata");
+	setup(&f, "unused");
+	CHECK(create_cow(&f) == 0, "%s", f.s.error);
+	a = write_chunk(&f, 3, 0x33);
+	CHECK(P->grant(&f.s, 8, &g, &n) == 0 && n == 8, "grant 8: %s", f.s.error);
+	CHECK(fill_chunk(&f, 7, g, 0x77) && fill_chunk(&f, 9, g + 128, 0x99), "%s", f.s.error);
+	b = write_chunk(&f, 60, 0x60);
+	CHECK(a && b && P->commit(&f.s) == 0, "commit: %s", f.s.error);
+	CHECK(P->for_each_unused(&f.s, collect_run, &r) == 0, "%s", f.s.error);
+	CHECK(r.n >= 2 && r.n <= 64, "%llu runs", (unsigned long long)r.n);
+	for (i = 0; i < r.n && i < 64; i++)
+		total += r.count[i];
+	CHECK(in_runs(&r, g + 2 * 128) && in_runs(&r, g + 7 * 128),
+	      "the 6 granted clusters not used are reported");
+	CHECK(!in_runs(&r, a) && !in_runs(&r, b) && !in_runs(&r, g) && !in_runs(&r, g + 128) &&
+	      !in_runs(&r, 0), "no data cluster, no header reported");
+	CHECK(fstat(f.s.cow_fd, &st) == 0 && total >= 6 * 128 && total * COW_SECTOR < (uint64_t)st.st_size,
+	      "%llu sectors of a %lld-byte image", (unsigned long long)total, (long long)st.st_size);
+	fd = open(f.cow, O_RDWR);
+	for (i = 0; i < r.n && i < 64; i++)
+		CHECK(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				(off_t)(r.first[i] * COW_SECTOR), (off_t)(r.count[i] * COW_SECTOR)) == 0,
+		      "punch a hole");
+	close(fd);
+	CHECK(qemu_check(f.cow) == 0, "qemu-img check after the holes");
+	CHECK(qemu_compare(&f) == 0, "qemu-img compare after the holes");
+	CHECK(open_cow(&f) == 0, "reopen: %s", f.s.error);
+	r.n = 0;
+	CHECK(P->for_each_unused(&f.s, collect_run, &r) == 0 && !in_runs(&r, a) && !in_runs(&r, g),
+	      "after a reopen, still no data reported");
+	teardown(&f);
+}
+
 int main(void)
 {
 	int r;
@@ -806,6 +879,7 @@ int main(void)
 	test_locate_no_io();
 	test_grant();
 	test_grant_full();
+	test_unused();
 	test_l2_cache();
 	sh("rm -rf %s", dir);
 	return check_done("test-qcow2");

@@ -54,6 +54,13 @@ cmp merged.img model.img || fail "cowctl merge of a qcow2 store differs from the
 cowctl create q base.img q.qcow2 >/dev/null
 cmp /dev/mapper/q model.img || fail "re-created device differs"
 cowctl remove q
+# Once the device is gone, cowd gives back what the image held for nothing
+# (grown in 32 MiB steps, granted ahead): no more disk than up to its end.
+end=$(qemu-img check --output=json q.qcow2 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["image-end-offset"])')
+[ "$(du -k q.qcow2 | cut -f1)" -le $((end / 1024)) ] ||
+	fail "the image uses $(du -k q.qcow2 | cut -f1) KiB of disk, but ends at $((end / 1024)) KiB"
+has "given back to the host" /run/dm-cow/q.log || fail "cowd did not say what it gave back"
+note "after remove: $(du -k q.qcow2 | cut -f1) KiB on disk, image end $((end / 1024)) KiB, file $(($(stat -c %s q.qcow2) / 1024)) KiB"
 
 # An overlay qemu made and wrote.
 cp base.img model2.img
