@@ -31,7 +31,7 @@ LIBA := $(B)/lib/libdmcow-store.a
 DAEMON_COMMON := daemon/log.c daemon/proto.c daemon/plugin-loader.c
 COWD_SRC := daemon/cowd.c daemon/server.c daemon/space.c daemon/image-lock.c daemon/table.c daemon/reload.c $(DAEMON_COMMON)
 COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/cowctl-inspect.c daemon/cowctl-convert.c daemon/progress.c daemon/image-lock.c daemon/offline.c daemon/signature.c daemon/keyval.c \
-	daemon/store-check.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
+	daemon/store-check.c daemon/store-unused.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
 PLUGINS := uml packed qcow2
 HELPERS := cow-pattern cow-hostile log-replay cow-failnth cow-ctlfuzz
 

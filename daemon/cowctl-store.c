@@ -19,6 +19,7 @@
 #include "offline.h"
 #include "progress.h"
 #include "store-check.h"
+#include "store-unused.h"
 #include "cow-store.h"
 
 unsigned int offline_flags(const struct cowctl_args *a)
@@ -54,7 +55,7 @@ int open_store_to_read(struct offline_store *o, const struct cowctl_args *a)
 /* cowctl check: a line that says it all (after what --repair did). */
 static void print_check_text(const struct cowctl_args *a, const struct offline_store *o,
 			     enum check_result res, const struct check_report *rep,
-			     const char *repaired)
+			     const char *repaired, uint64_t unused)
 {
 	if (repaired[0])
 		printf("%s: repaired: %s\n", a->store, repaired);
@@ -71,12 +72,15 @@ static void print_check_text(const struct cowctl_args *a, const struct offline_s
 		       rep->first, (unsigned long long)rep->problems, rep->problems == 1 ? "" : "s");
 		break;
 	}
+	if (unused)
+		printf("%s: %llu KiB of the file hold nothing (cowctl check --repair gives them back)\n",
+		       a->store, (unsigned long long)(unused >> 10));
 }
 
 /* cowctl check --json: one object; the exit status says the same. */
 static void print_check_json(const struct cowctl_args *a, const struct offline_store *o,
 			     enum check_result res, const struct check_report *rep,
-			     const char *repaired)
+			     const char *repaired, uint64_t unused)
 {
 	static const char *const words[] = {
 		[CHECK_CLEAN] = "clean", [CHECK_LEAKS] = "leaks", [CHECK_CORRUPT] = "corrupt",
@@ -93,6 +97,7 @@ static void print_check_json(const struct cowctl_args *a, const struct offline_s
 			       json_object_new_string(res == CHECK_CLEAN ? "" : rep->first));
 	if (a->repair)
 		json_object_object_add(j, "repaired", json_object_new_string(repaired));
+	json_add_u64(j, "unused_bytes", unused);
 	json_out(j, JSON_OUTPUT_FLAGS);
 	json_object_put(j);
 }
@@ -121,12 +126,36 @@ static int repair_leaks(const struct cowctl_args *a, struct offline_store *o,
 	return 0;
 }
 
+/*
+ * The file's space that holds nothing (left by a cowd that could not give
+ * it back), in *@unused; check --repair gives it back first, and says so
+ * in @done.
+ */
+static int unused_space(const struct cowctl_args *a, struct offline_store *o, uint64_t *unused,
+			char *done, size_t len)
+{
+	size_t n = strlen(done);
+	uint64_t before;
+	int r;
+
+	r = store_unused(o, 0, &before);
+	*unused = before;
+	if (r || !a->repair || !before)
+		return r;
+	r = store_unused(o, 1, unused);
+	if (!r)
+		snprintf(done + n, len - n, "%s%llu KiB held for nothing given back", n ? "; " : "",
+			 (unsigned long long)((before - *unused) >> 10));
+	return r;
+}
+
 int cmd_check(const struct cowctl_args *a)
 {
 	struct offline_store o;
 	struct check_report rep;
 	enum check_result res;
 	char repaired[COW_ERROR_MAX] = "", why[256];
+	uint64_t unused = 0;
 	int r, lock_fd = -1;
 
 	if (refuse_if_used(a->store, "store"))
@@ -167,10 +196,12 @@ int cmd_check(const struct cowctl_args *a)
 	r = 0;
 	if (a->repair && res == CHECK_LEAKS)
 		r = repair_leaks(a, &o, &rep, &res, repaired, sizeof(repaired));
+	if (!r && res != CHECK_CORRUPT)
+		r = unused_space(a, &o, &unused, repaired, sizeof(repaired));
 	if (a->json)
-		print_check_json(a, &o, res, &rep, repaired);
+		print_check_json(a, &o, res, &rep, repaired, unused);
 	else
-		print_check_text(a, &o, res, &rep, repaired);
+		print_check_text(a, &o, res, &rep, repaired, unused);
 	offline_close(&o);
 	if (lock_fd >= 0)
 		close(lock_fd);
