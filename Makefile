@@ -118,7 +118,8 @@ $(B)/unit/test-cowctl-args: tests/unit/test-cowctl-args.c daemon/cowctl-args.c d
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
-$(B)/unit/test-packed: tests/unit/test-packed.c plugins/packed.c lib/store.c lib/crc32c.c tests/unit/check.h
+$(B)/unit/test-packed: tests/unit/test-packed.c plugins/packed.c lib/store.c lib/crc32c.c tests/unit/check.h \
+		tests/unit/runs.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 
@@ -133,7 +134,8 @@ $(B)/unit/test-packed-crash: tests/unit/test-packed-crash.c plugins/packed.c lib
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^) -Wl,--wrap=pwrite_full,--wrap=fdatasync
 
-$(B)/unit/test-qcow2: tests/unit/test-qcow2.c plugins/qcow2.c $(PLUGIN_LIB) tests/unit/check.h tests/unit/sh.h
+$(B)/unit/test-qcow2: tests/unit/test-qcow2.c plugins/qcow2.c $(PLUGIN_LIB) tests/unit/check.h tests/unit/sh.h \
+		tests/unit/runs.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -Itests/unit -o $@ $(filter %.c,$^)
 

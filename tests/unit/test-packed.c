@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "runs.h"
 #include "cow-plugin.h"
 #include "cow-store.h"
 
@@ -517,32 +518,6 @@ static void test_grant(void)
 	CHECK(P->locate(&f.s, 50, &sector, &valid) == 0 && !valid,
 	      "a fault still finds a slot: %s", f.s.error);
 	teardown(&f);
-}
-
-struct runs {
-	uint64_t n, first[64], count[64];
-};
-
-static int collect_run(void *ctx, uint64_t sector, uint64_t count)
-{
-	struct runs *r = ctx;
-
-	if (r->n < 64) {
-		r->first[r->n] = sector;
-		r->count[r->n] = count;
-	}
-	r->n++;
-	return 0;
-}
-
-static int in_runs(const struct runs *r, uint64_t sector)
-{
-	uint64_t i;
-
-	for (i = 0; i < r->n && i < 64; i++)
-		if (sector >= r->first[i] && sector < r->first[i] + r->count[i])
-			return 1;
-	return 0;
 }
 
 /*

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "runs.h"
 #include "sh.h"
 #include "cow-plugin.h"
 #include "cow-store.h"
@@ -785,33 +786,6 @@ static void test_grant_full(void)
 	CHECK(qemu_check(f.cow) == 0, "qemu-img check");
 	CHECK(qemu_compare(&f) == 0, "qemu-img compare with the raw model");
 	teardown(&f);
-}
-
-struct runs {
-	uint64_t n, first[64], count[64];
-};
-
-static int collect_run(void *ctx, uint64_t sector, uint64_t count)
-{
-	struct runs *r = ctx;
-
-	if (r->n < 64) {
-		r->first[r->n] = sector;
-		r->count[r->n] = count;
-	}
-	r->n++;
-	return 0;
-}
-
-/* Whether @sector is in one of @r's runs. */
-static int in_runs(const struct runs *r, uint64_t sector)
-{
-	uint64_t i;
-
-	for (i = 0; i < r->n && i < 64; i++)
-		if (sector >= r->first[i] && sector < r->first[i] + r->count[i])
-			return 1;
-	return 0;
 }
 
 /*
