@@ -930,13 +930,41 @@ void group_put(struct cow_group *g)
 	kref_put(&g->kref, group_free);
 }
 
+/*
+ * A new group's devices must not be another group's CoW device (two
+ * daemons would allocate in one store, or a base would change under its
+ * readers), nor its CoW device another group's base.  Many groups share a
+ * base, which is only read.
+ */
+static char *group_devices_clash(dev_t base, dev_t cow)
+{
+	struct cow_group *g;
+
+	lockdep_assert_held(&cow_groups_mutex);
+	list_for_each_entry(g, &cow_groups, list) {
+		if (g->cow_dev == cow)
+			return "The CoW device is in use by another group";
+		if (g->base_dev == cow)
+			return "The CoW device is another group's base";
+		if (g->cow_dev == base)
+			return "The base is another group's CoW device";
+	}
+	return NULL;
+}
+
 struct cow_group *group_create(const char *ident, struct cow_target *ct,
 				      u32 chunk_sectors, char **error)
 {
 	struct cow_group *g;
+	char *clash;
 	int r;
 
 	lockdep_assert_held(&cow_groups_mutex);
+	clash = group_devices_clash(ct->base->bdev->bd_dev, ct->cow->bdev->bd_dev);
+	if (clash) {
+		*error = clash;
+		return ERR_PTR(-EBUSY);
+	}
 	g = kzalloc(sizeof(*g), GFP_KERNEL);
 	if (!g) {
 		*error = "Cannot allocate group";

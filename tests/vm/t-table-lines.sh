@@ -1,6 +1,7 @@
 # The original table-line form, a device shorter than one chunk, a table of
 # several cow targets sharing one group, and every bad line refused with its
-# reason in the kernel log.
+# reason in the kernel log (a group's CoW device shared with another group
+# among them).
 . ./lib.sh
 
 make_base base.img 300k 5		# 600 sectors: less than one 1024-sector chunk
@@ -62,6 +63,17 @@ bad "must differ" "0 100 cow x $C $C 8"
 bad "must differ" "0 100 cow x $C $(cat "/sys/class/block/${C##*/}/dev") 8"	# the same, as MAJ:MIN
 bad "Ident already in use" "0 100 cow held $B $O 8"
 bad "Ident already in use" "0 100 cow held $B $C 16"
+# One group's store is nobody else's, nor anybody's base; a base is shared.
+truncate -s 4M ob.img
+truncate -s 4M free.img
+OB=$(loop ob.img)
+F=$(loop free.img)
+track held2
+dmsetup create held2 --table "0 64 cow held2 $OB $O 8"
+bad "CoW device is in use by another group" "0 100 cow x $B $C 8"
+bad "CoW device is another group's base" "0 64 cow x $B $OB 8"
+bad "base is another group's CoW device" "0 100 cow x $C $F 8"
+dmsetup remove held2
 dmsetup remove held
 
 # Several targets, one group: one control device, shared counters, I/O
