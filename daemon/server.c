@@ -24,6 +24,7 @@
 #include "reload.h"
 #include "log.h"
 #include "server.h"
+#include "store-lock.h"
 #include "cow-store.h"
 
 #define READ_BATCH 256
@@ -794,9 +795,12 @@ static void drop_cached_store(int fd)
 		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 }
 
+/* How long a new cowd waits for one that finishes with the same store. */
+#define STORE_LOCK_WAIT_MS 10000
+
 static int open_devices(struct cowd *d)
 {
-	char base_path[256], cow_path[256];
+	char base_path[256], cow_path[256], why[256];
 	uint64_t size;
 	int fd, is_file, r;
 
@@ -826,6 +830,12 @@ static int open_devices(struct cowd *d)
 	if (r) {
 		log_err("%s: cannot open %s, the file behind the CoW device: %s", d->ident,
 			d->space.path, strerror(-r));
+		return r;
+	}
+	r = store_lock(d->space.fd >= 0 ? d->space.fd : fd, STORE_LOCK_WAIT_MS, why, sizeof(why));
+	if (r) {
+		log_err("%s: not serving %s: %s", d->ident,
+			d->space.fd >= 0 ? d->space.path : cow_path, why);
 		return r;
 	}
 	d->store.cow_size = size;
