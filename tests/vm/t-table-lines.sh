@@ -74,6 +74,31 @@ bad "CoW device is in use by another group" "0 100 cow x $B $C 8"
 bad "CoW device is another group's base" "0 64 cow x $B $OB 8"
 bad "base is another group's CoW device" "0 100 cow x $C $F 8"
 dmsetup remove held2
+# A disk and its partitions (an MBR with two, made here): a disk overlaps
+# each of its partitions, two partitions of it do not.  The block layer's
+# claims refuse a disk where a partition of it is held (and the reverse),
+# across dm devices too: the same reasons as above, told as a device that
+# cannot be opened.
+python3 -c '
+import struct, sys
+mbr = bytearray(512)
+for i, (start, count) in enumerate(((2048, 12288), (14336, 16384))):
+    mbr[446 + 16 * i:462 + 16 * i] = struct.pack("<B3sB3sII", 0, bytes(3), 0x83, bytes(3), start, count)
+mbr[510:512] = b"\x55\xaa"
+f = open(sys.argv[1], "wb"); f.truncate(16 << 20); f.write(mbr)' disk.img
+D=$(losetup -f --show -P disk.img)
+wait_until "the partitions of $D" test -b "${D}p2"
+bad "Cannot open the base device" "0 100 cow x $D ${D}p1 8"
+bad "Cannot open the base device" "0 100 cow x ${D}p2 $D 8"
+track pb
+dmsetup create pb --table "0 100 cow pb $D $F 8"
+bad "Cannot open the CoW device" "0 100 cow x $B ${D}p1 8"
+dmsetup remove pb
+track parts
+dmsetup create parts --table "0 100 cow parts ${D}p1 ${D}p2 8" || fail "two partitions of one disk were refused"
+bad "Cannot open the CoW device" "0 100 cow x $B $D 8"
+bad "Cannot open the base device" "0 100 cow x $D $F 8"
+dmsetup remove parts
 dmsetup remove held
 
 # Several targets, one group: one control device, shared counters, I/O
