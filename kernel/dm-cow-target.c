@@ -395,14 +395,12 @@ static struct pending_chunk *pending_alloc(struct cow_group *g,
 static int cow_map_discard(struct cow_group *g, struct bio *bio)
 {
 	sector_t offset = bio->bi_iter.bi_sector & (g->chunk_sectors - 1);
-	u64 chunk = sector_to_chunk(g, bio->bi_iter.bi_sector);
-	void *entry;
+	sector_t cow_sector;
 
 	if (bio_sectors(bio) > g->chunk_sectors - offset)
 		dm_accept_partial_bio(bio, g->chunk_sectors - offset);
-	entry = xa_load(&g->remaps, chunk);
-	if (xa_is_value(entry)) {
-		remap_bio_to_cow(g, bio, xa_to_value(entry));
+	if (remap_lookup(g, sector_to_chunk(g, bio->bi_iter.bi_sector), &cow_sector)) {
+		remap_bio_to_cow(g, bio, cow_sector);
 		return DM_MAPIO_REMAPPED;
 	}
 	bio_endio(bio);
