@@ -670,11 +670,16 @@ static void grant_more(struct cowd *d)
 	write_status(d);
 }
 
+struct release {
+	struct space *space;
+	uint64_t bytes;		/* given back */
+};
+
 static int release_run(void *ctx, uint64_t sector, uint64_t count)
 {
-	struct cowd *d = ctx;
+	struct release *rel = ctx;
 
-	d->released += space_release(&d->space, sector * COW_SECTOR, count * COW_SECTOR);
+	rel->bytes += space_release(rel->space, sector * COW_SECTOR, count * COW_SECTOR);
 	return 0;
 }
 
@@ -685,17 +690,18 @@ static int release_run(void *ctx, uint64_t sector, uint64_t count)
  */
 static void release_unused(struct cowd *d)
 {
+	struct release rel = { .space = &d->space };
 	int r;
 
 	if (!COW_PLUGIN_HAS(d->plugin, for_each_unused))
 		return;
-	r = d->plugin->for_each_unused(&d->store, release_run, d);
+	r = d->plugin->for_each_unused(&d->store, release_run, &rel);
 	if (r)
 		log_err("%s: cannot tell which space the store holds for nothing: %s", d->ident,
 			d->store.error[0] ? d->store.error : strerror(-r));
-	else if (d->released)
+	else if (rel.bytes)
 		log_info("%s: %llu KiB held for nothing given back to the host", d->ident,
-			 (unsigned long long)(d->released >> 10));
+			 (unsigned long long)(rel.bytes >> 10));
 }
 
 static void ctl_cb(EV_P_ ev_io *w, int revents)

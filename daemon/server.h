@@ -32,7 +32,6 @@ struct cowd {
 	const struct cow_plugin *plugin;
 	struct cow_store store;
 	struct space space;	/* the file behind the CoW device */
-	uint64_t released;	/* bytes of it given back at the end (release_unused()) */
 	int image_lock_fd;	/* holds QEMU's locks on a qcow2 image; -1: none */
 	int store_open;
 	int store_created;	/* the store was blank and has been formatted */
