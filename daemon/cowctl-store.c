@@ -135,18 +135,17 @@ static int unused_space(const struct cowctl_args *a, struct offline_store *o, ui
 			char *done, size_t len)
 {
 	size_t n = strlen(done);
-	uint64_t before;
+	uint64_t held, left;
 	int r;
 
-	r = store_unused(o, 0, &before);
-	*unused = before;
-	if (r || !a->repair || !before)
+	r = store_unused(o, a->repair, &held, &left);
+	if (r)
 		return r;
-	r = store_unused(o, 1, unused);
-	if (!r)
+	*unused = a->repair ? left : held;
+	if (a->repair && held)
 		snprintf(done + n, len - n, "%s%llu KiB held for nothing given back", n ? "; " : "",
-			 (unsigned long long)((before - *unused) >> 10));
-	return r;
+			 (unsigned long long)((held - left) >> 10));
+	return 0;
 }
 
 int cmd_check(const struct cowctl_args *a)

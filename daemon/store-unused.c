@@ -14,7 +14,7 @@
 
 struct scan {
 	int fd, release, error;
-	uint64_t bytes;
+	uint64_t held, left;
 };
 
 /*
@@ -55,23 +55,27 @@ static int scan_run(void *ctx, uint64_t sector, uint64_t count)
 {
 	struct scan *u = ctx;
 	uint64_t start = sector * COW_SECTOR, end = (sector + count) * COW_SECTOR;
+	uint64_t held = allocated(u->fd, start, end);
 
-	if (u->release && fallocate(u->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				    (off_t)start, (off_t)(end - start)) < 0 && errno != EOPNOTSUPP) {
+	u->held += held;
+	if (!u->release || !held)
+		return 0;
+	if (fallocate(u->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)start,
+		      (off_t)(end - start)) < 0 && errno != EOPNOTSUPP) {
 		u->error = -errno;
 		return u->error;
 	}
-	u->bytes += allocated(u->fd, start, end);
+	u->left += allocated(u->fd, start, end);
 	return 0;
 }
 
-int store_unused(struct offline_store *o, int release, uint64_t *bytes)
+int store_unused(struct offline_store *o, int release, uint64_t *held, uint64_t *left)
 {
 	struct scan u = { .fd = o->s.cow_fd, .release = release };
 	struct stat st;
 	int r;
 
-	*bytes = 0;
+	*held = *left = 0;
 	if (!COW_PLUGIN_HAS(o->p, for_each_unused) || fstat(o->s.cow_fd, &st) < 0 ||
 	    !S_ISREG(st.st_mode))
 		return 0;
@@ -85,6 +89,7 @@ int store_unused(struct offline_store *o, int release, uint64_t *bytes)
 			o->s.error[0] ? o->s.error : strerror(-r));
 		return r;
 	}
-	*bytes = u.bytes;
+	*held = u.held;
+	*left = u.left;
 	return 0;
 }

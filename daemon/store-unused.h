@@ -13,11 +13,11 @@
 #include "offline.h"
 
 /*
- * Bytes of the store's file allocated where nothing is (0 for a store
- * that is not a regular file, or whose format cannot say); with @release,
- * punch holes there first, and count what stays.  0, or a negative errno
- * with the reason logged.
+ * Bytes of the store's file allocated where nothing is, in *@held (0 for
+ * a store that is not a regular file, or whose format cannot say); with
+ * @release, holes are punched there and *@left is what stays allocated.
+ * 0, or a negative errno with the reason logged.
  */
-int store_unused(struct offline_store *o, int release, uint64_t *bytes);
+int store_unused(struct offline_store *o, int release, uint64_t *held, uint64_t *left);
 
 #endif
