@@ -30,6 +30,7 @@
 #define READ_BATCH 256
 
 static void maybe_reload(struct cowd *d, int force);
+static void stop(struct cowd *d, int code);
 
 /* Fail the writes waiting for @chunk: tell the kernel, say so if it refuses. */
 static void fail_chunk(struct cowd *d, uint64_t chunk)
@@ -348,30 +349,61 @@ static int handle_fault(struct cowd *d, const struct cow_msg *m)
 }
 
 /*
- * The kernel filled a chunk: record it.  If the plugin cannot, the chunk
+ * Record that @chunk's data is at @sector.  If the plugin cannot, the chunk
  * still reads right (the kernel maps it) but cannot be made durable: it is
  * kept, tried again at each commit, and commits fail until it is recorded
  * (a new cowd gets it again from the kernel's replay).
  */
-static int handle_ready(struct cowd *d, const struct cow_msg *m)
+static int record_chunk(struct cowd *d, uint64_t chunk, uint64_t sector)
 {
-	int r = d->plugin->mark(&d->store, m->chunk, m->sector);
+	int r = d->plugin->mark(&d->store, chunk, sector);
 
-	grant_used(d, m);
 	if (r) {
 		log_err("%s: cannot record chunk %llu at sector %llu: %s; flushes fail until it "
-			"is recorded", d->ident, (unsigned long long)m->chunk,
-			(unsigned long long)m->sector, d->store.error);
+			"is recorded", d->ident, (unsigned long long)chunk,
+			(unsigned long long)sector, d->store.error);
 		if (array_reserve(&d->unrecorded, &d->maxunrecorded, d->nunrecorded,
 				  sizeof(*d->unrecorded)))
 			return -ENOMEM;
-		d->unrecorded[d->nunrecorded++] = (struct mapping){ m->chunk, m->sector };
+		d->unrecorded[d->nunrecorded++] = (struct mapping){ chunk, sector };
 	} else {
 		d->dirty = 1;
 	}
 	d->new_since_reload++;
+	return 0;
+}
+
+/*
+ * The replay is over (a message that is not part of it came, or nothing
+ * more to read): record the chunks it named.  Until then they were only
+ * held: a mark() may place metadata (a qcow2 L2 table), and it must not go
+ * where a chunk replayed later has its data.
+ */
+static int record_replayed(struct cowd *d)
+{
+	size_t i;
+	int r = 0;
+
+	for (i = 0; i < d->nreplayed && !r; i++)
+		r = record_chunk(d, d->replayed_ready[i].chunk, d->replayed_ready[i].sector);
+	d->nreplayed = 0;
+	return r;
+}
+
+/* The kernel filled a chunk (or tells a new cowd of one it filled). */
+static int handle_ready(struct cowd *d, const struct cow_msg *m)
+{
+	grant_used(d, m);
 	if (m->seq > d->ready_seen)
 		d->ready_seen = m->seq;
+	if (!(m->flags & COW_READY_REPLAY) || !COW_PLUGIN_HAS(d->plugin, hold))
+		return record_chunk(d, m->chunk, m->sector);
+	if (d->plugin->hold(&d->store, m->chunk, m->sector))
+		return record_chunk(d, m->chunk, m->sector);	/* says why, keeps it */
+	if (array_reserve(&d->replayed_ready, &d->maxreplayed, d->nreplayed,
+			  sizeof(*d->replayed_ready)))
+		return -ENOMEM;
+	d->replayed_ready[d->nreplayed++] = (struct mapping){ m->chunk, m->sector };
 	return 0;
 }
 
@@ -398,6 +430,12 @@ static int handle_batch(struct cowd *d, const struct cow_msg *msgs, size_t n)
 				desc);
 			r = 0;
 			continue;
+		}
+		if (d->nreplayed && msgs[i].type != COW_MSG_FILLING &&
+		    !(msgs[i].type == COW_MSG_READY && (msgs[i].flags & COW_READY_REPLAY))) {
+			r = record_replayed(d);
+			if (r)
+				break;
 		}
 		switch (msgs[i].type) {
 		case COW_MSG_FAULT:
@@ -717,6 +755,10 @@ static void ctl_cb(EV_P_ ev_io *w, int revents)
 			/* Nothing left to read: the replay is over. */
 			if (errno == EAGAIN)
 				d->replayed = 1;
+			if (d->replayed && d->nreplayed && record_replayed(d)) {
+				stop(d, 1);
+				return;
+			}
 			grant_more(d);
 			return;
 		}
@@ -728,7 +770,9 @@ static void ctl_cb(EV_P_ ev_io *w, int revents)
 		if (n == 0) {
 			/* The group is gone: make its last mappings durable. */
 			log_info("%s: the device is gone; final commit", d->ident);
-			r = commit(d, 0);
+			r = record_replayed(d);
+			if (!r)
+				r = commit(d, 0);
 			if (!r)
 				release_unused(d);
 			stop(d, r ? 1 : 0);
@@ -1042,6 +1086,7 @@ void cowd_cleanup(struct cowd *d)
 		close(d->ctl_fd);
 	free(d->out);
 	free(d->unrecorded);
+	free(d->replayed_ready);
 	free(d->live_segs);
 	if (d->status_path[0])
 		unlink(d->status_path);

@@ -49,6 +49,9 @@ struct cowd {
 	/* READY chunks the plugin could not record: no commit until it does */
 	struct mapping *unrecorded;
 	size_t nunrecorded, maxunrecorded;
+	/* READYs of the kernel's replay, held, recorded once it is over */
+	struct mapping *replayed_ready;
+	size_t nreplayed, maxreplayed;
 	struct cow_msg *out;	/* answers not yet written */
 	size_t nout, maxout;
 	uint16_t proto;		/* the module's protocol version */

@@ -240,5 +240,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	close(d.ctl_fd);
 	free(d.out);
 	free(d.unrecorded);
+	free(d.replayed_ready);
 	return 0;
 }
