@@ -15,8 +15,10 @@
  *   FAULT       kernel: a write hit this unmapped chunk; answer with MAP or
  *               FAIL
  *   MAP         daemon: the chunk lives at this CoW sector; the kernel copies
- *               the base chunk there (unless MAP_DATA_VALID) and then lets
- *               the queued bios through
+ *               the base chunk there (unless MAP_DATA_VALID), zeros past
+ *               the base's end, and then lets the queued bios through.  The
+ *               location must hold the chunk's part of the device; a whole
+ *               chunk, if the device is to grow over a partial last one
  *   READY       kernel: the chunk's data is in place at its CoW location and
  *               bios now go there; the daemon may now commit the mapping
  *   FILLING     kernel, first in every replay (to a new daemon, or again
@@ -56,6 +58,19 @@
  *               the kernel holds, and more than COW_MAX_GRANTED unused
  *               ones, are refused too.  Unused grants are forgotten when
  *               the daemon closes the control device.
+ *   RESIZE      kernel: grow the device to sector sectors (chunk: its
+ *               chunks), as asked by "dmsetup message DEV 0 resize
+ *               SECTORS" (cowctl resize); sent before any FAULT, and
+ *               again to a new daemon until answered.  Past the base's
+ *               end the device reads as zeros until written
+ *   RESIZED     daemon: the store now holds sector sectors, durably (its
+ *               answer to RESIZE, error 0), or could not grow (error, a
+ *               negative errno, with RESIZE's sector); the kernel then
+ *               takes tables up to that size, and the daemon loads one.
+ *               Refused (-ENOSPC) if the location of the old last chunk,
+ *               partial, is not a whole chunk.  Before it, the daemon makes
+ *               what the store holds past the base's end read as zeros
+ *               (a location an older module filled only in part)
  *
  * When a daemon (re)attaches, the kernel sends FILLING for every copy in
  * flight, READY (flag READY_REPLAY, seq 0) for every chunk in its remap
@@ -80,9 +95,19 @@
  * 3: FILLING
  * 4: GRANT, READY_GRANTED; later COPY_FAILED's COPY_BASE_ERROR, without a
  *    new version: a daemon ignores flags it does not know in the kernel's
- *    messages, so it must never refuse them
+ *    messages, so it must never refuse them; and RESIZE, RESIZED, also
+ *    without one: the kernel sends RESIZE only when asked to grow, a
+ *    daemon that does not know it skips it (the resize then waits), and
+ *    HELLO's chunk count covers a grown device, which an older daemon
+ *    refuses to serve
  */
 #define COW_PROTO_VERSION 4
+
+/*
+ * The largest device a group serves, in sectors: 8 EiB less a sector, so
+ * that its size in bytes fits an int64 (qemu's limit too).
+ */
+#define COW_MAX_DEV_SECTORS ((1ULL << 54) - 1)
 
 /* Unused granted locations the kernel holds at most (per group). */
 #define COW_MAX_GRANTED 4096
@@ -99,6 +124,7 @@ enum cow_msg_type {
 	COW_MSG_COMMIT = 4,
 	COW_MSG_COPY_FAILED = 5,
 	COW_MSG_FILLING = 6,
+	COW_MSG_RESIZE = 7,
 	/* daemon -> kernel */
 	COW_MSG_ATTACH = 16,
 	COW_MSG_MAP = 17,
@@ -108,6 +134,7 @@ enum cow_msg_type {
 	COW_MSG_DROP = 21,
 	COW_MSG_COMMIT_FAILED = 22,
 	COW_MSG_GRANT = 23,
+	COW_MSG_RESIZED = 24,
 };
 
 /* flags */
@@ -120,17 +147,21 @@ struct cow_msg {
 	__u16 version; /* COW_PROTO_VERSION; checked on every message */
 	__u16 type;    /* enum cow_msg_type */
 	__u32 flags;   /* COW_MAP_*, COW_READY_*, COW_COPY_* */
-	__s32 error;   /* FAIL, COPY_FAILED, COMMIT_FAILED: negative errno */
+	__s32 error;   /* FAIL, COPY_FAILED, COMMIT_FAILED, RESIZED: -errno */
 	__u32 reserved; /* zero */
 	__u64 seq;     /* READY: commit sequence; COMMIT/COMMITTED: covers READY <= seq */
 	__u64 chunk;   /* chunk number (base sector / chunk_sectors) */
-	__u64 sector;  /* CoW-device sector: MAP/LOAD/READY/FILLING, GRANT's first */
+	/* CoW-device sector: MAP/LOAD/READY/FILLING, GRANT's first;
+	 * RESIZE, RESIZED: the device's size
+	 */
+	__u64 sector;
 	__u64 arg[3];  /* HELLO: COW_HELLO_*; ATTACH: phase; DROP, GRANT: count */
 };
 
 /*
  * HELLO: geometry of the group.
- *   chunk   number of chunks (the last may be partial)
+ *   chunk   number of chunks of the device (the last may be partial):
+ *           the base's, or more if the device grew (RESIZE)
  *   sector  size of the base device, in sectors
  *   arg[0]  chunk size in sectors
  *   arg[1]  size of the CoW device, in sectors, when the group was created

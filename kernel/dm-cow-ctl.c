@@ -40,7 +40,8 @@ static bool commit_sendable(struct cow_group *g)
 static bool ctl_has_messages(struct cow_group *g)
 {
 	lockdep_assert_held(&g->lock);
-	return g->hello_pending || g->replaying || !list_empty(&g->ready) ||
+	return g->hello_pending || g->replaying || g->resize_pending ||
+	       !list_empty(&g->ready) ||
 	       !list_empty(&g->copy_failed) || !list_empty(&g->fault_queued) ||
 	       commit_sendable(g);
 }
@@ -130,6 +131,14 @@ static unsigned int ctl_collect(struct cow_group *g, struct cow_msg *msgs,
 		if (g->replaying)
 			return n;
 	}
+	/* Before any FAULT: the store grows before chunks past it come. */
+	if (g->resize_pending && n < max) {
+		msg_init(&msgs[n], COW_MSG_RESIZE);
+		msgs[n].sector = g->resize_to;
+		msgs[n].chunk = DIV_ROUND_UP_ULL(g->resize_to, g->chunk_sectors);
+		n++;
+		g->resize_pending = false;
+	}
 	list_for_each_entry_safe(pc, tmp, &g->ready, list) {
 		if (n >= max)
 			break;
@@ -193,6 +202,7 @@ static void ctl_restart(struct cow_group *g)
 	g->replay_next = 0;
 	g->replay_seq = g->published_seq;
 	g->told_seq = 0;
+	g->resize_pending = g->resize_to != 0;
 	if (g->committed_seq < g->ready_seq || !bio_list_empty(&g->commit_wait))
 		g->commit_wanted = true;
 }
@@ -653,6 +663,63 @@ static bool grant_extends(struct cow_group *g, sector_t sector)
 }
 
 /*
+ * RESIZED: the daemon grew its store to m->sector sectors (durably), or
+ * could not (m->error).  Tables up to that size are accepted from now on
+ * (cow_ctr()), and what the group's chunks cover grows with it.
+ */
+static int ctl_resized(struct cow_group *g, const struct cow_msg *m)
+{
+	u64 last = (g->dev_sectors - 1) >> g->chunk_shift;
+	struct pending_chunk *pc;
+	const char *why = NULL;
+	sector_t cow_sector;
+	int err = m->error;
+	bool placed;
+
+	lockdep_assert_held(&g->ctl_mutex);
+	if (err > 0 || err < -MAX_ERRNO)
+		return ctl_reject(g, m, -EINVAL, "RESIZED without a negative errno or 0");
+	spin_lock_irq(&g->lock);
+	if (!g->resize_to || m->sector != g->resize_to) {
+		why = "RESIZED answers no resize asked for";
+	} else if (!err && g->dev_sectors & (g->chunk_sectors - 1)) {
+		/*
+		 * The last chunk grows whole: its location must be whole
+		 * (a UML store's last one may end with the CoW device).
+		 */
+		pc = pending_find(g, last);
+		if (pc) {
+			/* A fault not answered yet has no location. */
+			placed = pc->state != PENDING_FAULT_QUEUED &&
+				 pc->state != PENDING_FAULT_SENT;
+			cow_sector = pc->cow_sector;
+		} else {
+			placed = remap_lookup(g, last, &cow_sector);
+		}
+		if (placed && cow_sector + g->chunk_sectors >
+			      bdev_nr_sectors(g->cow_bdev))
+			err = -ENOSPC;
+	}
+	if (!why) {
+		if (!err && m->sector > g->dev_sectors) {
+			WRITE_ONCE(g->dev_sectors, m->sector);
+			g->nr_chunks = DIV_ROUND_UP_ULL(m->sector, g->chunk_sectors);
+		}
+		g->resize_to = 0;
+		g->resize_pending = false;
+	}
+	spin_unlock_irq(&g->lock);
+	if (why)
+		return ctl_reject(g, m, -EINVAL, why);
+	if (err != m->error)
+		return ctl_reject(g, m, err, "the last chunk's CoW location is short: the device cannot grow");
+	if (err)
+		DMERR_LIMIT("%s: cowd could not grow the store to %llu sectors: error %d",
+			    g->ident, (unsigned long long)m->sector, err);
+	return 0;
+}
+
+/*
  * Locations the daemon hands out in advance (see COW_MSG_GRANT).  Each
  * takes its CoW slot now, so that no MAP, LOAD or other GRANT can overlap
  * it; a chunk that uses it takes the slot over (ctl_read()).
@@ -768,6 +835,37 @@ static int ctl_attach(struct cow_group *g, const struct cow_msg *m)
 	return 0;
 }
 
+/*
+ * "dmsetup message DEV 0 resize SECTORS": ask the daemon to grow the store,
+ * then the device, to @sectors.  It answers with RESIZED and loads a table
+ * of the new size; cowctl resize waits for that.  A device never shrinks.
+ */
+int ctl_request_resize(struct cow_group *g, const char *sectors)
+{
+	unsigned long long n;
+
+	if (kstrtoull(sectors, 10, &n) || !n || n > COW_MAX_DEV_SECTORS) {
+		DMWARN("%s: resize: size in sectors, 1 to %llu", g->ident,
+		       COW_MAX_DEV_SECTORS);
+		return -EINVAL;
+	}
+	spin_lock_irq(&g->lock);
+	if (n < g->dev_sectors) {
+		spin_unlock_irq(&g->lock);
+		DMWARN("%s: resize: the device has %llu sectors and cannot shrink",
+		       g->ident, (unsigned long long)g->dev_sectors);
+		return -EINVAL;
+	}
+	/* The same size again, before cowd answered: it is on its way. */
+	if (n != g->resize_to) {
+		g->resize_to = n;
+		g->resize_pending = true;
+	}
+	spin_unlock_irq(&g->lock);
+	wake_up_interruptible(&g->wait);
+	return 0;
+}
+
 static int ctl_handle(struct cow_group *g, const struct cow_msg *m)
 {
 	if (m->version != COW_PROTO_VERSION)
@@ -800,6 +898,8 @@ static int ctl_handle(struct cow_group *g, const struct cow_msg *m)
 		return ctl_drop(g, m);
 	case COW_MSG_GRANT:
 		return ctl_grant(g, m);
+	case COW_MSG_RESIZED:
+		return ctl_resized(g, m);
 	default:
 		return ctl_reject(g, m, -EINVAL, "unknown message type");
 	}

@@ -372,33 +372,118 @@ void fill_done(struct cow_group *g, struct pending_chunk *pc, int error)
 	group_kick(g);
 }
 
-static void copy_complete(int read_err, unsigned long write_err, void *context)
+/* A page of zeros, endlessly: what the zero writes of fills write. */
+static struct page_list cow_zero_pages;
+
+void cow_zero_init(void)
 {
-	struct pending_chunk *pc = context;
+	cow_zero_pages.next = &cow_zero_pages;
+	cow_zero_pages.page = ZERO_PAGE(0);
+}
+
+/*
+ * One part of a fill (the copy from the base, the zeros past its end) is
+ * done; the fill is done with the last.  Nothing touches the group after
+ * the lock is dropped: group_kill() waits for zero writes under it.
+ */
+static void fill_part_done(struct pending_chunk *pc, bool read_err,
+			   bool write_err, bool zeros)
+{
 	struct cow_group *g = pc->group;
 	unsigned long flags;
 
 	spin_lock_irqsave(&g->lock, flags);
-	g->copies--;
-	pc->base_error = read_err != 0;
-	fill_done(g, pc, read_err || write_err ? -EIO : 0);
+	if (read_err)
+		pc->base_error = true;
+	if (read_err || write_err)
+		pc->error = -EIO;
+	if (!--pc->fill_parts) {
+		g->copies--;
+		fill_done(g, pc, pc->error);
+	}
+	if (zeros && !--g->zero_writes)
+		wake_up(&g->zero_wait);
 	spin_unlock_irqrestore(&g->lock, flags);
 }
 
+static void copy_complete(int read_err, unsigned long write_err, void *context)
+{
+	fill_part_done(context, read_err, write_err, false);
+}
+
+static void zero_complete(unsigned long error, void *context)
+{
+	fill_part_done(context, false, error, true);
+}
+
+/*
+ * Write zeros over CoW sectors [@from, @from + @count) of the chunk's
+ * location: real writes, not kcopyd's write-zeroes, which a loop device
+ * turns into a hole the host may have no space to fill later.
+ */
+static void start_zeros(struct cow_group *g, struct pending_chunk *pc,
+			sector_t from, sector_t count)
+{
+	struct dm_io_region where = {
+		.bdev = g->cow_bdev,
+		.sector = pc->cow_sector + from,
+		.count = count,
+	};
+	struct dm_io_request req = {
+		.bi_opf = REQ_OP_WRITE,
+		.mem.type = DM_IO_PAGE_LIST,
+		.mem.ptr.pl = &cow_zero_pages,
+		.notify.fn = zero_complete,
+		.notify.context = pc,
+		.client = g->io_client,
+	};
+
+	spin_lock_irq(&g->lock);
+	g->zero_writes++;
+	spin_unlock_irq(&g->lock);
+	/* Async, one region, a write: dm_io() fails only on a bad request. */
+	if (WARN_ON_ONCE(dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT)))
+		zero_complete(1, pc);
+}
+
+/*
+ * Copy the chunk from the base to its CoW location.  What of the location
+ * lies past the base's end is zeroed: the part of a grown device there
+ * reads as zeros, and so must the tail of the base's partial last chunk
+ * should the device grow later.  The location's size is read live, as
+ * ctl_check_location() does: at least the chunk's length on the device.
+ */
 static void start_copy(struct cow_group *g, struct pending_chunk *pc)
 {
+	sector_t base = chunk_base_len(g, pc->chunk);
+	sector_t size = bdev_nr_sectors(g->cow_bdev), slot = 0;
 	struct dm_io_region from, to;
 
-	from.bdev = g->base_bdev;
-	from.sector = chunk_to_sector(g, pc->chunk);
-	from.count = chunk_len(g, pc->chunk);
-	to.bdev = g->cow_bdev;
-	to.sector = pc->cow_sector;
-	to.count = from.count;
+	if (pc->cow_sector < size)
+		slot = min_t(sector_t, g->chunk_sectors, size - pc->cow_sector);
 	pc->copy_tried = true;
 	pc->error = 0;
 	pc->base_error = false;
-	dm_kcopyd_copy(g->kcopyd, &from, 1, &to, 0, copy_complete, pc);
+	if (slot < chunk_len(g, pc->chunk)) {
+		/* The CoW device shrank under the location. */
+		spin_lock_irq(&g->lock);
+		g->copies--;
+		fill_done(g, pc, -EIO);
+		spin_unlock_irq(&g->lock);
+		return;
+	}
+	pc->fill_parts = (base > 0) + (slot > base);
+	if (slot > base)
+		start_zeros(g, pc, base, slot - base);
+	if (base > 0) {
+		from.bdev = g->base_bdev;
+		from.sector = chunk_to_sector(g, pc->chunk);
+		from.count = base;
+		to.bdev = g->cow_bdev;
+		to.sector = pc->cow_sector;
+		to.count = base;
+		dm_kcopyd_copy(g->kcopyd, &from, 1, &to, 0, copy_complete, pc);
+	}
 }
 
 /*
@@ -417,9 +502,8 @@ static bool merge_candidate(struct cow_group *g, struct pending_chunk *pc,
 
 	/*
 	 * Device-mapper sends the data of a PREFLUSH write without the flag,
-	 * after an empty flush; tested all the same.  A target never reaches
-	 * past the base's end at the group's creation (cow_ctr()), so no bio
-	 * reaches past its chunk.
+	 * after an empty flush; tested all the same.  No target reaches past
+	 * the device's size (cow_ctr()), so no bio reaches past its chunk.
 	 */
 	return bio_op(bio) == REQ_OP_WRITE && bio_sectors(bio) &&
 	       !(bio->bi_opf & (REQ_FUA | REQ_PREFLUSH)) &&
@@ -494,12 +578,15 @@ static bool fill_alloc_fails(void)
 #endif
 
 /*
- * A bio over freshly allocated pages for @sectors, or NULL.  Without
- * memory the fill falls back to kcopyd, which keeps its own reserve.
+ * A bio over freshly allocated pages for @sectors (zeroed if asked), or
+ * NULL.  Without memory the fill falls back to kcopyd, which keeps its own
+ * reserve.
  */
-static struct bio *alloc_fill_bio(struct block_device *bdev, sector_t sectors)
+static struct bio *alloc_fill_bio(struct block_device *bdev, sector_t sectors,
+				  bool zeroed)
 {
-	const gfp_t gfp = GFP_NOIO | __GFP_NORETRY | __GFP_NOWARN;
+	const gfp_t gfp = GFP_NOIO | __GFP_NORETRY | __GFP_NOWARN |
+			  (zeroed ? __GFP_ZERO : 0);
 	unsigned int bytes = sectors << SECTOR_SHIFT;
 	unsigned int nr = DIV_ROUND_UP(bytes, PAGE_SIZE);
 	struct bio *fill = fill_alloc_fails() ? NULL : bio_kmalloc(nr, gfp);
@@ -567,17 +654,25 @@ static void fill_bio_like(struct bio *fill, struct pending_chunk *pc,
 	fill->bi_private = pc;
 }
 
+static void merge_and_write(struct cow_group *g, struct pending_chunk *pc);
+
 /*
  * Begin a merged fill; false (and the writes back on the queue) if it
  * cannot be one: nothing to merge, a chunk too large, no memory.
  */
 static bool start_merged_fill(struct cow_group *g, struct pending_chunk *pc)
 {
-	sector_t len = chunk_len(g, pc->chunk);
+	sector_t len = g->chunk_sectors, base = chunk_base_len(g, pc->chunk);
 	unsigned long flags;
 	struct bio *fill;
 
-	if ((len << SECTOR_SHIFT) > COW_MERGE_MAX_BYTES)
+	/*
+	 * Whole chunks only, of the base or past its end (zeros, no read);
+	 * start_copy() does the base's partial last chunk.
+	 */
+	if ((len << SECTOR_SHIFT) > COW_MERGE_MAX_BYTES ||
+	    (base && base != len) ||
+	    pc->cow_sector + len > bdev_nr_sectors(g->cow_bdev))
 		return false;
 	spin_lock_irqsave(&g->lock, flags);
 	take_merge_writes(g, pc);
@@ -585,7 +680,7 @@ static bool start_merged_fill(struct cow_group *g, struct pending_chunk *pc)
 	if (bio_list_empty(&pc->merged))
 		return false;
 
-	fill = alloc_fill_bio(g->base_bdev, len);
+	fill = alloc_fill_bio(g->base_bdev, len, !base);
 	if (!fill) {
 		spin_lock_irqsave(&g->lock, flags);
 		bio_list_merge_head(&pc->bios, &pc->merged);
@@ -597,6 +692,10 @@ static bool start_merged_fill(struct cow_group *g, struct pending_chunk *pc)
 	pc->error = 0;
 	pc->base_error = false;
 	pc->fill = fill;
+	if (!base) {
+		merge_and_write(g, pc);
+		return true;
+	}
 	fill_bio_like(fill, pc, chunk_to_sector(g, pc->chunk), REQ_OP_READ);
 	fill->bi_end_io = merge_read_end_io;
 	submit_bio(fill);
@@ -981,7 +1080,18 @@ struct cow_group *group_create(const char *ident, struct cow_target *ct,
 	g->base_sectors = bdev_nr_sectors(g->base_bdev);
 	g->chunk_sectors = chunk_sectors;
 	g->chunk_shift = __ffs(chunk_sectors);
-	g->nr_chunks = DIV_ROUND_UP_ULL(g->base_sectors, chunk_sectors);
+	/*
+	 * A device made larger than its base (a grown store) stays so: the
+	 * first target sets the size (cowctl makes one cow target).
+	 */
+	g->dev_sectors = max_t(sector_t, g->base_sectors,
+			       ct->ti->begin + ct->ti->len);
+	if (g->dev_sectors > COW_MAX_DEV_SECTORS) {
+		*error = "Device larger than dm-cow serves";
+		kfree(g);
+		return ERR_PTR(-EINVAL);
+	}
+	g->nr_chunks = DIV_ROUND_UP_ULL(g->dev_sectors, chunk_sectors);
 	/*
 	 * Updated under g->lock, which bio completion takes.  The two xarrays
 	 * are initialised at one place, so lockdep would see one class: give
@@ -992,6 +1102,7 @@ struct cow_group *group_create(const char *ident, struct cow_target *ct,
 	xa_init(&g->cow_slots);
 	lockdep_set_class(&g->cow_slots.xa_lock, &cow_slots_lock_key);
 	spin_lock_init(&g->lock);
+	init_waitqueue_head(&g->zero_wait);
 	g->pending = RB_ROOT;
 	INIT_LIST_HEAD(&g->fault_queued);
 	INIT_LIST_HEAD(&g->fault_sent);
@@ -1027,6 +1138,12 @@ struct cow_group *group_create(const char *ident, struct cow_target *ct,
 		*error = "Cannot create kcopyd client";
 		goto bad_kcopyd;
 	}
+	g->io_client = dm_io_client_create();
+	if (IS_ERR(g->io_client)) {
+		r = PTR_ERR(g->io_client);
+		*error = "Cannot create dm-io client";
+		goto bad_io;
+	}
 	r = cow_ctl_add(g);
 	if (r) {
 		*error = r == -EBUSY ? "Too many dm-cow groups" :
@@ -1037,6 +1154,8 @@ struct cow_group *group_create(const char *ident, struct cow_target *ct,
 	return g;
 
 bad_ctl:
+	dm_io_client_destroy(g->io_client);
+bad_io:
 	dm_kcopyd_client_destroy(g->kcopyd);
 bad_kcopyd:
 	mempool_exit(&g->pending_pool);
@@ -1092,6 +1211,16 @@ static void free_pending(struct cow_group *g, struct list_head *head)
 	fail_bios(&bios, BLK_STS_IOERR);
 }
 
+static bool zero_writes_done(struct cow_group *g)
+{
+	bool done;
+
+	spin_lock_irq(&g->lock);
+	done = !g->zero_writes;
+	spin_unlock_irq(&g->lock);
+	return done;
+}
+
 /*
  * The last target is gone: no bio can arrive any more, and device-mapper
  * waited for every bio that was in flight.  Pending chunks without bios
@@ -1120,6 +1249,10 @@ static void group_kill(struct cow_group *g)
 	/* Waits for every copy and its callback, which queues nothing now. */
 	dm_kcopyd_client_destroy(g->kcopyd);
 	g->kcopyd = NULL;
+	/* And for the zero writes of fills, whose callbacks end under g->lock. */
+	wait_event(g->zero_wait, zero_writes_done(g));
+	dm_io_client_destroy(g->io_client);
+	g->io_client = NULL;
 	cancel_delayed_work_sync(&g->timeout_work);
 	/* A merged fill holds bios: device-mapper waited for it. */
 	WARN_ON_ONCE(!list_empty(&g->fill_read));

@@ -8,7 +8,9 @@
  *       [<#feature_args> <arg>...]
  *
  * Device sector S is base sector S.  Reads of chunks that were never written
- * go to the base device; chunks in the remap tree go to the CoW device; the
+ * go to the base device (past its end, on a device grown larger by cowctl
+ * resize, they read as zeros); chunks in the remap tree go to the CoW
+ * device; the
  * first write to any other chunk takes a location the daemon granted in
  * advance, or is queued while a FAULT goes to the daemon through the
  * group's control device (see include/dm-cow-proto.h); the chunk is filled
@@ -133,11 +135,6 @@ static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		ti->error = "Target start must be a multiple of the chunk size";
 		goto bad_group;
 	}
-	if (ti->begin + ti->len > bdev_nr_sectors(ct->base->bdev)) {
-		ti->error = "Target extends beyond the end of the base device";
-		goto bad_group;
-	}
-
 	ct->ti = ti;
 	ct->md_dev = disk_devt(dm_disk(dm_table_get_md(ti->table)));
 	mutex_lock(&cow_groups_mutex);
@@ -155,10 +152,14 @@ static int cow_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 			ti->error = "Ident already in use with other devices or chunk size";
 			goto bad_group;
 		}
-		/* The group's chunks end where the base ended at its start. */
-		if (ti->begin + ti->len > g->base_sectors) {
+		/*
+		 * The group's chunks end where the device ended at its start,
+		 * or where cowd grew it since: the base's growth changes
+		 * nothing (its new part is not read).
+		 */
+		if (ti->begin + ti->len > READ_ONCE(g->dev_sectors)) {
 			mutex_unlock(&cow_groups_mutex);
-			ti->error = "The base device grew: remove the device and create it again to use the new size";
+			ti->error = "Target extends beyond the device's size: grow it with cowctl resize";
 			goto bad_group;
 		}
 		kref_get(&g->kref);
@@ -236,6 +237,28 @@ static int hold_fua(struct cow_group *g, struct bio *bio)
 	default:
 		return DM_MAPIO_REMAPPED;
 	}
+}
+
+/*
+ * A read of what the base holds: past the base's end (a grown device)
+ * that is zeros, and a read across the end is cut there.
+ */
+static int cow_map_base(struct cow_group *g, struct bio *bio)
+{
+	sector_t start = bio->bi_iter.bi_sector;
+
+	if (likely(bio_end_sector(bio) <= g->base_sectors)) {
+		bio_set_dev(bio, g->base_bdev);
+		return DM_MAPIO_REMAPPED;
+	}
+	if (start < g->base_sectors) {
+		dm_accept_partial_bio(bio, g->base_sectors - start);
+		bio_set_dev(bio, g->base_bdev);
+		return DM_MAPIO_REMAPPED;
+	}
+	zero_fill_bio(bio);
+	bio_endio(bio);
+	return DM_MAPIO_SUBMITTED;
 }
 
 /* cow_map_unmapped(): a write found no pending chunk; come with a new one. */
@@ -350,8 +373,7 @@ static int cow_map_unmapped(struct cow_group *g, struct bio *bio, u64 chunk,
 
 out_base:
 	spin_unlock_irqrestore(&g->lock, flags);
-	bio_set_dev(bio, g->base_bdev);
-	return DM_MAPIO_REMAPPED;
+	return cow_map_base(g, bio);
 
 out_unlock:
 	spin_unlock_irqrestore(&g->lock, flags);
@@ -463,10 +485,8 @@ static int cow_map(struct dm_target *ti, struct bio *bio)
 		 * has completed.  A mark was stored before its chunk's data
 		 * could land, and stays until the remap replaces it.
 		 */
-		if (!entry) {
-			bio_set_dev(bio, g->base_bdev);
-			return DM_MAPIO_REMAPPED;
-		}
+		if (!entry)
+			return cow_map_base(g, bio);
 		return cow_map_unmapped(g, bio, chunk, NULL);
 	}
 	/* A write to a pending chunk joins its queue without a new one. */
@@ -566,7 +586,9 @@ static int cow_message(struct dm_target *ti, unsigned int argc, char **argv,
 		wake_up_interruptible(&g->wait);
 		return 0;
 	}
-	DMWARN("%s: unknown message; supported: commit", g->ident);
+	if (argc == 2 && !strcasecmp(argv[0], "resize"))
+		return ctl_request_resize(g, argv[1]);
+	DMWARN("%s: unknown message; supported: commit, resize SECTORS", g->ident);
 	return -EINVAL;
 }
 
@@ -640,11 +662,16 @@ static int cow_iterate_devices(struct dm_target *ti,
 	struct cow_target *ct = ti->private;
 	sector_t cow_len = min_t(sector_t, ti->len,
 				 bdev_nr_sectors(ct->cow->bdev));
+	sector_t base_end = ct->group->base_sectors;
 	int r;
 
-	r = fn(ti, ct->base, ti->begin, ti->len, data);
-	if (r)
-		return r;
+	/* Past the base's end a grown device reads zeros, not the base. */
+	if (ti->begin < base_end) {
+		r = fn(ti, ct->base, ti->begin,
+		       min_t(sector_t, ti->len, base_end - ti->begin), data);
+		if (r)
+			return r;
+	}
 	return fn(ti, ct->cow, 0, cow_len, data);
 }
 
@@ -678,7 +705,7 @@ static void cow_io_hints(struct dm_target *ti, struct queue_limits *limits)
 
 static struct target_type cow_target = {
 	.name = "cow",
-	.version = {1, 2, 0},
+	.version = {1, 3, 0},
 	.features = DM_TARGET_NOWAIT,
 	.module = THIS_MODULE,
 	.ctr = cow_ctr,
@@ -711,6 +738,7 @@ static int __init dm_cow_init(void)
 	r = cow_ctl_init();
 	if (r)
 		goto bad_ctl;
+	cow_zero_init();	/* before any table can fill a chunk */
 	r = dm_register_target(&cow_target);
 	if (r)
 		goto bad_target;

@@ -19,13 +19,18 @@
  *				xarray; readers use RCU and take no lock
  *
  * Nothing sleeps under g->lock or an xarray lock.  Functions that need a
- * lock assert it with lockdep_assert_held().
+ * lock assert it with lockdep_assert_held().  Wait queues (g->wait,
+ * g->zero_wait) may be woken under g->lock: their locks are leaves.  The
+ * zero writes' callbacks end under g->lock, which group_kill() takes to
+ * see that none is left before it frees the dm-io client.
  */
 #ifndef DM_COW_H
 #define DM_COW_H
 
 #include <linux/device-mapper.h>
 #include <linux/dm-kcopyd.h>
+#include <linux/dm-io.h>
+#include <linux/ioprio.h>
 #include <linux/module.h>
 #include <linux/init.h>
 #include <linux/slab.h>
@@ -100,6 +105,9 @@ struct pending_chunk {
 	bool granted;			/* its location came from a GRANT */
 	bool filled;			/* the data landed; not yet published */
 	bool base_error;		/* @error: reading the base failed */
+	u8 fill_parts;			/* parts of a fill in flight: the kcopyd
+					 * copy, the dm-io zero write
+					 */
 	int error;			/* copy or covering-write error */
 	u64 ready_seq;
 	unsigned long since;		/* jiffies when the fault was raised */
@@ -129,6 +137,14 @@ struct cow_group {
 	/* valid while any target holds its dm_devs open */
 	struct block_device *base_bdev, *cow_bdev;
 	sector_t base_sectors;
+	/*
+	 * The device's size: the base's, or more once grown (cowctl resize);
+	 * sectors past the base's end read as zeros until written.  Only
+	 * grows, under ctl_mutex and lock (ctl_resized()); cow_ctr() and
+	 * chunk_len() read it without them, hence READ_ONCE().  nr_chunks
+	 * covers it.
+	 */
+	sector_t dev_sectors;
 	u32 chunk_sectors;
 	u32 chunk_shift;
 	u64 nr_chunks;
@@ -152,6 +168,9 @@ struct cow_group {
 	sector_t phase;
 
 	struct dm_kcopyd_client *kcopyd;
+	/* Zero writes of fills (start_zeros()); zero_writes counts them. */
+	struct dm_io_client *io_client;
+	wait_queue_head_t zero_wait;
 	mempool_t pending_pool;
 	struct work_struct work;
 	/* Fails faults and flushes that waited too long for a daemon. */
@@ -200,6 +219,12 @@ struct cow_group {
 	bool replaying_fills;		/* first part of the replay */
 	bool hello_pending;
 	bool commit_wanted;
+	/*
+	 * A resize asked for (dmsetup message resize), not yet answered by a
+	 * daemon: to be sent (again, to a new daemon) while resize_pending.
+	 */
+	sector_t resize_to;
+	bool resize_pending;
 	bool ctl_open;
 	bool attached;
 	bool dead;			/* no target left; set under ctl_mutex too */
@@ -216,6 +241,7 @@ struct cow_group {
 	/* A target of the live table: its event_work raises dm events. */
 	struct cow_target *event_target;
 	unsigned int copies;		/* copies in flight: kcopyd or merged */
+	unsigned int zero_writes;	/* dm-io zero writes in flight */
 	unsigned int faults;		/* pending chunks in FAULT states */
 	unsigned long detached_since;	/* jiffies when the last daemon left */
 	unsigned long commit_wait_since; /* jiffies of the oldest commit waiter */
@@ -315,24 +341,36 @@ static inline unsigned long cow_slot(struct cow_group *g, sector_t cow_sector)
 	return (cow_sector - g->phase) >> g->chunk_shift;
 }
 
-/* Length of a chunk: the last chunk of the base may be partial. */
+/* Length of a chunk on the device: the last chunk may be partial. */
 static inline sector_t chunk_len(struct cow_group *g, u64 chunk)
 {
 	sector_t start = chunk_to_sector(g, chunk);
+	sector_t dev = READ_ONCE(g->dev_sectors);
 
-	return min_t(sector_t, g->chunk_sectors, g->base_sectors - start);
+	return start < dev ? min_t(sector_t, g->chunk_sectors, dev - start) : 0;
+}
+
+/* How much of a chunk is on the base; the rest reads as zeros. */
+static inline sector_t chunk_base_len(struct cow_group *g, u64 chunk)
+{
+	sector_t start = chunk_to_sector(g, chunk);
+
+	return start < g->base_sectors ?
+	       min_t(sector_t, g->chunk_sectors, g->base_sectors - start) : 0;
 }
 
 /*
  * A write of the whole chunk fills its CoW location by itself: no copy.
- * Not a FUA write, which must wait for the commit that maps the chunk.
+ * Not a FUA write, which must wait for the commit that maps the chunk;
+ * nor one of a partial last chunk, whose location's tail must read as
+ * zeros if the device grows (start_copy() zeroes it).
  */
 static inline bool cow_bio_covers_chunk(struct cow_group *g, struct bio *bio,
 					u64 chunk)
 {
 	return bio_op(bio) == REQ_OP_WRITE && !(bio->bi_opf & REQ_FUA) &&
 	       bio->bi_iter.bi_sector == chunk_to_sector(g, chunk) &&
-	       bio_sectors(bio) == chunk_len(g, chunk);
+	       bio_sectors(bio) == g->chunk_sectors;
 }
 
 static inline bool remap_lookup(struct cow_group *g, u64 chunk, sector_t *cow_sector)
@@ -378,10 +416,12 @@ void group_add_target(struct cow_group *g, struct cow_target *ct);
 bool group_targets_cover(struct cow_group *g, sector_t start, sector_t end);
 void fill_done(struct cow_group *g, struct pending_chunk *pc, int error);
 void cow_fault_init(void);
+void cow_zero_init(void);
 void cow_fault_exit(void);
 
 /* dm-cow-ctl.c */
 int cow_ctl_add(struct cow_group *g);
+int ctl_request_resize(struct cow_group *g, const char *sectors);
 void cow_ctl_remove(struct cow_group *g);
 int cow_ctl_init(void);
 void cow_ctl_exit(void);
