@@ -8,7 +8,7 @@
  * its default format for a blank store, and then calls it from its single
  * event-loop thread: callbacks never run concurrently.
  *
- * Lifecycle:   probe -> open -> hold* -> { locate | grant | mark | commit }*
+ * Lifecycle:   probe -> open -> hold* -> { locate | grant | mark | commit | grow }*
  *              [-> for_each_unused, once the device is gone] -> close
  *              (or create -> open ... for a blank store)
  * Offline:     probe -> inspect -> open (read_only) -> for_each_mapping,
@@ -75,6 +75,14 @@ struct cow_store {
 	 * refuse a store whose label differs from the one they are given.
 	 */
 	const char *base_id;
+
+	/*
+	 * Set by open() and grow(): the size of the device the store holds,
+	 * in bytes, if it can be more than the base's (a store grown by
+	 * cowctl resize: past the base's end the device reads as zeros until
+	 * written).  A plugin that leaves it 0 holds the base's size.
+	 */
+	uint64_t dev_size;
 };
 
 #define COW_BASE_ID_MAX 63
@@ -84,6 +92,7 @@ struct cow_store_info {
 	uint32_t chunk_sectors;	/* the store's allocation unit; 0: any */
 	char base_path[4096];	/* the base the header names; "" if none */
 	char base_id[COW_BASE_ID_MAX + 1]; /* the label create() recorded; "" if none */
+	uint64_t dev_size;	/* the device it holds, bytes, if grown past the base; else 0 */
 };
 
 typedef int (*cow_mapping_fn)(void *ctx, uint64_t chunk, uint64_t sector);
@@ -230,6 +239,20 @@ struct cow_plugin {
 	 * later open would read.
 	 */
 	int (*for_each_unused)(struct cow_store *s, cow_range_fn fn, void *ctx);
+
+	/*
+	 * Optional.  Make the store hold a device of @size bytes, more than
+	 * s->dev_size (or the base's size) now, durably before returning,
+	 * and set s->dev_size: chunks up to the new end may then be located
+	 * and marked.  Called right after a commit, with no mark() since.
+	 * Chunks past the base's end read as zeros until written; the kernel
+	 * fills their locations with zeros.  The plugin makes the part past
+	 * the base's end of the base's partial last chunk read as zeros, if
+	 * that chunk is mapped (older modules filled only the base's part).
+	 * A power cut leaves the old size or the new.  Without it the store
+	 * cannot grow (cowctl resize fails, saying so).
+	 */
+	int (*grow)(struct cow_store *s, uint64_t size);
 };
 
 /* Does plugin @p provide the optional callback @field? */

@@ -59,9 +59,15 @@
  * 2: base_sample_crc; version 1 stores still open, with the weaker check.
  * 3: base_id, a label the user gave the base.
  * 4: the journal is a ring and checkpoints are written a piece at a time.
+ * 5: dev_sectors, the device's size once grown past the base (cowctl
+ *    resize); only a grown store is made version 5, so that older
+ *    releases still open the others.
  */
-#define PK_VERSION 4
+#define PK_VERSION 5
 #define PK_RING_VERSION 4
+#define PK_MADE_VERSION 4	/* what create() and upgrade() write */
+#define PK_GROWN_VERSION 5
+#define PK_MAX_DEV_SECTORS ((1ULL << 54) - 1)	/* bytes fit an int64 */
 #define PK_SAMPLES 64		/* base samples in base_sample_crc */
 #define PK_SAMPLE_BYTES 4096
 #define PK_BLOCK 4096
@@ -90,12 +96,15 @@ struct pk_header {
 	uint32_t crc;		/* of this header with crc = 0 (up to pad2 before version 3) */
 	uint32_t pad2;
 	char base_id[64];	/* version 3: NUL-terminated label of the base */
+	uint64_t dev_sectors;	/* version 5: the device, grown past the base */
 };
 
 /* The bytes the header's crc covers. */
 static size_t header_bytes(uint32_t version)
 {
-	return version >= 3 ? sizeof(struct pk_header) : offsetof(struct pk_header, base_id);
+	return version >= PK_GROWN_VERSION ? sizeof(struct pk_header) :
+	       version >= 3 ? offsetof(struct pk_header, dev_sectors) :
+	       offsetof(struct pk_header, base_id);
 }
 
 struct pk_jhdr {
@@ -195,6 +204,7 @@ static void header_to_disk(const struct pk_header *in, struct pk_header *out)
 	out->data_start = htole64(in->data_start);
 	out->nr_slots = htole64(in->nr_slots);
 	out->crc = htole32(in->crc);
+	out->dev_sectors = htole64(in->dev_sectors);
 }
 
 static void header_from_disk(const struct pk_header *in, struct pk_header *out)
@@ -217,6 +227,7 @@ static void header_from_disk(const struct pk_header *in, struct pk_header *out)
 	out->data_start = le64toh(in->data_start);
 	out->nr_slots = le64toh(in->nr_slots);
 	out->crc = le32toh(in->crc);
+	out->dev_sectors = le64toh(in->dev_sectors);
 }
 
 static uint32_t header_crc(const struct pk_header *disk)
@@ -339,7 +350,7 @@ static int plan_layout(struct cow_store *s, struct pk_header *h, uint64_t cow_se
 
 	memset(h, 0, sizeof(*h));
 	memcpy(h->magic, PK_MAGIC, 8);
-	h->version = PK_VERSION;
+	h->version = PK_MADE_VERSION;
 	h->chunk_sectors = s->chunk_sectors;
 	h->base_sectors = s->base_size / COW_SECTOR;
 	/* About 1/256 of the device, 64 KiB to 1 MiB. */
@@ -982,6 +993,12 @@ static int check_header(struct cow_store *s, struct pk_store *p)
 	if (p->h.version < 3)
 		memset(p->h.base_id, 0, sizeof(p->h.base_id));
 	p->h.base_id[sizeof(p->h.base_id) - 1] = 0;
+	if (p->h.version < PK_GROWN_VERSION)
+		p->h.dev_sectors = 0;
+	else if (p->h.dev_sectors <= p->h.base_sectors || p->h.dev_sectors > PK_MAX_DEV_SECTORS)
+		return cow_store_error(s, -EINVAL, "corrupt packed store: grown to %llu sectors over a base of %llu",
+				       (unsigned long long)p->h.dev_sectors,
+				       (unsigned long long)p->h.base_sectors);
 	if (p->h.chunk_sectors != s->chunk_sectors)
 		return cow_store_error(s, -EINVAL, "the store was made for %u-sector chunks, the device uses %u",
 				       p->h.chunk_sectors, s->chunk_sectors);
@@ -1035,6 +1052,8 @@ static int pk_open(struct cow_store *s)
 	}
 	if (!r)
 		r = replay(s, p);
+	if (!r && p->h.dev_sectors)
+		s->dev_size = p->h.dev_sectors * COW_SECTOR;
 	if (r)
 		pk_close(s);
 	return r;
@@ -1196,7 +1215,7 @@ static int upgrade(struct cow_store *s, struct pk_store *p)
 	r = restart_journal(s, p);
 	if (r)
 		return r;
-	h.version = PK_VERSION;
+	h.version = PK_MADE_VERSION;
 	r = write_header(s, &h);
 	if (!r)
 		p->h = h;
@@ -1371,6 +1390,60 @@ static int pk_inspect(const void *head, size_t len, struct cow_store_info *info)
 	if (h.version >= 3)
 		snprintf(info->base_id, sizeof(info->base_id), "%.*s", (int)sizeof(h.base_id) - 1,
 			 h.base_id);
+	if (h.version >= PK_GROWN_VERSION && h.dev_sectors <= PK_MAX_DEV_SECTORS)
+		info->dev_size = h.dev_sectors * COW_SECTOR;
+	return 0;
+}
+
+/*
+ * Grow the device the store holds (cowctl resize): its size goes in the
+ * header, made version 5, in one sector's write.  Slots do not depend on
+ * chunk numbers, so nothing else changes; a power cut leaves the old size
+ * or the new.  The base's partial last chunk's slot reads as zeros past
+ * the base's end: a kernel module before this one filled only its part.
+ * The slots stay as many as the store was made with (its checkpoint areas
+ * hold that many mappings): about the base's chunks for a file store, so
+ * a grown device's first writes fail with ENOSPC once that many chunks
+ * are mapped.
+ */
+static int pk_grow(struct cow_store *s, uint64_t size)
+{
+	struct pk_store *p = s->priv;
+	uint64_t sectors = size / COW_SECTOR, tail = p->h.base_sectors % s->chunk_sectors, slot;
+	struct pk_header h = p->h;
+	int r;
+
+	if (sectors <= (p->h.dev_sectors ? p->h.dev_sectors : p->h.base_sectors))
+		return 0;
+	if (sectors > PK_MAX_DEV_SECTORS)
+		return cow_store_error(s, -EFBIG, "a device of %llu bytes is more than dm-cow serves",
+				       (unsigned long long)size);
+	if (p->h.version < PK_RING_VERSION)
+		return cow_store_error(s, -EOPNOTSUPP,
+				       "a packed store of version %u grows once it has moved to version 4 (at its first commit with data)",
+				       p->h.version);
+	if (tail && !p->h.dev_sectors &&
+	    map_get(&p->map, p->h.base_sectors / s->chunk_sectors, &slot)) {
+		uint64_t n = (s->chunk_sectors - tail) * COW_SECTOR;
+		char *zero = calloc(1, n);
+
+		if (!zero)
+			return -ENOMEM;
+		r = pwrite_full(s->cow_fd, zero, n, (slot_sector(p, slot) + tail) * COW_SECTOR);
+		free(zero);
+		if (!r && fdatasync(s->cow_fd) < 0)
+			r = -errno;
+		if (r)
+			return cow_store_error(s, r, "cannot zero the last chunk past the base: %s",
+					       strerror(-r));
+	}
+	h.version = PK_GROWN_VERSION;
+	h.dev_sectors = sectors;
+	r = write_header(s, &h);
+	if (r)
+		return r;
+	p->h = h;
+	s->dev_size = sectors * COW_SECTOR;
 	return 0;
 }
 
@@ -1394,6 +1467,7 @@ static const struct cow_plugin packed_plugin = {
 	.grant = pk_grant,
 	.ungrant = pk_ungrant,
 	.for_each_unused = pk_for_each_unused,
+	.grow = pk_grow,
 };
 
 COW_PLUGIN_REGISTER(packed_plugin)

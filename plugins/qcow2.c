@@ -129,6 +129,7 @@ struct q2 {
 	 */
 	uint8_t *mapped;
 	uint64_t nchunks;
+	uint64_t size;		/* the virtual size, bytes */
 	struct q2_pending *pending;
 	size_t npending, maxpending;
 	/*
@@ -218,6 +219,7 @@ static int q2_inspect(const void *head, size_t len, struct cow_store_info *info)
 	if (h.cluster_bits < 9 || h.cluster_bits > Q2_MAX_CLUSTER_BITS)
 		return -EINVAL;
 	info->chunk_sectors = (1U << h.cluster_bits) / COW_SECTOR;
+	info->dev_size = h.size;
 	info->base_path[0] = 0;
 	if (h.backing_file_offset && h.backing_file_size) {
 		if (h.backing_file_size >= sizeof(info->base_path) ||
@@ -544,6 +546,12 @@ static int check_layout(struct cow_store *s, const struct q2_header *h)
 	return 0;
 }
 
+/* The largest virtual size an L1 table of qemu's largest size addresses. */
+static uint64_t q2_max_size(uint32_t cluster_bits)
+{
+	return Q2_MAX_L1_BYTES / 8 << (cluster_bits - 3) << cluster_bits;
+}
+
 static int check_header(struct cow_store *s, const struct q2_header *h)
 {
 	uint64_t incompat = h->incompatible_features;
@@ -581,9 +589,13 @@ static int check_header(struct cow_store *s, const struct q2_header *h)
 	if (h->refcount_order != Q2_REFCOUNT_ORDER)
 		return cow_store_error(s, -EINVAL, "qcow2 image uses refcount order %u; only 4 (16-bit refcounts) is supported",
 				       h->refcount_order);
-	if (h->size != s->base_size)
+	/* Larger is a grown image: past the base's end it reads zeros, as in qemu. */
+	if (h->size > q2_max_size(h->cluster_bits))
+		return cow_store_error(s, -EINVAL, "corrupt qcow2 image: a virtual size of %llu bytes needs an L1 table over %llu MiB",
+				       (unsigned long long)h->size, Q2_MAX_L1_BYTES >> 20);
+	if (h->size < s->base_size)
 		return cow_store_error(s, -EINVAL,
-				       "the image's virtual size is %llu bytes, but the base has %llu",
+				       "the image's virtual size is %llu bytes, less than the base's %llu",
 				       (unsigned long long)h->size, (unsigned long long)s->base_size);
 	if (h->l1_table_offset % (1ULL << h->cluster_bits) ||
 	    h->refcount_table_offset % (1ULL << h->cluster_bits))
@@ -892,6 +904,8 @@ static int q2_open(struct cow_store *s)
 		goto fail;
 	}
 	q->nchunks = div_up(h.size, q->cs);
+	q->size = h.size;
+	s->dev_size = h.size;
 	q->mapped = calloc(div_up(q->nchunks, 8) + 1, 1);
 	if (!q->mapped) {
 		r = -ENOMEM;
@@ -1108,7 +1122,7 @@ static int q2_locate(struct cow_store *s, uint64_t chunk, uint64_t *sector, int 
 	uint64_t l1i = chunk / q->l2_entries, off;
 	int r;
 
-	if (l1i >= q->l1_size)
+	if (l1i >= q->l1_size || chunk >= q->nchunks)
 		return cow_store_error(s, -EINVAL, "chunk %llu is past the image",
 				       (unsigned long long)chunk);
 	/*
@@ -1504,7 +1518,7 @@ static int table_extents(struct cow_store *s, struct q2 *q, uint64_t l1i, uint64
 
 static int q2_for_each_extent(struct cow_store *s, cow_extent_fn fn, void *ctx)
 {
-	struct extent_ctx x = { fn, ctx, div_up(s->base_size, COW_SECTOR) };
+	struct extent_ctx x = { fn, ctx, div_up(((struct q2 *)s->priv)->size, COW_SECTOR) };
 
 	return walk_l2(s, s->priv, table_extents, &x);
 }
@@ -1526,6 +1540,168 @@ static uint64_t q2_used_bytes(struct cow_store *s)
 	struct q2 *q = s->priv;
 
 	return q->next_free;
+}
+
+/* ---- grow ------------------------------------------------------------------- */
+
+/* The L1 table for @l1_size entries at @off, from the committed one. */
+static int write_l1_copy(struct cow_store *s, struct q2 *q, uint64_t off, uint64_t l1_size)
+{
+	uint64_t n = div_up(l1_size * 8, q->cs), *t = calloc(n, q->cs), i;
+	int r;
+
+	if (!t)
+		return -ENOMEM;
+	for (i = 0; i < q->l1_size; i++)
+		t[i] = htobe64(q->l1[i]);
+	r = pwrite_full(s->cow_fd, t, n * q->cs, off);
+	free(t);
+	return r;
+}
+
+/*
+ * The cluster of the base's partial last chunk holds, past the base's end,
+ * whatever was there when it was filled (an older kernel module filled
+ * only the base's part): once the device grows that reads as zeros.
+ */
+static int zero_last_tail(struct cow_store *s, struct q2 *q)
+{
+	uint64_t tail = s->base_size % q->cs, off;
+	char *zero;
+	int r;
+
+	if (!tail || q->size != s->base_size)
+		return 0;
+	r = mapped_cluster(s, q, s->base_size / q->cs, &off);
+	if (r || !off)
+		return r;
+	zero = calloc(1, q->cs - tail);
+	if (!zero)
+		return -ENOMEM;
+	r = pwrite_full(s->cow_fd, zero, q->cs - tail, off + tail);
+	free(zero);
+	return r;
+}
+
+/*
+ * Grow the virtual size to @size, as qemu-img resize does.  The L1 table
+ * grows in place while its clusters have room (they are whole and
+ * zero-filled); else a copy of it with room goes at the end of the image,
+ * durable and counted before one header write (size, L1 size and offset
+ * share a sector) switches to it, and the old one's clusters are freed
+ * after.  A power cut leaves the old size or the new, and leaks at most.
+ */
+static int q2_grow(struct cow_store *s, uint64_t size)
+{
+	struct q2 *q = s->priv;
+	uint64_t nchunks, l1_size, missing = 0, kept = q->tables_missing;
+	uint64_t old_clusters = div_up((uint64_t)q->l1_size * 8, q->cs), l1_off = q->l1_offset;
+	uint64_t *l1 = NULL, *l1_new = NULL, **l2c = NULL, n, i;
+	uint8_t *mapped = NULL;
+	int moved = 0, r = 0;
+	char header[24];
+	uint32_t v32;
+	uint64_t v64;
+
+	if (size <= q->size)
+		return 0;
+	if (q->npending)
+		return cow_store_error(s, -EBUSY, "grow() with marks not committed");
+	if (size > q2_max_size(__builtin_ctzll(q->cs)))
+		return cow_store_error(s, -EFBIG, "%llu bytes need an L1 table over qemu's limit of %llu MiB",
+				       (unsigned long long)size, Q2_MAX_L1_BYTES >> 20);
+	nchunks = div_up(size, q->cs);
+	l1_size = div_up(nchunks, q->l2_entries);
+	if (l1_size < q->l1_size)
+		l1_size = q->l1_size;
+	l1 = calloc(l1_size, 8);
+	l1_new = calloc(l1_size, 8);
+	l2c = calloc(l1_size, sizeof(*l2c));
+	mapped = calloc(div_up(nchunks, 8) + 1, 1);
+	if (!l1 || !l1_new || !l2c || !mapped) {
+		r = -ENOMEM;
+		goto out;
+	}
+	/*
+	 * The new L1 entries have no tables: granted clusters may need them
+	 * (room_for() keeps room for min(granted, tables_missing)).
+	 */
+	for (i = 0; i < div_up(nchunks, q->l2_entries); i++)
+		missing += i >= q->l1_size || needs_table(q, i);
+	q->tables_missing = missing;
+	moved = l1_size > q->l1_size && l1_size > old_clusters * q->cs / 8;
+	n = moved ? div_up(l1_size * 8, q->cs) : 0;
+	r = room_for(s, q, n, 0);
+	q->tables_missing = kept;
+	if (r)
+		goto out;
+	if (moved) {
+		/* A new table at the end, counted before anything points at it. */
+		l1_off = q->next_free;
+		q->next_free += n * q->cs;
+		r = ensure_space(s, q);
+		if (!r)
+			r = write_l1_copy(s, q, l1_off, l1_size);
+		if (!r)
+			r = set_refcounts(s, q, l1_off / q->cs, n, 1);
+	} else if (l1_size > q->l1_size) {
+		/* Qemu zero-fills the table's clusters; make sure of it. */
+		r = pwrite_full(s->cow_fd, l1_new, (l1_size - q->l1_size) * 8,
+				q->l1_offset + (uint64_t)q->l1_size * 8);
+	}
+	if (!r)
+		r = zero_last_tail(s, q);
+	if (!r && fdatasync(s->cow_fd) < 0)
+		r = -errno;
+	if (r) {
+		if (!s->error[0])
+			cow_store_error(s, r, "cannot write a larger L1 table: %s", strerror(-r));
+		goto out;
+	}
+	v64 = htobe64(size);
+	memcpy(header, &v64, 8);
+	memset(header + 8, 0, 4);	/* crypt_method: open() refused anything else */
+	v32 = htobe32((uint32_t)l1_size);
+	memcpy(header + 12, &v32, 4);
+	v64 = htobe64(l1_off);
+	memcpy(header + 16, &v64, 8);
+	r = pwrite_full(s->cow_fd, header, sizeof(header), offsetof(struct q2_header, size));
+	if (!r && fdatasync(s->cow_fd) < 0)
+		r = -errno;
+	if (r) {
+		cow_store_error(s, r, "cannot write the grown size to the header: %s", strerror(-r));
+		goto out;
+	}
+	memcpy(l1, q->l1, (size_t)q->l1_size * 8);
+	memcpy(l1_new, q->l1_new, (size_t)q->l1_size * 8);
+	memcpy(l2c, q->l2c, (size_t)q->l1_size * sizeof(*l2c));
+	memcpy(mapped, q->mapped, div_up(q->nchunks, 8));
+	free(q->l1);
+	free(q->l1_new);
+	free(q->l2c);
+	free(q->mapped);
+	q->l1 = l1;
+	q->l1_new = l1_new;
+	q->l2c = l2c;
+	q->mapped = mapped;
+	l1 = l1_new = NULL;
+	l2c = NULL;
+	mapped = NULL;
+	/* The old table is garbage now: a failure to free it only leaks it. */
+	if (moved && old_clusters && set_refcounts(s, q, q->l1_offset / q->cs, old_clusters, 0))
+		s->error[0] = 0;
+	q->l1_offset = l1_off;
+	q->l1_size = (uint32_t)l1_size;
+	q->nchunks = nchunks;
+	q->size = size;
+	s->dev_size = size;
+	q->tables_missing = missing;
+out:
+	free(l1);
+	free(l1_new);
+	free(l2c);
+	free(mapped);
+	return r;
 }
 
 /* ---- check ------------------------------------------------------------------ */
@@ -1740,6 +1916,7 @@ static const struct cow_plugin qcow2_plugin = {
 	.grant = q2_grant,
 	.ungrant = q2_ungrant,
 	.for_each_unused = q2_for_each_unused,
+	.grow = q2_grow,
 };
 
 COW_PLUGIN_REGISTER(qcow2_plugin)

@@ -7,8 +7,8 @@
  *
  *   probe, inspect                          (cowctl inspect)
  *   open read-only, for_each_mapping, check (cowctl check, dump, merge)
- *   open, grant, locate/mark/commit, for_each_unused (holes punched
- *   there), reopen                          (cowd)
+ *   open, grant, locate/mark/commit, grow and a first write past the
+ *   old end, for_each_unused (holes punched there), reopen      (cowd)
  *   open, repair, reopen                    (cowctl check --repair)
  *
  * Crashes and sanitizer reports are findings; so is a store that check()
@@ -74,6 +74,8 @@ static void packed_fix_crcs(uint8_t *d, size_t len)
 	memcpy(&version, d + 8, 4);
 	if (le32toh(version) >= 3)
 		hlen = 168;
+	if (le32toh(version) >= 5)
+		hlen = 176;
 	if (len < hlen)
 		return;
 	memset(d + 96, 0, 4);
@@ -179,7 +181,8 @@ static int extent_one(void *ctx, uint64_t sector, uint64_t count, uint64_t cow_s
  */
 static int offline_check(struct cow_store *s, struct listing *l)
 {
-	struct extents x = { .base_sectors = (s->base_size + COW_SECTOR - 1) / COW_SECTOR };
+	uint64_t dev = s->dev_size > s->base_size ? s->dev_size : s->base_size;
+	struct extents x = { .base_sectors = (dev + COW_SECTOR - 1) / COW_SECTOR };
 	int r;
 
 	if (P->for_each_mapping(s, list_one, l) || l->disordered)
@@ -211,7 +214,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	struct cow_store_info info;
 	struct cow_store s;
 	struct listing l = { 0 };
-	uint64_t chunk[MAX_OPS], sector[MAX_OPS], nr_chunks, seed = len, cow_size;
+	uint64_t chunk[MAX_OPS + 1], sector[MAX_OPS + 1], nr_chunks, seed = len, cow_size;
 	uint64_t granted = 0, granted_left = 0;
 	int sound, verdict, nmarked = 0, i, valid, r;
 	static char buf[1 << 21], head[64 << 10];
@@ -307,6 +310,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	if (P->commit(&s)) {
 		P->close(&s);
 		goto out;
+	}
+	/* cowctl resize: grow, then a first write past the old end, committed. */
+	if (COW_PLUGIN_HAS(P, grow)) {
+		uint64_t cb = s.chunk_sectors * (uint64_t)COW_SECTOR, old_end = nr_chunks;
+		uint64_t at = 0, size = old_end * cb + (1 + mix(&seed) % 64) * cb;
+
+		if (!P->grow(&s, size)) {
+			if (s.dev_size != size) {
+				fprintf(stderr, "grow() to %llu left dev_size %llu\n",
+					(unsigned long long)size, (unsigned long long)s.dev_size);
+				abort();
+			}
+			if (!P->locate(&s, old_end, &at, &valid) && !valid &&
+			    at * COW_SECTOR + cb <= s.cow_size && !P->mark(&s, old_end, at) &&
+			    !P->commit(&s)) {
+				chunk[nmarked] = old_end;
+				sector[nmarked++] = at;
+			}
+		}
 	}
 	if (COW_PLUGIN_HAS(P, for_each_unused)) {
 		struct unused u = { .cs = s.chunk_sectors, .sector = sector, .n = nmarked,

@@ -568,6 +568,60 @@ static void test_unused(void)
 	teardown(&f);
 }
 
+
+/*
+ * cowctl resize: a grown store records the device's size in a version 5
+ * header (an ungrown one stays version 4, for older releases); the base's
+ * partial last chunk reads zeros past the base's end; chunks past it map;
+ * a header that claims less than the base is refused.
+ */
+static void test_grow(void)
+{
+	const uint64_t base = (1 << 20) + 12288, grown = 3 << 20;
+	static char junk[65536 - 12288], back[65536 - 12288];
+	unsigned char h[176];
+	struct cow_store_info info;
+	struct seen seen = { 0 };
+	struct fixture f;
+	uint64_t s16, v;
+	uint32_t crc;
+
+	TEST("grow: version 5 header, zeros past the base, chunks past it");
+	setup(&f, base, 8 << 20, "grow");
+	CHECK(P->create(&f.s) == 0 && P->open(&f.s) == 0, "%s", f.s.error);
+	CHECK(pread(f.s.cow_fd, h, sizeof(h), 0) == sizeof(h) && h[8] == 4, "a new store is version 4");
+	CHECK(f.s.dev_size == 0, "holds the base's size");
+	s16 = map_chunk(&f, 16);
+	CHECK(s16 && P->commit(&f.s) == 0, "the partial last chunk: %s", f.s.error);
+	memset(junk, 0xee, sizeof(junk));
+	if (pwrite(f.s.cow_fd, junk, sizeof(junk), (off_t)(s16 * COW_SECTOR + 12288)) != sizeof(junk))
+		abort();
+	CHECK(P->grow(&f.s, base) == 0 && f.s.dev_size == 0, "to its size: nothing");
+	CHECK(P->grow(&f.s, grown) == 0, "grow: %s", f.s.error);
+	CHECK(f.s.dev_size == grown, "dev_size %llu", (unsigned long long)f.s.dev_size);
+	CHECK(pread(f.s.cow_fd, back, sizeof(back), (off_t)(s16 * COW_SECTOR + 12288)) == sizeof(back) &&
+	      !memcmp(back, memset(junk, 0, sizeof(junk)), sizeof(back)), "the last chunk's tail is zeros");
+	CHECK(pread(f.s.cow_fd, h, sizeof(h), 0) == sizeof(h) && h[8] == 5, "version 5 once grown");
+	CHECK(map_chunk(&f, 40) && P->commit(&f.s) == 0, "chunk 40, past the base: %s", f.s.error);
+	CHECK(reopen(&f) == 0 && f.s.dev_size == grown, "reopened: %s", f.s.error);
+	CHECK(P->for_each_mapping(&f.s, collect, &seen) == 0 && seen.n == 2 && seen.chunk[1] == 40,
+	      "both mappings survive");
+	memset(&info, 0, sizeof(info));
+	CHECK(pread(f.s.cow_fd, h, sizeof(h), 0) == sizeof(h) && P->inspect(h, sizeof(h), &info) == 0 &&
+	      info.dev_size == grown, "inspect says the grown size");
+
+	/* A version 5 header that claims less than the base is corrupt. */
+	v = htole64(100);
+	memcpy(h + 168, &v, 8);
+	memset(h + 96, 0, 4);
+	crc = htole32(crc32c(0, h, sizeof(h)));
+	memcpy(h + 96, &crc, 4);
+	if (pwrite(f.s.cow_fd, h, sizeof(h), 0) != sizeof(h))
+		abort();
+	CHECK(reopen(&f) == -EINVAL && strstr(f.s.error, "grown"), "refused: %s", f.s.error);
+	teardown(&f);
+}
+
 int main(void)
 {
 	P = cow_plugin_init();
@@ -587,6 +641,7 @@ int main(void)
 	test_grant();
 	test_unused();
 	test_base_samples();
+	test_grow();
 	rmdir(dir);
 	return check_done("test-packed");
 }

@@ -19,7 +19,7 @@
  * second counted by the third); and, with 512-byte clusters (a refcount
  * block counts 256 of them and qemu-img's one-cluster refcount table
  * addresses 64 blocks; the metadata code does not depend on the size),
- * a commit that outgrows the refcount table.
+ * a commit that outgrows the refcount table; and growing the image.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -125,11 +125,41 @@ static void make_cut(struct fixture *f, size_t k, int prefix, off_t size)
 static uint64_t watch_off, watch_len;
 static size_t watch_writes;
 
+static int do_commit(struct fixture *f)
+{
+	return P->commit(&f->s);
+}
+
+/* For grow_with_cuts(): the size to grow to, and the sizes a cut may show. */
+static uint64_t grow_to, grow_from;
+
+static int do_grow(struct fixture *f)
+{
+	return P->grow(&f->s, grow_to);
+}
+
+/* A cut image's virtual size, as qemu-img info says. */
+static uint64_t cut_size(struct fixture *f)
+{
+	char cmd[512], line[256];
+	unsigned long long v = 0;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "qemu-img info --output=json %s | grep '\"virtual-size\"'", f->cut);
+	p = popen(cmd, "r");
+	if (p && fgets(line, sizeof(line), p))
+		sscanf(line, " \"virtual-size\": %llu", &v);
+	if (p)
+		pclose(p);
+	return v;
+}
+
 /*
- * Commit what is marked, recording it; then replay every cut.  Returns
- * the number of cut images qemu-img check found corrupt.
+ * Run @op (a commit of what is marked, or a grow), recording it; then
+ * replay every cut.  Returns the number of cut images qemu-img check
+ * found corrupt (or, for a grow, of a size neither before nor after).
  */
-static int commit_with_cuts(struct fixture *f, const char *what)
+static int op_with_cuts(struct fixture *f, const char *what, int (*op)(struct fixture *))
 {
 	struct stat st;
 	size_t k, bad = 0, cuts = 0;
@@ -138,9 +168,9 @@ static int commit_with_cuts(struct fixture *f, const char *what)
 	if (fdatasync(f->s.cow_fd) || sh("cp %s %s", f->cow, f->before))
 		abort();
 	record_start(f->s.cow_fd);
-	r = P->commit(&f->s);
+	r = op(f);
 	record_stop();
-	CHECK(r == 0, "%s: commit: %s", what, f->s.error);
+	CHECK(r == 0, "%s: %s", what, f->s.error);
 	CHECK(sh("qemu-img check -q %s", f->cow) == 0, "%s: the committed image is not clean", what);
 	if (fstat(f->s.cow_fd, &st))
 		abort();
@@ -150,6 +180,12 @@ static int commit_with_cuts(struct fixture *f, const char *what)
 			cuts++;
 			/* 0: clean, 3: leaked clusters only. */
 			r = sh("qemu-img check -q %s >/dev/null 2>&1", f->cut);
+			if (op == do_grow && r != 2 && cut_size(f) != grow_from &&
+			    cut_size(f) != grow_to) {
+				fprintf(stderr, "%s: cut at write %zu (%s): size %llu\n", what, k,
+					prefix ? "prefix" : "alone", (unsigned long long)cut_size(f));
+				r = 2;
+			}
 			if (r != 0 && r != 3) {
 				if (first_bad < 0) {
 					first_bad = (int)k;
@@ -168,6 +204,11 @@ static int commit_with_cuts(struct fixture *f, const char *what)
 		watch_writes += recs[k].off >= watch_off && recs[k].off < watch_off + watch_len;
 	record_forget();
 	return (int)bad;
+}
+
+static int commit_with_cuts(struct fixture *f, const char *what)
+{
+	return op_with_cuts(f, what, do_commit);
 }
 
 /* ---- tests --------------------------------------------------------------- */
@@ -330,6 +371,53 @@ static void test_one_l1_write(void)
 	teardown(&f);
 }
 
+
+/*
+ * cowctl resize: power cuts while the image grows, its L1 table in place
+ * (4 KiB clusters: one cluster of L1 entries addresses 1 GiB) or moved to
+ * the end (512-byte clusters: the 20 MiB image's L1 clusters are full);
+ * every cut image checks clean (leaks at most) and has the old size or the
+ * new one; the data stays, and chunks past the old end map and commit.
+ */
+static void test_grow_cuts(void)
+{
+	static const struct {
+		int cluster;
+		uint64_t to;
+		const char *what;
+	} cases[] = {
+		{ 4096, 100 << 20, "power cuts while growing 20 -> 100 MiB, L1 in place" },
+		{ 512, 40 << 20, "power cuts while growing 20 -> 40 MiB, L1 moved" },
+	};
+	struct fixture f;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t l1_before, l1_after;
+
+		TEST(cases[i].what);
+		setup(&f, cases[i].cluster);
+		CHECK(P->open(&f.s) == 0, "open: %s", f.s.error);
+		CHECK(map_chunks(&f, 10) == 0 && P->commit(&f.s) == 0, "map: %s", f.s.error);
+		if (pread(f.s.cow_fd, &l1_before, 8, 40) != 8)
+			abort();
+		grow_from = BASE_SIZE;
+		grow_to = cases[i].to;
+		CHECK(op_with_cuts(&f, cases[i].what, do_grow) == 0, "a cut corrupted the image");
+		if (pread(f.s.cow_fd, &l1_after, 8, 40) != 8)
+			abort();
+		CHECK((l1_before != l1_after) == (cases[i].cluster == 512),
+		      "the L1 table %s", l1_before != l1_after ? "moved" : "stayed");
+		CHECK(f.s.dev_size == cases[i].to, "dev_size %llu", (unsigned long long)f.s.dev_size);
+		f.next_chunk = cases[i].to / cases[i].cluster - 1;
+		CHECK(map_chunks(&f, 1) == 0 && P->commit(&f.s) == 0, "the last chunk: %s", f.s.error);
+		CHECK(sh("qemu-img check -q %s", f.cow) == 0, "not clean after a commit past the old end");
+		CHECK(data_intact(&f, 0, 9, (int)(cases[i].to / cases[i].cluster - 1), -1),
+		      "the data is not what was written");
+		teardown(&f);
+	}
+}
+
 int main(void)
 {
 	int r;
@@ -343,6 +431,7 @@ int main(void)
 	test_full_store();
 	test_one_write_per_table();
 	test_one_l1_write();
+	test_grow_cuts();
 	sh("rm -rf %s", dir);
 	return check_done("test-qcow2-refcount");
 }

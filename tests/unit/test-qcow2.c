@@ -110,10 +110,11 @@ static uint64_t fill_chunk(struct fixture *f, uint64_t chunk, uint64_t sector, i
 {
 	static char buf[CHUNK];
 	uint64_t cs = (uint64_t)f->s.chunk_sectors * COW_SECTOR, len = cs;
+	uint64_t end = f->s.dev_size ? f->s.dev_size : f->s.base_size;
 	int mfd;
 
-	if (chunk * cs + len > f->s.base_size)
-		len = f->s.base_size - chunk * cs;
+	if (chunk * cs + len > end)
+		len = end - chunk * cs;
 	memset(buf, byte, sizeof(buf));
 	if (pwrite(f->s.cow_fd, buf, len, (off_t)(sector * COW_SECTOR)) != (ssize_t)len)
 		return 0;
@@ -834,6 +835,62 @@ static void test_unused(void)
 	teardown(&f);
 }
 
+
+/*
+ * cowctl resize: the image grows, in place while its L1 table's clusters
+ * have room, else with the table moved; past the base it reads zeros, as
+ * qemu reads an overlay larger than its backing file.
+ */
+static void test_grow(void)
+{
+	const uint64_t big = 5ULL << 40, far = (9ULL << 39) / CHUNK; /* 5 TiB; chunk at 4.5 TiB */
+	uint64_t grown = 40ULL << 20, s64, s70, sfar, sector;
+	static char junk[CHUNK - BASE_SIZE % CHUNK];
+	struct seen seen = { 0 };
+	struct fixture f;
+	int valid;
+
+	TEST("grow: in place, then with the L1 table moved; qemu-img agrees");
+	setup(&f, "grow");
+	CHECK(create_cow(&f) == 0, "%s", f.s.error);
+	CHECK(f.s.dev_size == BASE_SIZE, "a new image holds the base's size (%llu)",
+	      (unsigned long long)f.s.dev_size);
+	s64 = write_chunk(&f, 64, 0xb6);
+	CHECK(write_chunk(&f, 3, 0xa3) && s64, "write chunks 3 and 64");
+	CHECK(P->commit(&f.s) == 0, "%s", f.s.error);
+	/* What an older module left past the base's end in the last chunk's cluster. */
+	memset(junk, 0xee, sizeof(junk));
+	CHECK(pwrite(f.s.cow_fd, junk, sizeof(junk), (off_t)(s64 * COW_SECTOR + BASE_SIZE % CHUNK)) ==
+	      sizeof(junk), "junk in the cluster's tail");
+	CHECK(P->locate(&f.s, 70, &sector, &valid) != 0, "chunk 70 is past the image");
+	CHECK(P->grow(&f.s, BASE_SIZE) == 0 && f.s.dev_size == BASE_SIZE, "growing to its size: nothing");
+	CHECK(P->grow(&f.s, grown) == 0, "grow to 40 MiB: %s", f.s.error);
+	CHECK(f.s.dev_size == grown, "dev_size follows");
+	CHECK(sh("truncate -s %llu %s", (unsigned long long)grown, f.model) == 0, "grow the model");
+	s70 = write_chunk(&f, 70, 0xc7);
+	CHECK(s70 != 0, "chunk 70 past the base: %s", f.s.error);
+	CHECK(P->commit(&f.s) == 0, "%s", f.s.error);
+	CHECK(qemu_check(f.cow) == 0, "qemu-img check after growing in place");
+	CHECK(sh("qemu-img info %s | grep -q 'virtual size: 40 MiB'", f.cow) == 0, "qemu-img info: 40 MiB");
+	CHECK(qemu_compare(&f) == 0, "zeros past the base's end (the last chunk's too); chunk 70 written");
+	CHECK(open_cow(&f) == 0 && f.s.dev_size == grown, "reopened: still 40 MiB (%s)", f.s.error);
+
+	CHECK(P->grow(&f.s, big) == 0, "grow to 5 TiB: %s", f.s.error);
+	sfar = write_chunk(&f, far, 0xd9);
+	CHECK(sfar != 0, "a chunk at 4.5 TiB: %s", f.s.error);
+	CHECK(P->commit(&f.s) == 0, "%s", f.s.error);
+	CHECK(qemu_check(f.cow) == 0, "qemu-img check after moving the L1 table (no leak of the old one)");
+	CHECK(sh("qemu-io -f qcow2 -c 'read -q -P 0xd9 4608G 64k' -c 'read -q -P 0xc7 %llu 64k' "
+		 "-c 'read -q -P 0 4607G 64k' -c 'read -q -P 0xa3 192k 64k' %s >/dev/null",
+		 70ULL * CHUNK, f.cow) == 0, "qemu-io reads every part back");
+	CHECK(open_cow(&f) == 0 && f.s.dev_size == big, "reopened: 5 TiB (%s)", f.s.error);
+	CHECK(P->for_each_mapping(&f.s, collect, &seen) == 0 && seen.n == 4 &&
+	      seen.chunk[2] == 70 && seen.sector[2] == s70 && seen.chunk[3] == far &&
+	      seen.sector[3] == sfar, "the mappings survive (%d)", seen.n);
+	CHECK(P->check(&f.s) == 0, "our own check: %s", f.s.error);
+	teardown(&f);
+}
+
 int main(void)
 {
 	int r;
@@ -855,6 +912,7 @@ int main(void)
 	test_grant_full();
 	test_unused();
 	test_l2_cache();
+	test_grow();
 	sh("rm -rf %s", dir);
 	return check_done("test-qcow2");
 }
