@@ -29,8 +29,8 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 LIB_SRC := lib/store.c lib/store-grow.c lib/blkdev.c lib/crc32c.c
 LIBA := $(B)/lib/libdmcow-store.a
 DAEMON_COMMON := daemon/log.c daemon/proto.c daemon/plugin-loader.c
-COWD_SRC := daemon/cowd.c daemon/server.c daemon/space.c daemon/store-lock.c daemon/image-lock.c daemon/table.c daemon/reload.c $(DAEMON_COMMON)
-COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-store.c daemon/cowctl-inspect.c daemon/cowctl-convert.c daemon/progress.c daemon/image-lock.c daemon/offline.c daemon/signature.c daemon/keyval.c \
+COWD_SRC := daemon/cowd.c daemon/server.c daemon/space.c daemon/store-lock.c daemon/image-lock.c daemon/table.c daemon/reload.c daemon/dmdev.c $(DAEMON_COMMON)
+COWCTL_SRC := daemon/cowctl.c daemon/cowctl-args.c daemon/cowctl-resize.c daemon/run-status.c daemon/cowctl-store.c daemon/cowctl-inspect.c daemon/cowctl-convert.c daemon/progress.c daemon/image-lock.c daemon/offline.c daemon/signature.c daemon/keyval.c \
 	daemon/store-check.c daemon/store-unused.c daemon/loopdev.c daemon/dmdev.c $(DAEMON_COMMON)
 PLUGINS := uml packed qcow2
 HELPERS := cow-pattern cow-hostile log-replay cow-failnth cow-ctlfuzz
@@ -200,7 +200,7 @@ $(F)/fuzz-cowctl-args: tests/fuzz/fuzz-cowctl-args.c daemon/cowctl-args.c daemon
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^)
 
 # cowd's message handling (server.c, included by the harness) over a plugin.
-FUZZ_COWD_SRC := daemon/space.c daemon/store-lock.c daemon/image-lock.c daemon/table.c daemon/reload.c daemon/log.c daemon/proto.c \
+FUZZ_COWD_SRC := daemon/space.c daemon/store-lock.c daemon/image-lock.c daemon/table.c daemon/reload.c daemon/dmdev.c daemon/log.c daemon/proto.c \
 	daemon/plugin-loader.c lib/blkdev.c lib/store.c lib/store-grow.c lib/crc32c.c
 $(F)/fuzz-cowd-%: tests/fuzz/fuzz-cowd.c daemon/server.c plugins/%.c $(FUZZ_COWD_SRC) $(wildcard include/*.h daemon/*.h)
 	@mkdir -p $(@D)

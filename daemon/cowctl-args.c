@@ -41,6 +41,8 @@ int parse_size(const char *s, uint64_t *bytes)
 		mult = 1ULL << 20;
 	else if (!strcasecmp(end, "g") || !strcasecmp(end, "gib") || !strcasecmp(end, "gb"))
 		mult = 1ULL << 30;
+	else if (!strcasecmp(end, "t") || !strcasecmp(end, "tib") || !strcasecmp(end, "tb"))
+		mult = 1ULL << 40;
 	else
 		return -1;
 	if (v > UINT64_MAX / mult)
@@ -77,6 +79,7 @@ static const struct {
 	{ "merge", CMD_MERGE, 1, 2 },
 	{ "reset", CMD_RESET, 1, 1 },
 	{ "convert", CMD_CONVERT, 1, 2 },
+	{ "resize", CMD_RESIZE, 2, 2 },
 	{ "help", CMD_HELP, 0, 0 },
 };
 
@@ -258,6 +261,15 @@ int cowctl_parse(int argc, char **argv, struct cowctl_args *a)
 	if (nargs == 3) {
 		a->base = pos[1];
 		a->cow = pos[2];
+	}
+	if (a->cmd == CMD_RESIZE) {
+		const char *v = pos[1];
+
+		a->size_relative = *v == '+';
+		if (parse_size(v + a->size_relative, &a->size_bytes) || !a->size_bytes ||
+		    a->size_bytes % 512)
+			return fail(a, "bad size '%s': a multiple of 512 bytes, as in 20G, or +5G for "
+				    "5 GiB more", v);
 	}
 	return 0;
 }

@@ -20,6 +20,7 @@ enum cowctl_cmd {
 	CMD_MERGE,
 	CMD_RESET,
 	CMD_CONVERT,
+	CMD_RESIZE,
 };
 
 struct cowctl_args {
@@ -40,6 +41,8 @@ struct cowctl_args {
 	int ignore_base_mtime;	/* --ignore-base-mtime: a UML base file's mtime changed */
 	const char *base_id;	/* --base-id: the base's label (packed) */
 	int repair;		/* check --repair */
+	uint64_t size_bytes;	/* resize: the new size, or how much more */
+	int size_relative;	/* resize +SIZE */
 	int json;
 	char error[256];
 };
@@ -47,7 +50,7 @@ struct cowctl_args {
 /* 0 on success; else -1 and a->error says what is wrong. */
 int cowctl_parse(int argc, char **argv, struct cowctl_args *a);
 
-/* "4096", "64k", "64KiB", "1M", "1MiB", "2G": bytes.  0 or -1. */
+/* "4096", "64k", "64KiB", "1M", "1MiB", "2G", "1T": bytes.  0 or -1. */
 int parse_size(const char *s, uint64_t *bytes);
 
 /* A valid device/group name: 1-64 of [A-Za-z0-9._-], not starting with . or -. */

@@ -144,7 +144,7 @@ static int convert_chunk(struct convert *c, const struct extents *e, size_t *fir
 static int convert_all(struct convert *c, const struct extents *e)
 {
 	uint64_t cs = c->dst.chunk_sectors, next = 0, last_chunk;
-	uint64_t dev_sectors = c->src->s.base_size / COW_SECTOR;
+	uint64_t dev_sectors = c->src->dev_size / COW_SECTOR;
 	struct progress pg;
 	size_t i, first = 0;
 	int r = 0;
@@ -203,6 +203,15 @@ static int create_target(struct convert *c, const char *out, const char *format,
 		c->dp->close(&c->dst);
 		c->dp = NULL;
 		r = cow_store_error(&c->dst, -EEXIST, "%s: not blank after it was created", out);
+	}
+	/* A store grown past its base: the new one holds as much. */
+	if (!r && o->dev_size > o->s.base_size) {
+		if (!COW_PLUGIN_HAS(c->dp, grow))
+			r = cow_store_error(&c->dst, -EOPNOTSUPP,
+					    "the store grew past its base (%llu bytes), which a %s store cannot hold",
+					    (unsigned long long)o->dev_size, c->dp->name);
+		else
+			r = c->dp->grow(&c->dst, o->dev_size);
 	}
 	return r;
 }

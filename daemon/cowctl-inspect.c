@@ -58,7 +58,7 @@ int cmd_info(const struct cowctl_args *a)
 		json_object_object_add(j, "format", json_object_new_string(o.p->name));
 		json_object_object_add(j, "base", json_object_new_string(o.base_path));
 		json_object_object_add(j, "base_id", json_object_new_string(inf.base_id));
-		json_add_u64(j, "virtual_bytes", o.s.base_size);
+		json_add_u64(j, "virtual_bytes", o.dev_size);
 		json_add_u64(j, "chunk_bytes", chunk_bytes);
 		json_add_u64(j, "chunks", o.nr_chunks);
 		json_add_u64(j, "chunks_mapped", mapped);
@@ -71,13 +71,15 @@ int cmd_info(const struct cowctl_args *a)
 		printf("store: %s\n"
 		       "format: %s\n"
 		       "base: %s%s%s%s\n"
-		       "virtual size: %llu bytes (the base's)\n"
+		       "virtual size: %llu bytes (%s)\n"
 		       "chunk size: %llu bytes\n"
 		       "chunks mapped: %llu of %llu (%llu bytes)\n"
 		       "store size: %llu bytes, %llu on disk\n",
 		       a->store, o.p->name, o.base_path, inf.base_id[0] ? " (label " : "",
 		       inf.base_id, inf.base_id[0] ? ")" : "",
-		       (unsigned long long)o.s.base_size, (unsigned long long)chunk_bytes,
+		       (unsigned long long)o.dev_size,
+		       o.dev_size > o.s.base_size ? "grown past the base, which reads as zeros" : "the base's",
+		       (unsigned long long)chunk_bytes,
 		       (unsigned long long)mapped, (unsigned long long)o.nr_chunks,
 		       (unsigned long long)(mapped * chunk_bytes),
 		       (unsigned long long)o.s.cow_size, (unsigned long long)disk_bytes(&o));
@@ -224,7 +226,7 @@ int cmd_map(const struct cowctl_args *a)
 
 	if (open_store_to_read(&o, a))
 		return 1;
-	m.end = o.s.base_size;
+	m.end = o.dev_size;
 	if (a->json) {
 		json_out_begun = 1;
 		printf("[");

@@ -310,10 +310,10 @@ static int overlay_one(void *ctx, uint64_t chunk, uint64_t sector)
 	uint64_t len = cb;
 	int r;
 
-	if (off >= c->o->s.base_size)
+	if (off >= c->o->dev_size)
 		return 0;
-	if (off + len > c->o->s.base_size)
-		len = c->o->s.base_size - off;
+	if (off + len > c->o->dev_size)
+		len = c->o->dev_size - off;
 	r = pread_full(c->o->s.cow_fd, c->buf, len, sector * COW_SECTOR);
 	if (!r)
 		r = pwrite_full(c->out_fd, c->buf, len, off);
@@ -334,10 +334,10 @@ static int overlay_extent(void *ctx, uint64_t sector, uint64_t count, uint64_t c
 		uint64_t n = count - done < step ? count - done : step;
 		uint64_t off = (sector + done) * COW_SECTOR, len = n * COW_SECTOR;
 
-		if (off >= c->o->s.base_size)
+		if (off >= c->o->dev_size)
 			break;
-		if (off + len > c->o->s.base_size)
-			len = c->o->s.base_size - off;
+		if (off + len > c->o->dev_size)
+			len = c->o->dev_size - off;
 		if (cow_sector == COW_EXTENT_ZERO)
 			memset(c->buf, 0, len);
 		else
@@ -384,6 +384,12 @@ static int in_place_target(struct offline_store *o, int *out_fd)
 		r = -errno;
 		log_err("base %s: %s", o->base_path, strerror(errno));
 		return r;
+	}
+	if (o->dev_size > o->s.base_size) {
+		log_err("the store grew past its base (%llu bytes > %llu): merge it into a new "
+			"image (--out FILE) instead", (unsigned long long)o->dev_size,
+			(unsigned long long)o->s.base_size);
+		return -EOPNOTSUPP;
 	}
 	if (o->named_base[0] && (stat(o->named_base, &named) || !same_file(&named, &checked))) {
 		log_err("the store was made over %s, not %s: merge --in-place writes only into "
@@ -442,13 +448,17 @@ int cmd_merge(const struct cowctl_args *a)
 		}
 		created = fstat(out_fd, &st) == 0 && S_ISREG(st.st_mode);
 		out_is_file = created;
-		if (out_is_file && ftruncate(out_fd, (off_t)o.s.base_size) < 0) {
+		if (out_is_file && ftruncate(out_fd, (off_t)o.dev_size) < 0) {
 			r = -errno;
 			log_err("%s: %s", target, strerror(errno));
-		} else if (!out_is_file && (fd_size(out_fd, &out_size, NULL) || out_size < o.s.base_size)) {
+		} else if (!out_is_file && (fd_size(out_fd, &out_size, NULL) || out_size < o.dev_size)) {
 			r = -ENOSPC;
-			log_err("%s is smaller than the base (%llu bytes)", target,
-				(unsigned long long)o.s.base_size);
+			log_err("%s is smaller than the device (%llu bytes)", target,
+				(unsigned long long)o.dev_size);
+		} else if (!out_is_file && o.dev_size > o.s.base_size) {
+			r = -EOPNOTSUPP;
+			log_err("the store grew past its base: merge it into a new file (--out FILE), "
+				"whose end reads as zeros");
 		}
 		progress_start(&pg, "copying the base", o.s.base_size);
 		if (!r)

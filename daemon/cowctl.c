@@ -31,11 +31,12 @@
 #include "cowctl-store.h"
 #include "cowctl-convert.h"
 #include "cowctl-inspect.h"
+#include "cowctl-resize.h"
+#include "run-status.h"
 #include "loopdev.h"
 #include "plugin-loader.h"
 #include "cow-store.h"
 
-#define RUN_DIR "/run/dm-cow"
 
 static void usage(FILE *f)
 {
@@ -67,6 +68,10 @@ static void usage(FILE *f)
 		"                     the base with the store's changes, as a new image or\n"
 		"                     into the base itself\n"
 		"  reset NAME         throw away the device's changes\n"
+		"  resize NAME [+]SIZE\n"
+		"                     grow the device online, to SIZE or by +SIZE: cowd grows\n"
+		"                     its store (qcow2 and packed can, uml cannot) and loads a\n"
+		"                     larger table; past the base it reads zeros until written\n"
 		"  convert STORE [BASE] --format FMT --out NEW [--chunk SIZE]\n"
 		"                     the store's changes in a new store of format FMT\n"
 		"                     (like qemu-img convert -B BASE)\n"
@@ -304,6 +309,20 @@ struct device_spec {
 };
 
 /*
+ * The device's size: the base's, or the store's if it grew past it
+ * (cowctl resize), as qemu takes an overlay's own virtual size.
+ */
+static uint64_t device_sectors(const char *cow, uint64_t base_size)
+{
+	struct cow_store_info info;
+	char format[32];
+
+	if (!offline_inspect(cow, format, sizeof(format), &info) && info.dev_size > base_size)
+		return info.dev_size / COW_SECTOR;
+	return base_size / COW_SECTOR;
+}
+
+/*
  * Attach BASE and COW, load the table, start cowd (unless no_daemon: the
  * device then goes live when a daemon serves it).  0 or 1 (said why).
  */
@@ -334,7 +353,7 @@ static int make_device(const struct device_spec *d)
 		 minor(base_dev), major(cow_dev), minor(cow_dev),
 		 (unsigned long long)d->chunk_sectors, d->features ? " " : "",
 		 d->features ? d->features : "");
-	if (dmdev_create(d->name, base_size / COW_SECTOR, "cow", params, d->read_only)) {
+	if (dmdev_create(d->name, device_sectors(d->cow, base_size), "cow", params, d->read_only)) {
 		log_err("%s: the kernel refused the table 'cow %s' (see dmesg)", d->name, params);
 		r = 1;
 		goto out;
@@ -620,20 +639,8 @@ static void read_daemon_status(const char *ident, struct daemon_fields *f)
 		KV(KV_DOUBLE, struct daemon_fields, last_suspend_ms, "last_suspend_ms"),
 		KV(KV_DOUBLE, struct daemon_fields, max_suspend_ms, "max_suspend_ms"),
 	};
-	char path[160], text[4096];
-	size_t len;
-	FILE *file;
-
 	memset(f, 0, sizeof(*f));
-	snprintf(path, sizeof(path), RUN_DIR "/%s.status", ident);
-	file = fopen(path, "re");
-	if (!file)
-		return;
-	f->found = 1;
-	len = fread(text, 1, sizeof(text) - 1, file);
-	text[len] = 0;
-	fclose(file);
-	kv_parse(text, fields, sizeof(fields) / sizeof(fields[0]), f);
+	f->found = run_status_read(ident, fields, sizeof(fields) / sizeof(fields[0]), f);
 }
 
 /* What status says of a device, gathered from its table, status and cowd. */
@@ -914,6 +921,8 @@ static int run_command(const struct cowctl_args *a)
 		return cmd_reset(a);
 	case CMD_CONVERT:
 		return cmd_convert(a);
+	case CMD_RESIZE:
+		return cmd_resize(a);
 	}
 	return 2;
 }

@@ -171,3 +171,79 @@ int dmdev_list(const char *target, void (*fn)(const char *name, void *ctx), void
 	dm_task_destroy(dmt);
 	return 0;
 }
+
+/*
+ * A DM_DEVICE_TABLE task run for NAME, or for MAJOR:MINOR when NAME is
+ * NULL, on its inactive table if asked; NULL if it failed.
+ */
+static struct dm_task *table_task(const char *name, unsigned int major, unsigned int minor,
+				  int inactive)
+{
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_TABLE);
+
+	if (!dmt)
+		return NULL;
+	if ((name ? !dm_task_set_name(dmt, name) :
+		    !dm_task_set_major(dmt, (int)major) || !dm_task_set_minor(dmt, (int)minor)) ||
+	    (inactive && !dm_task_query_inactive_table(dmt)) || !dm_task_run(dmt)) {
+		dm_task_destroy(dmt);
+		return NULL;
+	}
+	return dmt;
+}
+
+/* The length of the table @dmt read, in sectors; it is destroyed. */
+static uint64_t table_length(struct dm_task *dmt)
+{
+	uint64_t start, length, end = 0;
+	char *type, *params;
+	void *next = NULL;
+
+	do {
+		next = dm_get_next_target(dmt, next, &start, &length, &type, &params);
+		if (type)
+			end = start + length;
+	} while (type && next);
+	dm_task_destroy(dmt);
+	return end;
+}
+
+int dmdev_sectors(const char *name, uint64_t *sectors)
+{
+	struct dm_task *dmt = table_task(name, 0, 0, 0);
+
+	if (!dmt)
+		return -ENODEV;
+	*sectors = table_length(dmt);
+	return 0;
+}
+
+int dmdev_sectors_devt(unsigned int major, unsigned int minor, uint64_t *sectors)
+{
+	int inactive;
+
+	for (inactive = 0; inactive < 2; inactive++) {
+		struct dm_task *dmt = table_task(NULL, major, minor, inactive);
+
+		if (!dmt)
+			return -ENODEV;
+		*sectors = table_length(dmt);
+		if (*sectors)
+			return 0;
+	}
+	return -ENOENT;
+}
+
+int dmdev_message(const char *name, const char *message)
+{
+	struct dm_task *dmt = dm_task_create(DM_DEVICE_TARGET_MSG);
+
+	if (!dmt)
+		return -ENOMEM;
+	if (!dm_task_set_name(dmt, name) || !dm_task_set_sector(dmt, 0) ||
+	    !dm_task_set_message(dmt, message)) {
+		dm_task_destroy(dmt);
+		return -ENOMEM;
+	}
+	return run_task(dmt, 0);
+}

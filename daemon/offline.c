@@ -131,6 +131,9 @@ int offline_open(struct offline_store *o, const char *store_path, const char *ba
 		o->p = NULL;
 		return fail(o, r, "%s: %s", store_path, o->s.error[0] ? o->s.error : strerror(-r));
 	}
+	o->dev_size = o->s.dev_size > o->s.base_size ? o->s.dev_size : o->s.base_size;
+	o->nr_chunks = (o->dev_size + o->s.chunk_sectors * (uint64_t)COW_SECTOR - 1) /
+		       (o->s.chunk_sectors * (uint64_t)COW_SECTOR);
 	r = store_match_base_id(o->p, &o->s, &info);
 	if (r)
 		return fail(o, r, "%s: %s", store_path, o->s.error);

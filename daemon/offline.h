@@ -16,7 +16,8 @@ struct offline_store {
 	char base_path[PATH_MAX];
 	char named_base[PATH_MAX];	/* the base the header names; "" if none */
 	char error[512];
-	uint64_t nr_chunks;	/* chunks of the base */
+	uint64_t nr_chunks;	/* chunks of the device */
+	uint64_t dev_size;	/* the device's size: the base's, or more if the store grew */
 };
 
 #define OFFLINE_READ_ONLY 1		/* nothing is written */

@@ -88,6 +88,15 @@ struct cow_msg cow_msg_grant(uint64_t sector, uint64_t count)
 	return m;
 }
 
+struct cow_msg cow_msg_resized(uint64_t sectors, int error)
+{
+	struct cow_msg m = msg(COW_MSG_RESIZED);
+
+	m.sector = sectors;
+	m.error = error;
+	return m;
+}
+
 struct cow_msg cow_msg_drop(uint64_t first_chunk, uint64_t count)
 {
 	struct cow_msg m = msg(COW_MSG_DROP);
@@ -107,6 +116,13 @@ int cow_msg_check_incoming(const struct cow_msg *m, const struct cow_geometry *g
 	switch (m->type) {
 	case COW_MSG_HELLO:
 	case COW_MSG_COMMIT:
+		return 0;
+	case COW_MSG_RESIZE:
+		if (!m->sector || m->sector > COW_MAX_DEV_SECTORS ||
+		    m->chunk != (m->sector + g->chunk_sectors - 1) / g->chunk_sectors) {
+			*why = "RESIZE to no size, or with a chunk count that does not match it";
+			return -EINVAL;
+		}
 		return 0;
 	case COW_MSG_FAULT:
 	case COW_MSG_READY:
@@ -139,7 +155,8 @@ int cow_msg_hello_decode(const struct cow_msg *m, struct cow_geometry *g)
 
 	if (m->type != COW_MSG_HELLO || cs < 8 || cs > (1U << 21) || (cs & (cs - 1)))
 		return -EINVAL;
-	if (m->chunk != (m->sector + cs - 1) / cs)
+	/* The device may be larger than the base (grown), never smaller. */
+	if (m->chunk < (m->sector + cs - 1) / cs)
 		return -EINVAL;
 	g->nr_chunks = m->chunk;
 	g->base_sectors = m->sector;
@@ -160,6 +177,8 @@ const char *cow_msg_type_name(uint16_t type)
 	case COW_MSG_COMMIT: return "COMMIT";
 	case COW_MSG_COPY_FAILED: return "COPY_FAILED";
 	case COW_MSG_FILLING: return "FILLING";
+	case COW_MSG_RESIZE: return "RESIZE";
+	case COW_MSG_RESIZED: return "RESIZED";
 	case COW_MSG_COMMIT_FAILED: return "COMMIT_FAILED";
 	case COW_MSG_ATTACH: return "ATTACH";
 	case COW_MSG_MAP: return "MAP";

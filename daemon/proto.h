@@ -9,7 +9,7 @@
 #include "dm-cow-proto.h"
 
 struct cow_geometry {
-	uint64_t nr_chunks;
+	uint64_t nr_chunks;	/* of the device: more than the base's if grown */
 	uint64_t base_sectors;
 	uint32_t chunk_sectors;
 	uint64_t cow_sectors;
@@ -33,6 +33,8 @@ struct cow_msg cow_msg_commit_failed(uint64_t seq, int error);
 int cow_msg_use_version(uint16_t v);
 struct cow_msg cow_msg_grant(uint64_t sector, uint64_t count);
 struct cow_msg cow_msg_drop(uint64_t first_chunk, uint64_t count);
+/* The store holds @sectors now (error 0), or could not grow (error < 0). */
+struct cow_msg cow_msg_resized(uint64_t sectors, int error);
 
 /*
  * Check a message read from the kernel: 0 if it is well formed, else a

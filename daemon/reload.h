@@ -21,6 +21,7 @@ struct reload_job {
 	char cow_dev[32];	/* MAJ:MIN of the CoW device, for linear */
 	struct segment *segs;
 	size_t nsegs;
+	int resize;		/* the table of a new size (cowd's, not the thread's) */
 	/* out */
 	int error;
 	char why[256];

@@ -22,6 +22,7 @@
 #include "image-lock.h"
 #include "blkdev.h"
 #include "reload.h"
+#include "dmdev.h"
 #include "log.h"
 #include "server.h"
 #include "store-lock.h"
@@ -127,6 +128,10 @@ static int nomem_give_up(struct cowd *d, const struct cow_msg *m)
 	}
 	if (m->type != COW_MSG_MAP) {
 		log_err("%s: the kernel has no memory for %s", d->ident, desc);
+		if (m->type == COW_MSG_RESIZED) {
+			d->nr_refused++;	/* the device does not grow */
+			d->refused_errno = ENOMEM;
+		}
 		return 0;
 	}
 	log_err("%s: the kernel has no memory for %s; failing the chunk's writes", d->ident, desc);
@@ -172,6 +177,7 @@ static int ctl_send(struct cowd *d, const struct cow_msg *msgs, size_t n, int qu
 		}
 		/* The kernel refused msgs[i]: say so and go on with the rest. */
 		d->nr_refused++;
+		d->refused_errno = errno;
 		if (!(quiet_busy && errno == EBUSY)) {
 			cow_msg_describe(&msgs[i], desc, sizeof(desc));
 			log_warn("%s: kernel refused %s: %s", d->ident, desc, strerror(errno));
@@ -407,8 +413,100 @@ static int handle_ready(struct cowd *d, const struct cow_msg *m)
 	return 0;
 }
 
+/* The size of the device the store holds, in sectors. */
+static uint64_t store_sectors(const struct cowd *d)
+{
+	return (d->store.dev_size ? d->store.dev_size : d->store.base_size) / COW_SECTOR;
+}
+
+/*
+ * Make the store hold a device of @sectors (it never shrinks): committed
+ * first, as grow() wants.  0, or a negative errno with the reason logged.
+ */
+static int grow_store(struct cowd *d, uint64_t sectors)
+{
+	int r;
+
+	if (sectors <= store_sectors(d))
+		return 0;
+	if (!COW_PLUGIN_HAS(d->plugin, grow)) {
+		log_err("%s: the %s format cannot grow past %llu bytes; cowctl convert makes a qcow2 "
+			"or packed store of it, which can", d->ident, d->plugin->name,
+			(unsigned long long)store_sectors(d) * COW_SECTOR);
+		return -EOPNOTSUPP;
+	}
+	r = d->dirty || d->nunrecorded ? commit(d, 0) : 0;
+	if (!r && d->store_failing)
+		r = -EIO;
+	if (!r) {
+		d->store.error[0] = 0;
+		r = d->plugin->grow(&d->store, sectors * COW_SECTOR);
+	}
+	if (r) {
+		log_err("%s: cannot grow the store to %llu bytes: %s", d->ident,
+			(unsigned long long)sectors * COW_SECTOR,
+			d->store.error[0] ? d->store.error : strerror(-r));
+		/*
+		 * Refused before anything was written, or else what reached
+		 * the device is unknown (a header written, its sync failed):
+		 * only a new cowd, reading the store, knows (see commit()).
+		 */
+		if (r != -ENOMEM && r != -EFBIG && r != -EOPNOTSUPP && r != -EBUSY &&
+		    r != -ENOSPC && r != -EINVAL)
+			d->sync_lost = 1;
+		return r;
+	}
+	log_info("%s: the store grew to %llu bytes", d->ident,
+		 (unsigned long long)store_sectors(d) * COW_SECTOR);
+	return 0;
+}
+
+/*
+ * cowctl resize asked the kernel for a larger device: grow the store, say
+ * so (the kernel then takes a table of that size), and load one.
+ */
+static int handle_resize(struct cowd *d, const struct cow_msg *m)
+{
+	int r = grow_store(d, m->sector), w;
+	uint64_t refused;
+
+	/* Alone, to see whether the kernel took it (it checks the last chunk). */
+	w = flush_answers(d);
+	refused = d->nr_refused;
+	if (!w)
+		w = queue_answer(d, cow_msg_resized(m->sector, r));
+	if (!w)
+		w = flush_answers(d);
+	if (w)
+		return w;
+	if (!r && d->nr_refused != refused)
+		r = d->refused_errno ? -d->refused_errno : -EIO;	/* the kernel logged why */
+	d->resize_error = -r;
+	d->resize_sectors = m->sector;
+	d->nr_resizes++;
+	if (!r) {
+		if (m->chunk > d->geo.nr_chunks)
+			d->geo.nr_chunks = m->chunk;
+		if (m->sector > d->dev_sectors)
+			d->dev_sectors = m->sector;
+		d->resize_reload = 1;
+	}
+	write_status(d);
+	return 0;
+}
+
+/* After the replay: the store grows to the device's size (see size_at_start()). */
+static void grow_at_start(struct cowd *d)
+{
+	if (!grow_store(d, d->grow_to))
+		d->grow_to = 0;
+	else
+		stop(d, 1);
+}
+
 static int handle_batch(struct cowd *d, const struct cow_msg *msgs, size_t n)
 {
+	uint64_t resizes = d->nr_resizes;
 	int want_commit = 0, r = 0;
 	size_t i;
 
@@ -450,6 +548,9 @@ static int handle_batch(struct cowd *d, const struct cow_msg *msgs, size_t n)
 		case COW_MSG_FILLING:
 			r = handle_filling(d, &msgs[i]);
 			break;
+		case COW_MSG_RESIZE:
+			r = handle_resize(d, &msgs[i]);
+			break;
 		case COW_MSG_COMMIT:
 			/*
 			 * The kernel sends a COMMIT after every READY it
@@ -468,8 +569,10 @@ static int handle_batch(struct cowd *d, const struct cow_msg *msgs, size_t n)
 		r = commit(d, 1);
 	if (!r)
 		r = flush_answers(d);
-	if (!r && d->new_since_reload >= d->reload_after)
-		maybe_reload(d, 0);
+	if (!r && (d->new_since_reload >= d->reload_after || d->nr_resizes != resizes))
+		maybe_reload(d, d->nr_resizes != resizes);
+	if (!r && d->grow_to && d->replayed)
+		grow_at_start(d);
 	return r;
 }
 
@@ -508,14 +611,17 @@ static void write_status(struct cowd *d)
 	fprintf(f, "format=%s\nstore_used_bytes=%llu\nstore_size_bytes=%llu\nreloads=%llu\nlinear_segments=%zu\n"
 		"cow_segments=%zu\nlinear_chunks=%llu\ntree_chunks=%llu\ncapped=%d\n"
 		"last_suspend_ms=%.3f\nmax_suspend_ms=%.3f\npid=%d\nstore_failing=%d\n"
-		"restart_needed=%d\ncommit_errors=%llu\ncopy_errors=%llu\ngranted=%llu\n",
+		"restart_needed=%d\ncommit_errors=%llu\ncopy_errors=%llu\ngranted=%llu\n"
+		"device_bytes=%llu\nresizes=%llu\nresize_sectors=%llu\nresize_error=%d\n",
 		d->plugin->name,
 		(unsigned long long)(COW_PLUGIN_HAS(d->plugin, used_bytes) ? d->plugin->used_bytes(&d->store) : 0),
 		(unsigned long long)d->store.cow_size, (unsigned long long)d->nr_reloads, d->stats.linear_segments, d->stats.cow_segments,
 		(unsigned long long)d->stats.linear_chunks, (unsigned long long)d->stats.tree_chunks,
 		d->stats.capped, d->last_suspend_ms, d->max_suspend_ms, (int)getpid(),
 		d->store_failing, d->sync_lost, (unsigned long long)d->nr_commit_errors,
-		(unsigned long long)d->nr_copy_errors, (unsigned long long)d->granted);
+		(unsigned long long)d->nr_copy_errors, (unsigned long long)d->granted,
+		(unsigned long long)d->dev_sectors * COW_SECTOR, (unsigned long long)d->nr_resizes,
+		(unsigned long long)d->resize_sectors, d->resize_error);
 	fclose(f);
 	rename(tmp, d->status_path);
 }
@@ -535,7 +641,9 @@ static void maybe_reload(struct cowd *d, int force)
 	size_t i, nsegs = 0;
 	int r;
 
-	if (d->no_reload || d->reloader.running || (!force && !d->new_since_reload))
+	/* Even with --no-reload a resize needs one table, of the new size. */
+	if ((d->no_reload && !d->resize_reload) || d->reloader.running ||
+	    (!force && !d->new_since_reload))
 		return;
 	if (commit(d, 0) || flush_answers(d)) {
 		stop(d, 1);
@@ -550,9 +658,11 @@ static void maybe_reload(struct cowd *d, int force)
 		log_warn("%s: cannot read the device's table (%s); no reload", d->ident, strerror(-r));
 		return;
 	}
+	if (len < d->dev_sectors)
+		len = d->dev_sectors;
 	r = d->plugin->for_each_mapping(&d->store, collect_mapping, &l);
 	if (!r) {
-		struct table_policy pol = { d->max_segments, d->min_run };
+		struct table_policy pol = { d->no_reload ? 0 : d->max_segments, d->min_run };
 
 		r = table_build(l.m, l.n, len, d->geo.chunk_sectors, &pol, &segs, &nsegs,
 				&d->job_stats);
@@ -582,6 +692,7 @@ static void maybe_reload(struct cowd *d, int force)
 		return;
 	}
 	memset(&d->job, 0, sizeof(d->job));
+	d->job.resize = d->resize_reload;
 	d->job.dm_major = cow_dev_major(d->geo.md_dev);
 	d->job.dm_minor = cow_dev_minor(d->geo.md_dev);
 	snprintf(d->job.cow_params, sizeof(d->job.cow_params), "%s", params);
@@ -596,6 +707,7 @@ static void maybe_reload(struct cowd *d, int force)
 		return;
 	}
 	d->new_since_reload = 0;
+	d->resize_reload = 0;
 }
 
 static void reload_done_cb(EV_P_ ev_async *w, int revents)
@@ -609,14 +721,24 @@ static void reload_done_cb(EV_P_ ev_async *w, int revents)
 	if (job->error == -EBUSY) {
 		log_info("%s: no reload now: %s", d->ident, job->why);
 		d->new_since_reload = 1;	/* try again at the next interval */
+		d->resize_reload |= job->resize;
 		free(job->segs);
 		return;
 	}
 	if (job->error) {
 		log_err("%s: table reload failed: %s", d->ident, job->why);
+		if (job->resize) {
+			d->resize_reload = 1;
+			d->new_since_reload = 1;	/* try again at the next interval */
+			d->resize_error = -job->error;
+			write_status(d);
+		}
 		free(job->segs);
 		return;
 	}
+	if (job->resize)
+		log_info("%s: the device has %llu sectors now", d->ident,
+			 (unsigned long long)d->dev_sectors);
 	/* Linear segments serve these chunks now: the kernel may forget them. */
 	for (i = 0; i < job->nsegs; i++) {
 		const struct segment *s = &job->segs[i];
@@ -639,7 +761,11 @@ static void reload_done_cb(EV_P_ ev_async *w, int revents)
 		  d->ident, d->stats.linear_segments, d->stats.cow_segments,
 		  (unsigned long long)d->stats.tree_chunks,
 		  d->stats.capped ? " (segment limit reached)" : "", job->suspend_ms);
+	if (job->resize)
+		d->resize_error = 0;
 	write_status(d);
+	if (d->resize_reload)
+		maybe_reload(d, 1);	/* a resize came while this one ran */
 }
 
 static void reload_timer_cb(EV_P_ ev_timer *w, int revents)
@@ -759,6 +885,8 @@ static void ctl_cb(EV_P_ ev_io *w, int revents)
 				stop(d, 1);
 				return;
 			}
+			if (d->replayed && d->grow_to)
+				grow_at_start(d);
 			grant_more(d);
 			return;
 		}
@@ -938,6 +1066,40 @@ static int load_mappings(struct cowd *d)
 	return r ? r : lc.error;
 }
 
+/*
+ * The device's size against the store's.  A larger device (a table made
+ * so) has its store grown once the kernel's replay told cowd every
+ * location in use (grow_at_start()); a store that cannot grow is refused.
+ * A larger store is one a cowd grew and then stopped before it loaded the
+ * table (the kernel took the size, HELLO's chunks say): load it now.
+ */
+static int size_at_start(struct cowd *d)
+{
+	uint64_t table, stored = store_sectors(d), known;
+	int r;
+
+	r = dmdev_sectors_devt(cow_dev_major(d->geo.md_dev), cow_dev_minor(d->geo.md_dev), &table);
+	if (r) {
+		log_err("%s: cannot read the device's size: %s", d->ident, strerror(-r));
+		return r;
+	}
+	d->dev_sectors = table;
+	if (stored < table && !COW_PLUGIN_HAS(d->plugin, grow)) {
+		log_err("%s: the device (%llu bytes) is larger than the %s store (%llu bytes), which "
+			"cannot grow", d->ident, (unsigned long long)table * COW_SECTOR,
+			d->plugin->name, (unsigned long long)stored * COW_SECTOR);
+		return -EOPNOTSUPP;
+	}
+	if (stored < table)
+		d->grow_to = table;
+	known = d->geo.nr_chunks * d->geo.chunk_sectors;
+	if (stored > table && known > table) {
+		d->dev_sectors = stored < known ? stored : known;
+		d->resize_reload = 1;
+	}
+	return 0;
+}
+
 int cowd_start(struct cowd *d)
 {
 	char path[256];
@@ -978,6 +1140,9 @@ int cowd_start(struct cowd *d)
 	}
 	d->store_open = 1;
 	d->store_created = created;
+	r = size_at_start(d);
+	if (r)
+		return r;
 	/* A qcow2 image is QEMU's format: lock it as QEMU would. */
 	if (!strcmp(d->plugin->name, "qcow2") && d->space.fd >= 0) {
 		char why[300];

@@ -62,6 +62,15 @@ struct cowd {
 	int grant_wait;		/* the kernel holds all it may: wait for a use */
 	int grants_off;		/* the kernel refused a GRANT for good */
 
+	/* the device's size: the table's, or what a resize asked for */
+	uint64_t dev_sectors;
+	int resize_reload;	/* a resize waits for a table of dev_sectors */
+	int resize_error;	/* the last resize failed with this errno */
+	uint64_t resize_sectors;	/* the size the last RESIZE asked for */
+	uint64_t nr_resizes;	/* RESIZE messages answered */
+	uint64_t grow_to;	/* the store grows to this after the replay */
+	int refused_errno;	/* why the kernel refused the last message */
+
 	/* table reloads */
 	struct reloader reloader;
 	struct reload_job job;

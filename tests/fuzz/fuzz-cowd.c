@@ -12,7 +12,8 @@
  * (one the input named in a FILLING or READY, or an earlier MAP gave).
  *
  * Most messages are steered into the geometry (chunk modulo the chunk
- * count, sectors onto the chunk grid) so that runs go deep; a message with
+ * count, sectors onto the chunk grid, a RESIZE to at most five times the
+ * base) so that runs go deep; a message with
  * bit 31 of its flags set is sent as the fuzzer made it.
  */
 #include <errno.h>
@@ -116,6 +117,12 @@ static void check_answers(struct cowd *d, struct oracle *o)
 		int64_t who;
 
 		o->answers += sizeof(m);
+		if (m.type == COW_MSG_RESIZED && !m.error &&
+		    (d->store.dev_size ? d->store.dev_size : d->store.base_size) < m.sector * COW_SECTOR) {
+			fprintf(stderr, "RESIZED to %llu sectors, but the store holds %llu bytes\n",
+				(unsigned long long)m.sector, (unsigned long long)d->store.dev_size);
+			abort();
+		}
 		if (m.type != COW_MSG_MAP || (m.flags & COW_MAP_DATA_VALID))
 			continue;
 		if (m.sector < d->phase || (m.sector - d->phase) % CHUNK_SECTORS ||
@@ -175,7 +182,7 @@ static void learn_replay(const struct cowd *d, struct oracle *o, const struct co
 static void steer(struct cow_msg *m, uint64_t phase)
 {
 	static const uint16_t types[] = { COW_MSG_FAULT, COW_MSG_READY, COW_MSG_COMMIT,
-					  COW_MSG_COPY_FAILED, COW_MSG_FILLING };
+					  COW_MSG_COPY_FAILED, COW_MSG_FILLING, COW_MSG_RESIZE };
 
 	if (m->flags & RAW_FLAG) {
 		m->flags &= ~RAW_FLAG;
@@ -184,6 +191,12 @@ static void steer(struct cow_msg *m, uint64_t phase)
 	m->version = COW_PROTO_VERSION;
 	m->type = types[m->type % (sizeof(types) / sizeof(types[0]))];
 	m->flags &= COW_READY_REPLAY | COW_READY_GRANTED | COW_COPY_BASE_ERROR;
+	if (m->type == COW_MSG_RESIZE) {
+		/* Up to four times the base: the store grows, or refuses to. */
+		m->sector = BASE_BYTES / COW_SECTOR + m->sector % (4 * BASE_BYTES / COW_SECTOR);
+		m->chunk = (m->sector + CHUNK_SECTORS - 1) / CHUNK_SECTORS;
+		return;
+	}
 	m->chunk %= NR_CHUNKS;
 	m->sector = phase + m->sector % (COW_BYTES / COW_SECTOR / CHUNK_SECTORS) * CHUNK_SECTORS;
 }

@@ -25,6 +25,7 @@ static void test_sizes(void)
 	CHECK(parse_size("4x", &v) == -1, "bad unit");
 	CHECK(parse_size("99999999999999999999", &v) == -1, "overflow");
 	CHECK(parse_size("17179869184G", &v) == -1, "overflow by unit");
+	CHECK(parse_size("3T", &v) == 0 && v == 3ULL << 40, "T");
 }
 
 static void test_names(void)
@@ -70,6 +71,17 @@ static void test_commands(void)
 	      "bad name: %s", a.error);
 	CHECK(PARSE(&a, "create", "g1", "b", "c", "--json") == -1 && strstr(a.error, "unknown option"),
 	      "--json is for status: %s", a.error);
+
+	TEST("resize");
+	CHECK(PARSE(&a, "resize", "g1", "20G") == 0 && a.cmd == CMD_RESIZE && !strcmp(a.name, "g1") &&
+	      a.size_bytes == 20ULL << 30 && !a.size_relative, "resize NAME SIZE: %s", a.error);
+	CHECK(PARSE(&a, "resize", "g1", "+512M") == 0 && a.size_bytes == 512ULL << 20 &&
+	      a.size_relative, "resize NAME +SIZE: %s", a.error);
+	CHECK(PARSE(&a, "resize", "g1", "1000") == -1 && strstr(a.error, "multiple of 512"),
+	      "not whole sectors: %s", a.error);
+	CHECK(PARSE(&a, "resize", "g1", "0") == -1, "zero");
+	CHECK(PARSE(&a, "resize", "g1", "-1G") == -1, "shrink by: refused");
+	CHECK(PARSE(&a, "resize", "g1") == -1 && strstr(a.error, "needs 2"), "no size: %s", a.error);
 
 	TEST("other commands");
 	CHECK(PARSE(&a, "remove", "g1") == 0 && a.cmd == CMD_REMOVE, "remove");

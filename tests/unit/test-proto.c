@@ -111,6 +111,24 @@ static void test_incoming(void)
 	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "a COPY_FAILED of chunk 2^64-1");
 	m.type = COW_MSG_COMMIT;
 	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == 0, "a COMMIT names no chunk");
+
+	TEST("incoming: RESIZE");
+	memset(&m, 0, sizeof(m));
+	m.version = COW_PROTO_VERSION;
+	m.type = COW_MSG_RESIZE;
+	m.sector = 300 * 128 + 1;
+	m.chunk = 301;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == 0, "a RESIZE past the device's chunks");
+	m.chunk = 300;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "chunks not covering the size");
+	m.sector = 0;
+	m.chunk = 0;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "a RESIZE to nothing");
+	m.sector = COW_MAX_DEV_SECTORS + 128;
+	m.chunk = m.sector / 128;
+	CHECK(cow_msg_check_incoming(&m, &g, 8, &why) == -EINVAL, "a RESIZE past what dm-cow serves");
+	m = cow_msg_resized(4096, -ENOSPC);
+	CHECK(m.type == COW_MSG_RESIZED && m.sector == 4096 && m.error == -ENOSPC, "RESIZED");
 }
 
 static void test_hello(void)
@@ -134,6 +152,9 @@ static void test_hello(void)
 	CHECK(cow_dev_major(g.cow_dev) == 259 && cow_dev_minor(g.cow_dev) == 0x12, "cow dev");
 	m.chunk = 7;
 	CHECK(cow_msg_hello_decode(&m, &g) == -EINVAL, "chunk count must cover the partial chunk");
+	m.chunk = 20;
+	CHECK(cow_msg_hello_decode(&m, &g) == 0 && g.nr_chunks == 20 && g.base_sectors == 1000,
+	      "a device grown past its base");
 	m.chunk = 8;
 	m.arg[0] = 96;
 	CHECK(cow_msg_hello_decode(&m, &g) == -EINVAL, "chunk not a power of two");
