@@ -10,13 +10,12 @@
  * Device sector S is base sector S.  Reads of chunks that were never written
  * go to the base device (past its end, on a device grown larger by cowctl
  * resize, they read as zeros); chunks in the remap tree go to the CoW
- * device; the
- * first write to any other chunk takes a location the daemon granted in
- * advance, or is queued while a FAULT goes to the daemon through the
- * group's control device (see include/dm-cow-proto.h); the chunk is filled
- * by the write itself if it covers the chunk, or else by one write of the
- * base chunk with the queued writes merged in (a kcopyd copy if the chunk is
- * too large for that, or memory short).
+ * device; the first write to any other chunk takes a location the daemon
+ * granted in advance, or is queued while a FAULT goes to the daemon through
+ * the group's control device (see include/dm-cow-proto.h); the chunk is
+ * filled by the write itself if it covers the chunk, or else by one write of
+ * the base chunk with the queued writes merged in (a kcopyd copy if the
+ * chunk is too large for that, or memory short; zeros past the base).
  *
  * This file is the target: table parsing, the I/O path, status and
  * messages.  The group state is in dm-cow-group.c, the control device in
