@@ -98,7 +98,7 @@ int cmd_resize(const struct cowctl_args *a)
 		/* Its answer to this request: of a new cowd, or a new one of this. */
 		if (st.sectors == want / 512 && (st.pid != before.pid || st.resizes > before.resizes) &&
 		    st.error) {
-			log_err("%s: cowd could not grow the store: %s (its log says more)", a->name,
+			log_err("%s: cowd could not grow the device: %s (its log says more)", a->name,
 				strerror(st.error));
 			return 1;
 		}
