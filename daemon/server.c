@@ -1070,8 +1070,9 @@ static int load_mappings(struct cowd *d)
  * The device's size against the store's.  A larger device (a table made
  * so) has its store grown once the kernel's replay told cowd every
  * location in use (grow_at_start()); a store that cannot grow is refused.
- * A larger store is one a cowd grew and then stopped before it loaded the
- * table (the kernel took the size, HELLO's chunks say): load it now.
+ * A store grown past its base and larger than the table is one a cowd grew
+ * and then stopped before it loaded the table (the kernel took the size,
+ * HELLO's chunks say): load it now.
  */
 static int size_at_start(struct cowd *d)
 {
@@ -1093,7 +1094,8 @@ static int size_at_start(struct cowd *d)
 	if (stored < table)
 		d->grow_to = table;
 	known = d->geo.nr_chunks * d->geo.chunk_sectors;
-	if (stored > table && known > table) {
+	/* (A store of the base's size over a shorter table is a table of part of it.) */
+	if (stored > table && stored > d->geo.base_sectors && known > table) {
 		d->dev_sectors = stored < known ? stored : known;
 		d->resize_reload = 1;
 	}
